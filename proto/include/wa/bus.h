@@ -1,0 +1,121 @@
+/*
+ * bus.h - nng plumbing shared by every service.
+ *
+ * Sockets are always opened through wa_bus_open(), which sets
+ * NNG_OPT_RECVMAXSZ and send/receive timeouts before the socket listens or
+ * dials: nng's defaults (unlimited size, infinite wait) are never in force.
+ *
+ * Threading: a socket may be shared by many threads. wa_bus_call() opens one
+ * nng context per call, so concurrent calls on one REQ socket do not wait for
+ * each other. A wa_bus_server_t runs its handler on nng's callback threads.
+ */
+#ifndef WA_BUS_H
+#define WA_BUS_H
+
+#include <stddef.h>
+
+#include <nng/nng.h>
+
+#include "wa/envelope.h"
+#include "wa/err.h"
+
+typedef enum wa_sock_kind {
+    WA_SOCK_REQ,
+    WA_SOCK_REP,
+    WA_SOCK_PUB,
+    WA_SOCK_SUB,
+} wa_sock_kind_t;
+
+typedef enum wa_sock_mode {
+    WA_SOCK_DIAL,   /* connect; retried in the background until it succeeds */
+    WA_SOCK_LISTEN, /* bind; fails at once if the address is taken */
+} wa_sock_mode_t;
+
+typedef struct wa_sock_opts {
+    size_t recv_max;     /* bytes; 0 = WA_ENVELOPE_MAX */
+    int send_timeout_ms; /* 0 = WA_BUS_DEFAULT_TIMEOUT_MS */
+    int recv_timeout_ms; /* 0 = WA_BUS_DEFAULT_TIMEOUT_MS */
+} wa_sock_opts_t;
+
+#define WA_BUS_DEFAULT_TIMEOUT_MS 5000
+
+/*
+ * Open a socket of kind on url (tcp://, ipc://, inproc://), listening or
+ * dialing, with opts (NULL = defaults). On success *out is set and the caller
+ * closes it with nng_close(). On failure nothing is left open: WA_EINVAL for
+ * a bad url, WA_EUNAVAIL if the address cannot be bound.
+ */
+wa_err_t wa_bus_open(wa_sock_kind_t kind, wa_sock_mode_t mode, const char *url,
+                     const wa_sock_opts_t *opts, nng_socket *out);
+
+/* Translate an nng error into ours (NNG_ETIMEDOUT -> WA_ETIMEDOUT, ...). */
+wa_err_t wa_bus_err(int nng_rv);
+
+/*
+ * Synchronous request on a REQ socket, for a worker thread: one context,
+ * encode, send, wait at most timeout_ms in all, decode. rid must be unique
+ * per logical operation (retries keep it: servers are idempotent by rid).
+ *
+ * Returns WA_OK with rep->data set (owned by rep: wa_reply_clear()), the
+ * remote error code with rep->message set, or a transport error
+ * (WA_ETIMEDOUT, WA_ECLOSED, WA_EPROTO) with rep zeroed. Thread-safe.
+ */
+wa_err_t wa_bus_call(nng_socket req, wa_op_t op, const char *user,
+                     const char *rid, const cJSON *args, int timeout_ms,
+                     wa_reply_t *rep);
+
+/* A request being served. Valid from the handler call until it is answered. */
+typedef struct wa_bus_job wa_bus_job_t;
+
+/* The request of a job; valid until the job is answered. */
+const wa_request_t *wa_bus_job_request(const wa_bus_job_t *job);
+
+/*
+ * Called once for each well-formed request. The handler (or whoever it hands
+ * the job to, on any thread) must answer it exactly once with
+ * wa_bus_reply_ok() or wa_bus_reply_err(). Malformed requests never reach the
+ * handler: the server answers them with the decoder's error itself.
+ */
+typedef void (*wa_bus_handler_fn)(void *arg, wa_bus_job_t *job);
+
+/* Answer a job with data (consumed; NULL = null). The job is gone after. */
+void wa_bus_reply_ok(wa_bus_job_t *job, cJSON *data);
+
+/* Answer a job with an error; message may be NULL. The job is gone after. */
+void wa_bus_reply_err(wa_bus_job_t *job, wa_err_t err, const char *message);
+
+typedef struct wa_bus_server wa_bus_server_t;
+
+/*
+ * Serve requests on an open REP socket with `workers` concurrent contexts
+ * (1..256), each receiving, calling handler, and sending the answer.
+ * The socket stays owned by the caller. *out on success.
+ */
+wa_err_t wa_bus_server_start(nng_socket rep, int workers,
+                             wa_bus_handler_fn handler, void *arg,
+                             wa_bus_server_t **out);
+
+/*
+ * Stop receiving and free the server. Jobs still held by the handler must be
+ * answered before this is called (their answers are then dropped if the
+ * socket is gone); in-flight receives and sends are cancelled.
+ */
+void wa_bus_server_stop(wa_bus_server_t *srv);
+
+/* Publish ev on a PUB socket (best effort, as nng PUB is). */
+wa_err_t wa_bus_publish(nng_socket pub, const wa_event_t *ev);
+
+/* Subscribe a SUB socket to one user's events, or all with user == NULL. */
+wa_err_t wa_bus_subscribe(nng_socket sub, const char *user);
+
+/*
+ * Receive one event from a SUB socket, waiting at most the socket's receive
+ * timeout. WA_ETIMEDOUT when none came; a malformed message returns the
+ * decoder's error (and is consumed). On success wa_event_clear(ev) later.
+ */
+wa_err_t wa_bus_recv_event(nng_socket sub, wa_event_t *ev);
+
+/* Make a fresh request id (24 hex chars) into buf (>= WA_RID_MAX + 1). */
+void wa_rid_new(char *buf, size_t len);
+
+#endif /* WA_BUS_H */

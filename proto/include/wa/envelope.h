@@ -1,0 +1,162 @@
+/*
+ * envelope.h - the bus contract of DESIGN §6: operation names, and the
+ * encoder/decoder of every message that crosses nng.
+ *
+ *   request  {"v":1,"op":"<op>","user":"<id>","rid":"<id>","args":{...}}
+ *   reply    {"v":1,"ok":true,"data":<any>}
+ *            {"v":1,"ok":false,"code":"<machine code>","message":"<text>"}
+ *   event    <user-id>\n{"v":1,"type":"<type>","data":{...},
+ *                        "timestamp":"<iso8601>","seq":<n>}
+ *
+ * Decoders check everything: size, UTF-8, JSON syntax, version, every field's
+ * presence, type and length. They never crash on hostile bytes and return a
+ * wa_err_t naming what was wrong. Encoders and decoders are thread-safe.
+ * Buffers returned through `char **out` are malloc'd; the caller frees them
+ * with free().
+ */
+#ifndef WA_ENVELOPE_H
+#define WA_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "wa/err.h"
+
+#define WA_ENVELOPE_VERSION 1
+
+/* Largest message the bus carries; sockets set NNG_OPT_RECVMAXSZ to this. */
+#define WA_ENVELOPE_MAX (4u * 1024u * 1024u)
+/* Longest user id, request id, error message and timestamp, in bytes. */
+#define WA_USER_MAX 128
+#define WA_RID_MAX 64
+#define WA_MESSAGE_MAX 256
+#define WA_TIMESTAMP_MAX 32
+#define WA_EVENT_TYPE_MAX 16
+
+/* Every bus operation. The table in envelope.c maps each to its name. */
+typedef enum wa_op {
+    /* store-svc */
+    WA_OP_PING = 0,          /* "ping": liveness, any service */
+    WA_OP_SESSION_GET,       /* "session.get" */
+    WA_OP_SESSION_UPSERT,    /* "session.upsert" */
+    WA_OP_SESSION_LIST,      /* "session.list" */
+    WA_OP_LOG_APPEND,        /* "log.append" */
+    WA_OP_LOG_LIST,          /* "log.list" */
+    WA_OP_EVENT_RECORD,      /* "event.record": log + assign the user's seq */
+    WA_OP_INSTANCE_REGISTER, /* "instance.register" */
+    WA_OP_INSTANCE_HEARTBEAT,/* "instance.heartbeat" */
+    WA_OP_INSTANCE_LIST,     /* "instance.list" */
+    WA_OP_PLACEMENT_RESOLVE, /* "placement.resolve" */
+    WA_OP_PLACEMENT_LIST,    /* "placement.list": users placed on an instance */
+    WA_OP_DIAG,              /* "diag": counts and versions */
+    /* session-svc */
+    WA_OP_WA_CONNECT,        /* "wa.connect" */
+    WA_OP_WA_DISCONNECT,     /* "wa.disconnect" */
+    WA_OP_WA_STATUS,         /* "wa.status" */
+    WA_OP_WA_CHATS,          /* "wa.chats" */
+    WA_OP_WA_MESSAGES,       /* "wa.messages" */
+    WA_OP_WA_SEND,           /* "wa.send" */
+    WA_OP_WA_CHAT_BY_PHONE,  /* "wa.chat_by_phone" */
+    WA_OP_COUNT              /* not an operation */
+} wa_op_t;
+
+/* Name of op ("session.get"), or NULL if op is out of range. */
+const char *wa_op_name(wa_op_t op);
+
+/* Look a name up; WA_OK and *out set, or WA_EUNKNOWNOP. */
+wa_err_t wa_op_from_name(const char *name, wa_op_t *out);
+
+/* Event types of DESIGN §5. */
+typedef enum wa_event_type {
+    WA_EV_STATUS = 0,
+    WA_EV_QR,
+    WA_EV_READY,
+    WA_EV_MESSAGE,
+    WA_EV_DISCONNECTED,
+    WA_EV_ERROR,
+    WA_EV_RESYNC,
+    WA_EV_COUNT
+} wa_event_type_t;
+
+const char *wa_event_type_name(wa_event_type_t type);
+wa_err_t wa_event_type_from_name(const char *name, wa_event_type_t *out);
+
+/* A decoded request. args is always a JSON object, owned by the struct. */
+typedef struct wa_request {
+    wa_op_t op;
+    char user[WA_USER_MAX + 1]; /* may be "" for operations without a user */
+    char rid[WA_RID_MAX + 1];
+    cJSON *args;
+} wa_request_t;
+
+/* A decoded reply. On ok, data is owned (may be a JSON null, never NULL);
+ * otherwise err and message describe the failure and data is NULL. */
+typedef struct wa_reply {
+    int ok;
+    wa_err_t err;
+    char message[WA_MESSAGE_MAX + 1];
+    cJSON *data;
+} wa_reply_t;
+
+/* An event. data is a JSON object owned by the struct. */
+typedef struct wa_event {
+    char user[WA_USER_MAX + 1];
+    wa_event_type_t type;
+    int64_t seq; /* >= 1 once store-svc recorded it; 0 = not yet assigned */
+    char timestamp[WA_TIMESTAMP_MAX + 1];
+    cJSON *data;
+} wa_event_t;
+
+/*
+ * Check that a user id or request id is acceptable on the bus: 1..max bytes
+ * of valid UTF-8 without control characters (user) or of printable ASCII
+ * (rid). Used by the decoders and by every producer.
+ */
+wa_err_t wa_check_user(const char *user);
+wa_err_t wa_check_rid(const char *rid);
+
+/* Is buf[0..len) valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF)? */
+int wa_utf8_valid(const void *buf, size_t len);
+
+/*
+ * Encode a request. user may be "" (operations that name no user); args may
+ * be NULL (encoded as {}) and must otherwise be an object. The encoder does
+ * not take ownership of args.
+ */
+wa_err_t wa_request_encode(wa_op_t op, const char *user, const char *rid,
+                           const cJSON *args, char **out, size_t *outlen);
+
+/* Decode buf into *req (zeroed first). On failure *req holds nothing to
+ * free. On success release it with wa_request_clear(). */
+wa_err_t wa_request_decode(const void *buf, size_t len, wa_request_t *req);
+void wa_request_clear(wa_request_t *req);
+
+/* Encode a success reply; data may be NULL (encoded as null). Not consumed. */
+wa_err_t wa_reply_encode_ok(const cJSON *data, char **out, size_t *outlen);
+
+/* Encode an error reply; message may be NULL (wa_strerror(err) is used) and
+ * is truncated to WA_MESSAGE_MAX bytes on a UTF-8 boundary. err != WA_OK. */
+wa_err_t wa_reply_encode_err(wa_err_t err, const char *message, char **out,
+                             size_t *outlen);
+
+wa_err_t wa_reply_decode(const void *buf, size_t len, wa_reply_t *rep);
+void wa_reply_clear(wa_reply_t *rep);
+
+/* Initialise an event (data = new empty object). Returns WA_ENOMEM. */
+wa_err_t wa_event_init(wa_event_t *ev, const char *user, wa_event_type_t type);
+
+/* Encode as "<user>\n<json>" for PUB. Not consumed. */
+wa_err_t wa_event_encode(const wa_event_t *ev, char **out, size_t *outlen);
+wa_err_t wa_event_decode(const void *buf, size_t len, wa_event_t *ev);
+
+/* Encode the WebSocket frame {"type","data","timestamp","seq"}. */
+wa_err_t wa_event_frame(const wa_event_t *ev, char **out, size_t *outlen);
+void wa_event_clear(wa_event_t *ev);
+
+/* Current UTC time as ISO-8601 with milliseconds: 2026-11-26T10:00:00.123Z.
+ * buf must hold WA_TIMESTAMP_MAX + 1 bytes. */
+void wa_timestamp_now(char *buf, size_t len);
+
+#endif /* WA_ENVELOPE_H */

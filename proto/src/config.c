@@ -1,0 +1,2 @@
+/* placeholder: replaced by the module's implementation. */
+typedef int wa_placeholder_config;

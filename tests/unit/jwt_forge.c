@@ -1,0 +1,1 @@
+/* placeholder */ typedef int wa_placeholder_forge;
