@@ -9,13 +9,15 @@
  * token or a message body cannot reach a log by accident:
  *   - a field whose key names a secret or a body (token, authorization,
  *     secret, password, jwt, body, text, qr, cookie, and any
- *     key ending in one of those) is written as "[redacted]";
+ *     key containing one of those) is written as "[redacted]";
  *   - in every value and in msg, anything shaped like a JWT (eyJ... with two
  *     dots) or following "Bearer " is replaced by "[redacted]".
  * Thread-safe: each record is written with one write(2).
  */
 #ifndef WA_LOG_H
 #define WA_LOG_H
+
+#include "wa/config.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +31,10 @@ typedef enum wa_log_level {
 
 /* "debug", "info", "warn", "error", NULL-terminated: for WA_CFG_ENUM_SPEC. */
 extern const char *const wa_log_level_names[];
+
+/* LOG_LEVEL as a config table entry; ptr is an int *. */
+#define WA_LOG_LEVEL_SPEC(ptr)                                                 \
+    WA_CFG_ENUM_SPEC("LOG_LEVEL", (ptr), "info", wa_log_level_names)
 
 /* Set the service tag and the lowest level written. Call once in main(). */
 void wa_log_init(const char *service, wa_log_level_t level);
@@ -53,8 +59,11 @@ void wa_log_emit(wa_log_level_t level, const char *rid, const char *fmt, ...)
 void wa_log_kv(wa_log_level_t level, const char *rid, const char *msg, ...)
     __attribute__((sentinel));
 
-/* Format one record into buf (for tests and wa_log_*); returns its length,
- * truncated to len - 1, always NUL-terminated and ending in "}\n". */
+/*
+ * Format one record into buf (len >= 1024, else 0 is returned) and return
+ * its length: at most len - 1, NUL-terminated, valid JSON ending in "}\n"
+ * (the message and fields are cut to fit). kv holds nkv key/value pairs.
+ */
 size_t wa_log_format(char *buf, size_t len, wa_log_level_t level,
                      const char *rid, const char *msg, const char *const *kv,
                      size_t nkv);

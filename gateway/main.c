@@ -1,0 +1,74 @@
+/*
+ * gateway - the HTTP front door (DESIGN §4): authenticates each request and
+ * answers it from store-svc and the session-svc instance that owns the user.
+ *
+ * This file is process plumbing only: configuration, the bus sockets, the
+ * HTTP server, signals and teardown. Routes live in their own files.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "gateway.h"
+#include "wa/log.h"
+#include "wa/service.h"
+
+int main(void)
+{
+    gw_t gw = {0};
+    gw_config_t *cfg = &gw.cfg;
+    const wa_config_spec_t specs[] = {
+        WA_CFG_INT_SPEC("PORT", &cfg->port, "3001", 1, 65535),
+        WA_AUTH_CONFIG_SPECS(&cfg->auth),
+        WA_CFG_STR_SPEC("ALLOWED_ORIGINS", &cfg->allowed_origins, NULL, 0,
+                        65536),
+        WA_CFG_INT_SPEC("RATE_LIMIT_RPS", &cfg->rate_rps, "20", 1, 1000000),
+        WA_CFG_INT_SPEC("RATE_LIMIT_BURST", &cfg->rate_burst, "40", 1, 1000000),
+        WA_CFG_URL_SPEC("STORE_URL", &cfg->store_url, "tcp://127.0.0.1:5560"),
+        WA_CFG_INT_SPEC("GATEWAY_THREADS", &cfg->threads, "32", 2, 1024),
+        WA_CFG_INT_SPEC("BUS_TIMEOUT_MS", &cfg->bus_timeout_ms, "3000", 50,
+                        60000),
+        WA_LOG_LEVEL_SPEC(&cfg->log_level),
+    };
+    const size_t nspecs = sizeof(specs) / sizeof(specs[0]);
+    char err[256];
+    int status = 1;
+    wa_err_t rv;
+
+    wa_service_load_config(GW_SERVICE, specs, nspecs);
+    if (wa_auth_new(&cfg->auth, &gw.auth, err, sizeof(err)) != WA_OK)
+        wa_service_config_fail(GW_SERVICE, "configuration: %s", err);
+    if ((gw.origins = wa_strv_split(cfg->allowed_origins)) == NULL)
+        wa_service_config_fail(GW_SERVICE, "out of memory");
+    wa_log_init(GW_SERVICE, (wa_log_level_t)cfg->log_level);
+    if (wa_auth_dev_mode(gw.auth))
+        wa_warn(NULL, "AUTH_DEV_MODE=1: insecure 'UserId' and raw bearer "
+                      "tokens are accepted; never use this in production");
+    if (wa_service_signals() != WA_OK) {
+        wa_error(NULL, "cannot install signal handlers");
+        goto out;
+    }
+    if ((rv = wa_bus_open(WA_SOCK_REQ, WA_SOCK_DIAL, cfg->store_url, NULL,
+                          &gw.store)) != WA_OK) {
+        wa_error(NULL, "cannot dial %s: %s", cfg->store_url, wa_strerror(rv));
+        goto out;
+    }
+    gw.started_ms = wa_now_ms();
+    if ((rv = gw_http_start(&gw, err, sizeof(err))) != WA_OK) {
+        wa_error(NULL, "%s", err);
+        goto out;
+    }
+    wa_info(NULL, "listening on port %ld, store at %s", cfg->port,
+            cfg->store_url);
+
+    wa_service_wait(-1);
+    wa_info(NULL, "stopping");
+    status = 0;
+out:
+    gw_http_stop(&gw);
+    if (nng_socket_id(gw.store) > 0)
+        nng_close(gw.store);
+    wa_strv_free(gw.origins);
+    wa_auth_free(gw.auth);
+    wa_config_free(specs, nspecs);
+    return status;
+}

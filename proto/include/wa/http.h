@@ -1,0 +1,72 @@
+/*
+ * http.h - CivetWeb as gateway and notifier-svc run it (library wahttp).
+ *
+ * One place decides how a CivetWeb server is started: our own CORS (its
+ * built-in answer of "*" to every preflight is switched off), no access log
+ * (it would record ?token=), no file serving, bounded request size, timeouts
+ * and threads. And one way to answer JSON and errors (DESIGN §4 shape).
+ */
+#ifndef WA_HTTP_H
+#define WA_HTTP_H
+
+#include <stdbool.h>
+
+#include <civetweb.h>
+#include <cjson/cJSON.h>
+
+#include "wa/envelope.h"
+#include "wa/err.h"
+
+typedef struct wa_http_opts {
+    long port;               /* 1..65535 */
+    long threads;            /* worker threads */
+    long request_timeout_ms; /* per request read/write */
+    long max_request_size;   /* bytes of request line + headers */
+    bool websocket_ping;     /* CivetWeb's WebSocket ping/pong */
+} wa_http_opts_t;
+
+/*
+ * Initialise CivetWeb (once per process) and start a server on opts->port
+ * on every interface. callbacks/user_data as for mg_start (may be NULL).
+ * WA_EUNAVAIL with a reason in err when the port cannot be bound.
+ * Stop with mg_stop().
+ */
+wa_err_t wa_http_start(const wa_http_opts_t *opts,
+                       const struct mg_callbacks *callbacks, void *user_data,
+                       struct mg_context **out, char *err, size_t errlen);
+
+/*
+ * The request id of a request: the client's X-Request-Id when it is a valid
+ * rid (wa_check_rid), else a new one. out holds WA_RID_MAX + 1 bytes.
+ */
+void wa_http_request_id(const struct mg_connection *conn, char *out,
+                        size_t len);
+
+/*
+ * Send status with body as JSON (NULL = no body), with X-Request-Id, no-store
+ * caching, and extra_headers (each "Name: value\r\n", may be NULL) verbatim.
+ */
+void wa_http_reply_json(struct mg_connection *conn, int status, const char *rid,
+                        const cJSON *body, const char *extra_headers);
+
+/* Send {"error": message or wa_strerror(err), "code": wa_err_code(err)} with
+ * wa_err_http_status(err). */
+void wa_http_reply_error(struct mg_connection *conn, wa_err_t err,
+                         const char *message, const char *rid,
+                         const char *extra_headers);
+
+/*
+ * Is the request's method `method`? If not, answer 405 method_not_allowed
+ * with "Allow: <method>" and return false.
+ */
+bool wa_http_method_is(struct mg_connection *conn, const char *rid,
+                       const char *method);
+
+/* A CivetWeb request handler answering 404 not_found in the error shape;
+ * register it last, on "/". */
+int wa_http_on_not_found(struct mg_connection *conn, void *arg);
+
+/* Is origin one of allowed (exact, byte for byte)? NULL origin: false. */
+bool wa_http_origin_allowed(char *const *allowed, const char *origin);
+
+#endif /* WA_HTTP_H */

@@ -1,0 +1,49 @@
+/*
+ * service.h - what every service's main() does the same way: load the
+ * configuration or stop with exit status 2, and turn SIGTERM/SIGINT into a
+ * stop request that the main loop waits for.
+ */
+#ifndef WA_SERVICE_H
+#define WA_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "wa/config.h"
+
+/* Exit status of a binary refused by its configuration (DESIGN §2). */
+#define WA_EXIT_CONFIG 2
+
+/*
+ * Load specs[0..n); on failure print one line "<service>: <reason>" to
+ * stderr and exit(WA_EXIT_CONFIG). Call from main() before any thread.
+ */
+void wa_service_load_config(const char *service, const wa_config_spec_t *specs,
+                            size_t n);
+
+/* Print "<service>: <reason>" (printf-style) and exit(WA_EXIT_CONFIG). */
+void wa_service_config_fail(const char *service, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+
+/*
+ * Install the SIGTERM/SIGINT handlers (they only record the request and
+ * wake wa_service_wait) and ignore SIGPIPE. Returns WA_OK or WA_EINTERNAL.
+ */
+wa_err_t wa_service_signals(void);
+
+/* Has a stop been requested? Async-signal-safe, thread-safe. */
+bool wa_service_stopping(void);
+
+/* Request a stop from inside the process (as a signal would). */
+void wa_service_request_stop(void);
+
+/*
+ * Sleep until a stop is requested or timeout_ms passes (< 0: no timeout).
+ * Returns wa_service_stopping().
+ */
+bool wa_service_wait(int timeout_ms);
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+long long wa_now_ms(void);
+
+#endif /* WA_SERVICE_H */

@@ -1,0 +1,168 @@
+/*
+ * http.c - starting CivetWeb with safe options, and JSON answers.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wa/bus.h"
+#include "wa/config.h"
+#include "wa/http.h"
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void init_library(void)
+{
+    mg_init_library(MG_FEATURES_DEFAULT | MG_FEATURES_WEBSOCKET);
+}
+
+wa_err_t wa_http_start(const wa_http_opts_t *opts,
+                       const struct mg_callbacks *callbacks, void *user_data,
+                       struct mg_context **out, char *err, size_t errlen)
+{
+    char port[16], threads[16], timeout[24], maxreq[24];
+    struct mg_callbacks none = {0};
+    struct mg_init_data init = {0};
+    struct mg_error_data error = {0};
+    struct mg_context *ctx;
+    char reason[256] = "";
+    unsigned code = 0;
+    const char *options[] = {
+        "listening_ports",
+        port,
+        "num_threads",
+        threads,
+        "request_timeout_ms",
+        timeout,
+        "max_request_size",
+        maxreq,
+        "enable_keep_alive",
+        "yes",
+        "keep_alive_timeout_ms",
+        "15000",
+        "tcp_nodelay",
+        "1",
+        "decode_url",
+        "yes",
+        "enable_directory_listing",
+        "no",
+        "enable_websocket_ping_pong",
+        opts->websocket_ping ? "yes" : "no",
+        "websocket_timeout_ms",
+        timeout,
+        /* Our handlers answer CORS, and nothing writes an access log. */
+        "access_control_allow_origin",
+        "",
+        "access_control_allow_methods",
+        "",
+        "access_control_allow_headers",
+        "",
+        NULL,
+    };
+
+    snprintf(port, sizeof(port), "%ld", opts->port);
+    snprintf(threads, sizeof(threads), "%ld", opts->threads);
+    snprintf(timeout, sizeof(timeout), "%ld", opts->request_timeout_ms);
+    snprintf(maxreq, sizeof(maxreq), "%ld", opts->max_request_size);
+    pthread_once(&init_once, init_library);
+
+    init.callbacks = callbacks != NULL ? callbacks : &none;
+    init.user_data = user_data;
+    init.configuration_options = options;
+    error.code = &code;
+    error.text = reason;
+    error.text_buffer_size = sizeof(reason);
+    if ((ctx = mg_start2(&init, &error)) == NULL) {
+        snprintf(err, errlen, "cannot listen on port %ld: %s", opts->port,
+                 reason[0] != '\0' ? reason : "unknown error");
+        return WA_EUNAVAIL;
+    }
+    *out = ctx;
+    return WA_OK;
+}
+
+void wa_http_request_id(const struct mg_connection *conn, char *out, size_t len)
+{
+    const char *h = mg_get_header(conn, "X-Request-Id");
+
+    if (h != NULL && strlen(h) < len && wa_check_rid(h) == WA_OK) {
+        memcpy(out, h, strlen(h) + 1);
+        return;
+    }
+    wa_rid_new(out, len);
+}
+
+static const char *reason_phrase(int status)
+{
+    const char *r = mg_get_response_code_text(NULL, status);
+
+    return r != NULL ? r : "";
+}
+
+void wa_http_reply_json(struct mg_connection *conn, int status, const char *rid,
+                        const cJSON *body, const char *extra_headers)
+{
+    char *text = NULL;
+    size_t n = 0;
+
+    if (body != NULL && (text = cJSON_PrintUnformatted(body)) != NULL)
+        n = strlen(text);
+    if (body != NULL && text == NULL)
+        status = 500; /* Out of memory while printing: say so, briefly. */
+    mg_printf(conn,
+              "HTTP/1.1 %d %s\r\n"
+              "Content-Type: application/json\r\n"
+              "Content-Length: %zu\r\n"
+              "Cache-Control: no-store\r\n"
+              "X-Content-Type-Options: nosniff\r\n"
+              "X-Request-Id: %s\r\n"
+              "%s\r\n",
+              status, reason_phrase(status), n, rid != NULL ? rid : "",
+              extra_headers != NULL ? extra_headers : "");
+    if (n > 0)
+        mg_write(conn, text, n);
+    free(text);
+}
+
+void wa_http_reply_error(struct mg_connection *conn, wa_err_t err,
+                         const char *message, const char *rid,
+                         const char *extra_headers)
+{
+    cJSON *body = cJSON_CreateObject();
+
+    if (body != NULL) {
+        cJSON_AddStringToObject(body, "error",
+                                message != NULL ? message : wa_strerror(err));
+        cJSON_AddStringToObject(body, "code", wa_err_code(err));
+    }
+    wa_http_reply_json(conn, wa_err_http_status(err), rid, body, extra_headers);
+    cJSON_Delete(body);
+}
+
+bool wa_http_method_is(struct mg_connection *conn, const char *rid,
+                       const char *method)
+{
+    char allow[64];
+
+    if (strcmp(mg_get_request_info(conn)->request_method, method) == 0)
+        return true;
+    snprintf(allow, sizeof(allow), "Allow: %s\r\n", method);
+    wa_http_reply_error(conn, WA_EMETHOD, NULL, rid, allow);
+    return false;
+}
+
+int wa_http_on_not_found(struct mg_connection *conn, void *arg)
+{
+    char rid[WA_RID_MAX + 1];
+
+    (void)arg;
+    wa_http_request_id(conn, rid, sizeof(rid));
+    wa_http_reply_error(conn, WA_ENOTFOUND, "no such route", rid, NULL);
+    return 404;
+}
+
+bool wa_http_origin_allowed(char *const *allowed, const char *origin)
+{
+    return origin != NULL && wa_strv_contains(allowed, origin);
+}

@@ -1,0 +1,111 @@
+/*
+ * service.c - configuration failure and signal handling for main().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "wa/service.h"
+
+static volatile sig_atomic_t stop_requested;
+/* Self-pipe: the handler writes a byte so wa_service_wait wakes at once. */
+static int wake_pipe[2] = {-1, -1};
+
+void wa_service_config_fail(const char *service, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "%s: ", service);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(WA_EXIT_CONFIG);
+}
+
+void wa_service_load_config(const char *service, const wa_config_spec_t *specs,
+                            size_t n)
+{
+    char err[512];
+
+    if (wa_config_load(specs, n, err, sizeof(err)) != WA_OK)
+        wa_service_config_fail(service, "configuration: %s", err);
+}
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+
+    (void)sig;
+    stop_requested = 1;
+    if (wake_pipe[1] >= 0)
+        (void)!write(wake_pipe[1], "x", 1);
+    errno = saved;
+}
+
+wa_err_t wa_service_signals(void)
+{
+    struct sigaction sa = {0};
+
+    if (wake_pipe[0] < 0 && pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+        return WA_EINTERNAL;
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
+        return WA_EINTERNAL;
+    sa.sa_handler = SIG_IGN;
+    if (sigaction(SIGPIPE, &sa, NULL) != 0)
+        return WA_EINTERNAL;
+    return WA_OK;
+}
+
+bool wa_service_stopping(void)
+{
+    return stop_requested != 0;
+}
+
+void wa_service_request_stop(void)
+{
+    on_signal(0);
+}
+
+bool wa_service_wait(int timeout_ms)
+{
+    struct pollfd pfd = {.fd = wake_pipe[0], .events = POLLIN};
+    long long deadline = timeout_ms < 0 ? -1 : wa_now_ms() + timeout_ms;
+
+    while (!stop_requested) {
+        int left = -1;
+
+        if (deadline >= 0) {
+            long long d = deadline - wa_now_ms();
+
+            if (d <= 0)
+                break;
+            left = (int)d;
+        }
+        if (pfd.fd < 0) {
+            /* Signals not installed: sleep in short steps. */
+            struct timespec ts = {0, 50 * 1000 * 1000};
+
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        (void)poll(&pfd, 1, left);
+    }
+    return stop_requested != 0;
+}
+
+long long wa_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Build and run the whole stack on this machine: store-svc, session-svc,
+# notifier-svc and gateway on loopback, SQLite under ./data, browser profiles
+# under ./whatsapp-sessions. Ctrl-C stops everything.
+#
+# Environment as in README.md. Without JWT_SECRET a random one is made and
+# kept in ./data/dev-jwt-secret, and a token for user "demo" is printed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cmake -S . -B build >/dev/null
+cmake --build build -j"$(nproc)" >/dev/null
+
+mkdir -p data
+if [ -z "${JWT_SECRET:-}" ] && [ -z "${SUPABASE_JWT_SECRET:-}" ]; then
+    [ -s data/dev-jwt-secret ] ||
+        (umask 077; head -c 36 /dev/urandom | base64 | tr -d '\n/+=' > data/dev-jwt-secret)
+    JWT_SECRET=$(cat data/dev-jwt-secret)
+    export JWT_SECRET
+    echo "run: JWT_SECRET from data/dev-jwt-secret; a token for user demo:"
+    echo "  $(build/bin/wa-token demo 86400)"
+fi
+
+pids=()
+cleanup() {
+    trap - INT TERM EXIT
+    [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null
+    wait
+}
+trap cleanup INT TERM EXIT
+
+build/bin/store-svc & pids+=($!)
+build/bin/notifier-svc & pids+=($!)
+build/bin/session-svc & pids+=($!)
+build/bin/gateway & pids+=($!)
+echo "run: gateway on :${PORT:-3001}, notifier on :${NOTIFIER_PORT:-3002}; Ctrl-C stops"
+# If any service exits, stop the rest.
+wait -n
