@@ -1,0 +1,112 @@
+/* service_test.c - config failure exits 2 with one line; signals stop. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "wa/service.h"
+
+/* Run fn in a child with stderr captured; return its exit status. */
+static int run_child(void (*fn)(void), char *out, size_t outlen)
+{
+    int fds[2], status;
+    size_t used = 0;
+    ssize_t n;
+    pid_t pid;
+
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        fn();
+        _exit(0);
+    }
+    close(fds[1]);
+    /* Read to EOF: stderr is unbuffered, the line comes in pieces. */
+    while (used + 1 < outlen &&
+           (n = read(fds[0], out + used, outlen - 1 - used)) > 0)
+        used += (size_t)n;
+    out[used] = '\0';
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void bad_port(void)
+{
+    long port = 0;
+    const wa_config_spec_t specs[] = {
+        WA_CFG_INT_SPEC("T_SVC_PORT", &port, "1", 1, 10),
+    };
+
+    setenv("T_SVC_PORT", "11", 1);
+    wa_service_load_config("svc", specs, 1);
+}
+
+static void test_config_failure_exits_2(void **state)
+{
+    char out[512];
+
+    (void)state;
+    assert_int_equal(run_child(bad_port, out, sizeof(out)), WA_EXIT_CONFIG);
+    assert_string_equal(out, "svc: configuration: T_SVC_PORT: must be an "
+                             "integer in 1..10, got \"11\"\n");
+}
+
+static void fail_direct(void)
+{
+    wa_service_config_fail("gw", "no %s", "secret");
+}
+
+static void test_config_fail(void **state)
+{
+    char out[512];
+
+    (void)state;
+    assert_int_equal(run_child(fail_direct, out, sizeof(out)), 2);
+    assert_string_equal(out, "gw: no secret\n");
+}
+
+static void test_wait_times_out(void **state)
+{
+    long long t0;
+
+    (void)state;
+    assert_int_equal(wa_service_signals(), WA_OK);
+    t0 = wa_now_ms();
+    assert_false(wa_service_wait(50));
+    assert_true(wa_now_ms() - t0 >= 50);
+    assert_false(wa_service_stopping());
+}
+
+static void test_sigterm_wakes_wait(void **state)
+{
+    (void)state;
+    assert_int_equal(wa_service_signals(), WA_OK);
+    /* SIGPIPE is ignored: a write to a closed pipe must not kill us. */
+    assert_int_equal(raise(SIGPIPE), 0);
+    assert_int_equal(raise(SIGTERM), 0);
+    assert_true(wa_service_stopping());
+    assert_true(wa_service_wait(-1));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_failure_exits_2),
+        cmocka_unit_test(test_config_fail),
+        cmocka_unit_test(test_wait_times_out),
+        cmocka_unit_test(test_sigterm_wakes_wait),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
