@@ -1,2 +1,679 @@
-/* placeholder: replaced by the module's implementation. */
-typedef int wa_placeholder_bus;
+/*
+ * bus.c - nng sockets, the synchronous client call, the REP worker pool and
+ * PUB/SUB events (DESIGN §6).
+ *
+ * The bus never logs: every failure is returned as a wa_err_t and logged by
+ * the caller that handles it.
+ */
+#include "wa/bus.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/protocol/pubsub0/pub.h>
+#include <nng/protocol/pubsub0/sub.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
+
+/* Dialers retry quickly at first (a peer starting at the same time as us),
+ * then back off so a peer that is down for long costs little. */
+#define RECONNECT_MIN_MS 100
+#define RECONNECT_MAX_MS 2000
+
+/* A worker whose receive failed for a reason other than shutdown waits this
+ * long before receiving again, so a persistent error cannot spin a CPU. */
+#define RECV_ERROR_PAUSE_MS 10
+
+/* Room SUB sockets add to recv_max for the "<user>\n" topic prefix. */
+#define TOPIC_ROOM (WA_USER_MAX + 1)
+
+/*
+ * REQ resend time. nng resends a pending request in two cases: at once when
+ * the pipe it went out on closes (the peer was lost: restart, crash), and
+ * when the resend timer expires with no reply. We want the first, and it only
+ * happens when resending is enabled. We do not want the second: handlers
+ * such as wa.send may legitimately take seconds, and a timer resend would
+ * run the same request twice at the same time (idempotency by rid is a
+ * safety net, not a reason to double the load). So the resend time is always
+ * set beyond the longest wait of the request: for wa_bus_call, beyond its
+ * deadline; for the socket default, beyond send + receive timeout.
+ */
+static nng_duration resend_after(int64_t wait_ms)
+{
+    int64_t ms = wait_ms + 1000;
+    return ms > INT32_MAX ? INT32_MAX : (nng_duration)ms;
+}
+
+wa_err_t wa_bus_err(int nng_rv)
+{
+    switch (nng_rv) {
+    case 0:
+        return WA_OK;
+    case NNG_ETIMEDOUT:
+    case NNG_EAGAIN: /* a non-blocking operation found nothing ready */
+        return WA_ETIMEDOUT;
+    case NNG_ECLOSED:
+    case NNG_ECANCELED: /* our aio was stopped: the bus is shutting down */
+        return WA_ECLOSED;
+    case NNG_ENOMEM:
+        return WA_ENOMEM;
+    case NNG_EMSGSIZE:
+        return WA_ETOOBIG;
+    case NNG_ECONNREFUSED:
+    case NNG_EUNREACHABLE:
+    case NNG_ECONNRESET:
+    case NNG_ECONNABORTED:
+    case NNG_ECONNSHUT:
+    case NNG_EADDRINUSE:
+    case NNG_EPERM:
+    case NNG_EPEERAUTH:
+        return WA_EUNAVAIL;
+    case NNG_EINVAL:
+    case NNG_EADDRINVAL:
+    case NNG_ENOTSUP: /* e.g. a context on a PUB socket: caller's misuse */
+    case NNG_ESTATE:
+    case NNG_EBADTYPE:
+        return WA_EINVAL;
+    case NNG_EPROTO:
+        return WA_EPROTO;
+    default:
+        return WA_EINTERNAL;
+    }
+}
+
+/* Errors of nng_listen/nng_dial: the url is bad, or it cannot be used. */
+static wa_err_t endpoint_err(int rv)
+{
+    switch (rv) {
+    case NNG_EINVAL:
+    case NNG_EADDRINVAL:
+    case NNG_ENOTSUP: /* no transport for this scheme */
+        return WA_EINVAL;
+    case NNG_EADDRINUSE:
+    case NNG_EPERM:
+    case NNG_ENOENT: /* ipc:// in a missing directory */
+        return WA_EUNAVAIL;
+    default:
+        return wa_bus_err(rv);
+    }
+}
+
+/* Is s an open socket of protocol proto (NNG_REQ0_SELF, ...)? */
+static bool is_proto(nng_socket s, int proto)
+{
+    int p;
+
+    return nng_socket_get_int(s, NNG_OPT_PROTO, &p) == 0 && p == proto;
+}
+
+/* Copy len bytes into a new message. */
+static wa_err_t msg_from(const void *buf, size_t len, nng_msg **out)
+{
+    nng_msg *msg;
+    int rv;
+
+    if ((rv = nng_msg_alloc(&msg, len)) != 0)
+        return wa_bus_err(rv);
+    if (len > 0)
+        memcpy(nng_msg_body(msg), buf, len);
+    *out = msg;
+    return WA_OK;
+}
+
+/*
+ * nng accepts some tcp:// urls we never want: a dialer with a bad port
+ * ("tcp://h:x1") resolves in the background and retries for ever, a listener
+ * without a port binds a random one nobody can find. Require a port
+ * 1..65535 (and a host to dial) so a typo in the configuration fails at
+ * start. Other schemes are left to nng.
+ */
+static wa_err_t check_url(const char *url, wa_sock_mode_t mode)
+{
+    nng_url *u;
+    wa_err_t err = WA_OK;
+    const char *p;
+    long port = 0;
+
+    if (nng_url_parse(&u, url) != 0)
+        return WA_EINVAL;
+    if (strncmp(u->u_scheme, "tcp", 3) == 0) {
+        for (p = u->u_port; *p >= '0' && *p <= '9' && port <= 65535; p++)
+            port = port * 10 + (*p - '0');
+        if (u->u_port[0] == '\0' || *p != '\0' || port < 1 || port > 65535 ||
+            (mode == WA_SOCK_DIAL && u->u_hostname[0] == '\0'))
+            err = WA_EINVAL;
+    }
+    nng_url_free(u);
+    return err;
+}
+
+wa_err_t wa_bus_open(wa_sock_kind_t kind, wa_sock_mode_t mode, const char *url,
+                     const wa_sock_opts_t *opts, nng_socket *out)
+{
+    size_t recv_max = WA_ENVELOPE_MAX;
+    int send_ms = WA_BUS_DEFAULT_TIMEOUT_MS;
+    int recv_ms = WA_BUS_DEFAULT_TIMEOUT_MS;
+    nng_socket s;
+    wa_err_t err;
+    int rv;
+
+    if (url == NULL || out == NULL ||
+        (mode != WA_SOCK_DIAL && mode != WA_SOCK_LISTEN))
+        return WA_EINVAL;
+    if (opts != NULL) {
+        /* Negative timeouts would be nng's "infinite" or "default". */
+        if (opts->send_timeout_ms < 0 || opts->recv_timeout_ms < 0)
+            return WA_EINVAL;
+        if (opts->recv_max != 0)
+            recv_max = opts->recv_max;
+        if (opts->send_timeout_ms != 0)
+            send_ms = opts->send_timeout_ms;
+        if (opts->recv_timeout_ms != 0)
+            recv_ms = opts->recv_timeout_ms;
+    }
+    if ((err = check_url(url, mode)) != WA_OK)
+        return err;
+
+    switch (kind) {
+    case WA_SOCK_REQ:
+        rv = nng_req0_open(&s);
+        break;
+    case WA_SOCK_REP:
+        rv = nng_rep0_open(&s);
+        break;
+    case WA_SOCK_PUB:
+        rv = nng_pub0_open(&s);
+        break;
+    case WA_SOCK_SUB:
+        if (recv_max > SIZE_MAX - TOPIC_ROOM)
+            return WA_EINVAL;
+        recv_max += TOPIC_ROOM;
+        rv = nng_sub0_open(&s);
+        break;
+    default:
+        return WA_EINVAL;
+    }
+    if (rv != 0)
+        return wa_bus_err(rv);
+
+    /* Socket options are inherited by the endpoints created after them, so
+     * all are set before listening or dialing. */
+    if ((rv = nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, recv_max)) != 0 ||
+        (rv = nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, send_ms)) != 0 ||
+        (rv = nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, recv_ms)) != 0)
+        goto fail_nng;
+    if (kind == WA_SOCK_REQ &&
+        (rv = nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME,
+                                resend_after((int64_t)send_ms + recv_ms))) != 0)
+        goto fail_nng;
+
+    if (mode == WA_SOCK_DIAL) {
+        if ((rv = nng_socket_set_ms(s, NNG_OPT_RECONNMINT, RECONNECT_MIN_MS)) !=
+                0 ||
+            (rv = nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, RECONNECT_MAX_MS)) !=
+                0)
+            goto fail_nng;
+        /* Non-blocking: the peer may start after us; nng keeps retrying. */
+        rv = nng_dial(s, url, NULL, NNG_FLAG_NONBLOCK);
+    } else {
+        rv = nng_listen(s, url, NULL, 0);
+    }
+    if (rv != 0) {
+        err = endpoint_err(rv);
+        goto fail;
+    }
+    *out = s;
+    return WA_OK;
+
+fail_nng:
+    err = wa_bus_err(rv);
+fail:
+    nng_close(s);
+    return err;
+}
+
+/* ---- client ---- */
+
+/* Decode a reply into rep. A reply we cannot decode is the peer's fault
+ * (WA_EPROTO), never to be confused with a remote error code. */
+static wa_err_t decode_reply(nng_msg *msg, wa_reply_t *rep)
+{
+    wa_err_t err;
+
+    err = wa_reply_decode(nng_msg_body(msg), nng_msg_len(msg), rep);
+    if (err != WA_OK) {
+        memset(rep, 0, sizeof(*rep));
+        return err == WA_ENOMEM ? WA_ENOMEM : WA_EPROTO;
+    }
+    if (rep->ok)
+        return WA_OK;
+    if (rep->err == WA_OK) {
+        /* Defensive: an error reply must carry an error. */
+        wa_reply_clear(rep);
+        memset(rep, 0, sizeof(*rep));
+        return WA_EPROTO;
+    }
+    return rep->err;
+}
+
+wa_err_t wa_bus_call(nng_socket req, wa_op_t op, const char *user,
+                     const char *rid, const cJSON *args, int timeout_ms,
+                     wa_reply_t *rep)
+{
+    nng_msg *msg = NULL;
+    nng_aio *aio = NULL;
+    nng_ctx ctx;
+    nng_time deadline;
+    nng_time now;
+    char *buf = NULL;
+    size_t len = 0;
+    wa_err_t err;
+    int rv;
+
+    if (rep == NULL)
+        return WA_EINVAL;
+    memset(rep, 0, sizeof(*rep));
+    if (timeout_ms < 0)
+        return WA_EINVAL;
+    if (timeout_ms == 0)
+        timeout_ms = WA_BUS_DEFAULT_TIMEOUT_MS;
+    if (!is_proto(req, NNG_REQ0_SELF))
+        return WA_EINVAL;
+    deadline = nng_clock() + (nng_time)timeout_ms;
+
+    /* The encoder refuses more than WA_ENVELOPE_MAX (WA_ETOOBIG), which a
+     * peer with the default limit would drop along with its connection. */
+    if ((err = wa_request_encode(op, user, rid, args, &buf, &len)) != WA_OK)
+        return err;
+    err = msg_from(buf, len, &msg);
+    free(buf);
+    if (err != WA_OK)
+        return err;
+    if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
+        nng_msg_free(msg);
+        return wa_bus_err(rv);
+    }
+    if ((rv = nng_ctx_open(&ctx, req)) != 0) {
+        nng_msg_free(msg);
+        nng_aio_free(aio);
+        return wa_bus_err(rv);
+    }
+    if ((rv = nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME,
+                             resend_after(timeout_ms))) != 0) {
+        nng_msg_free(msg);
+        err = wa_bus_err(rv);
+        goto out;
+    }
+
+    /* REQ's send waits for a connected peer, so it too uses the deadline. */
+    nng_aio_set_msg(aio, msg);
+    nng_aio_set_timeout(aio, timeout_ms);
+    nng_ctx_send(ctx, aio);
+    nng_aio_wait(aio);
+    if ((rv = nng_aio_result(aio)) != 0) {
+        /* A message that was not sent is still ours. */
+        if ((msg = nng_aio_get_msg(aio)) != NULL)
+            nng_msg_free(msg);
+        nng_aio_set_msg(aio, NULL);
+        err = wa_bus_err(rv);
+        goto out;
+    }
+
+    now = nng_clock();
+    if (now >= deadline) {
+        err = WA_ETIMEDOUT;
+        goto out;
+    }
+    nng_aio_set_timeout(aio, (nng_duration)(deadline - now));
+    nng_ctx_recv(ctx, aio);
+    nng_aio_wait(aio);
+    if ((rv = nng_aio_result(aio)) != 0) {
+        err = wa_bus_err(rv);
+        goto out;
+    }
+    msg = nng_aio_get_msg(aio);
+    nng_aio_set_msg(aio, NULL);
+    err = decode_reply(msg, rep);
+    nng_msg_free(msg);
+
+out:
+    nng_ctx_close(ctx); /* abandons the request if it is still pending */
+    nng_aio_free(aio);
+    return err;
+}
+
+/* ---- server ---- */
+
+struct wa_bus_job {
+    wa_request_t req;
+};
+
+/*
+ * Each worker owns one REP context and one aio and cycles
+ *   RECV -> (HANDLER -> reply) -> SEND -> RECV ...
+ * The aio callback runs on nng's threads. Whoever submits the next
+ * operation on the aio (the callback, or wa_bus_reply_* on the handler's
+ * thread) must not touch the worker afterwards: the completion may already
+ * be running elsewhere and reusing it.
+ */
+typedef enum worker_state {
+    W_IDLE,
+    W_RECV,
+    W_HANDLER, /* the job is with the handler */
+    W_SEND,
+    W_PAUSE, /* sleeping after a receive error */
+} worker_state_t;
+
+typedef struct worker {
+    wa_bus_job_t job;
+    wa_bus_server_t *srv;
+    nng_ctx ctx;
+    nng_aio *aio;
+    worker_state_t state;
+    bool ctx_open;
+} worker_t;
+
+struct wa_bus_server {
+    wa_bus_handler_fn handler;
+    void *arg;
+    nng_duration send_timeout;
+    int nworkers;
+    worker_t workers[];
+};
+
+static worker_t *job_worker(wa_bus_job_t *job)
+{
+    return (worker_t *)(void *)((char *)job - offsetof(worker_t, job));
+}
+
+const wa_request_t *wa_bus_job_request(const wa_bus_job_t *job)
+{
+    return job == NULL ? NULL : &job->req;
+}
+
+static void start_recv(worker_t *w)
+{
+    w->state = W_RECV;
+    /* Wait for requests for ever; only stop cancels this. */
+    nng_aio_set_timeout(w->aio, NNG_DURATION_INFINITE);
+    nng_ctx_recv(w->ctx, w->aio);
+}
+
+/* Send buf (freed here) as the answer to w's current request. */
+static void send_answer(worker_t *w, char *buf, size_t len)
+{
+    nng_msg *msg;
+    wa_err_t err;
+
+    err = msg_from(buf, len, &msg);
+    free(buf);
+    if (err != WA_OK) {
+        /* Cannot answer: the client times out; serve the next one. */
+        start_recv(w);
+        return;
+    }
+    w->state = W_SEND;
+    nng_aio_set_msg(w->aio, msg);
+    nng_aio_set_timeout(w->aio, w->srv->send_timeout);
+    nng_ctx_send(w->ctx, w->aio);
+}
+
+static void answer_err(worker_t *w, wa_err_t err, const char *message)
+{
+    char *buf;
+    size_t len;
+
+    if (err == WA_OK)
+        err = WA_EINTERNAL; /* an error reply needs an error */
+    if (wa_reply_encode_err(err, message, &buf, &len) != WA_OK) {
+        start_recv(w);
+        return;
+    }
+    send_answer(w, buf, len);
+}
+
+static void on_request(worker_t *w)
+{
+    wa_bus_server_t *srv = w->srv;
+    nng_msg *msg;
+    wa_err_t err;
+
+    msg = nng_aio_get_msg(w->aio);
+    nng_aio_set_msg(w->aio, NULL);
+    err = wa_request_decode(nng_msg_body(msg), nng_msg_len(msg), &w->job.req);
+    nng_msg_free(msg);
+    if (err != WA_OK) {
+        /* Malformed: answered here, the handler never sees it. */
+        answer_err(w, err, NULL);
+        return;
+    }
+    w->state = W_HANDLER;
+    srv->handler(srv->arg, &w->job);
+    /* The job may be answered and w reused already: touch nothing. */
+}
+
+static void worker_cb(void *arg)
+{
+    worker_t *w = arg;
+    int rv = nng_aio_result(w->aio);
+
+    switch (w->state) {
+    case W_RECV:
+        if (rv == 0) {
+            on_request(w);
+        } else if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+            w->state = W_IDLE; /* stopping, or the socket was closed */
+        } else {
+            w->state = W_PAUSE;
+            nng_sleep_aio(RECV_ERROR_PAUSE_MS, w->aio);
+        }
+        break;
+    case W_SEND:
+        if (rv != 0) {
+            /* Peer gone or not reading: the answer is dropped. */
+            nng_msg *msg = nng_aio_get_msg(w->aio);
+
+            if (msg != NULL)
+                nng_msg_free(msg);
+            nng_aio_set_msg(w->aio, NULL);
+            if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+                w->state = W_IDLE;
+                break;
+            }
+        }
+        start_recv(w);
+        break;
+    case W_PAUSE:
+        if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
+            w->state = W_IDLE;
+        else
+            start_recv(w);
+        break;
+    default:
+        break; /* W_IDLE, W_HANDLER: no operation was pending */
+    }
+}
+
+void wa_bus_reply_ok(wa_bus_job_t *job, cJSON *data)
+{
+    worker_t *w;
+    char *buf;
+    size_t len;
+    wa_err_t err;
+
+    if (job == NULL) {
+        cJSON_Delete(data);
+        return;
+    }
+    w = job_worker(job);
+    err = wa_reply_encode_ok(data, &buf, &len); /* WA_ETOOBIG over the max */
+    cJSON_Delete(data);
+    wa_request_clear(&w->job.req);
+    if (err != WA_OK)
+        answer_err(w, err, err == WA_ETOOBIG ? "reply too large" : NULL);
+    else
+        send_answer(w, buf, len);
+}
+
+void wa_bus_reply_err(wa_bus_job_t *job, wa_err_t err, const char *message)
+{
+    worker_t *w;
+    char *buf;
+    size_t len;
+
+    if (job == NULL)
+        return;
+    w = job_worker(job);
+    if (err == WA_OK)
+        err = WA_EINTERNAL;
+    /* Encode before clearing: message may point into the request. */
+    if (wa_reply_encode_err(err, message, &buf, &len) != WA_OK) {
+        wa_request_clear(&w->job.req);
+        start_recv(w);
+        return;
+    }
+    wa_request_clear(&w->job.req);
+    send_answer(w, buf, len);
+}
+
+wa_err_t wa_bus_server_start(nng_socket rep, int workers,
+                             wa_bus_handler_fn handler, void *arg,
+                             wa_bus_server_t **out)
+{
+    wa_bus_server_t *srv;
+    nng_duration send_timeout;
+    wa_err_t err = WA_OK;
+    int rv;
+    int i;
+
+    if (workers < 1 || workers > 256 || handler == NULL || out == NULL)
+        return WA_EINVAL;
+    if (!is_proto(rep, NNG_REP0_SELF))
+        return WA_EINVAL;
+    if (nng_socket_get_ms(rep, NNG_OPT_SENDTIMEO, &send_timeout) != 0 ||
+        send_timeout <= 0)
+        send_timeout = WA_BUS_DEFAULT_TIMEOUT_MS;
+
+    srv = calloc(1, sizeof(*srv) + (size_t)workers * sizeof(worker_t));
+    if (srv == NULL)
+        return WA_ENOMEM;
+    srv->handler = handler;
+    srv->arg = arg;
+    srv->send_timeout = send_timeout;
+    srv->nworkers = workers;
+    for (i = 0; i < workers; i++) {
+        worker_t *w = &srv->workers[i];
+
+        w->srv = srv;
+        if ((rv = nng_aio_alloc(&w->aio, worker_cb, w)) != 0 ||
+            (rv = nng_ctx_open(&w->ctx, rep)) != 0) {
+            err = wa_bus_err(rv);
+            break;
+        }
+        w->ctx_open = true;
+    }
+    if (err != WA_OK) {
+        wa_bus_server_stop(srv); /* nothing started: frees what exists */
+        return err;
+    }
+    for (i = 0; i < workers; i++)
+        start_recv(&srv->workers[i]);
+    *out = srv;
+    return WA_OK;
+}
+
+void wa_bus_server_stop(wa_bus_server_t *srv)
+{
+    int i;
+
+    if (srv == NULL)
+        return;
+    /* After nng_aio_stop no operation can start on the aio again, so a
+     * callback still running cannot re-arm its worker. */
+    for (i = 0; i < srv->nworkers; i++) {
+        if (srv->workers[i].aio != NULL)
+            nng_aio_stop(srv->workers[i].aio);
+    }
+    for (i = 0; i < srv->nworkers; i++) {
+        worker_t *w = &srv->workers[i];
+
+        if (w->ctx_open)
+            nng_ctx_close(w->ctx);
+        if (w->aio != NULL) {
+            /* An answer submitted after the stop was refused and left on
+             * the aio. */
+            nng_msg *msg = nng_aio_get_msg(w->aio);
+
+            if (msg != NULL)
+                nng_msg_free(msg);
+            nng_aio_free(w->aio);
+        }
+        if (w->state == W_HANDLER)
+            wa_request_clear(&w->job.req); /* unanswered: caller's bug */
+    }
+    free(srv);
+}
+
+/* ---- events ---- */
+
+wa_err_t wa_bus_publish(nng_socket pub, const wa_event_t *ev)
+{
+    char *buf;
+    size_t len;
+    wa_err_t err;
+    int rv;
+
+    if (ev == NULL)
+        return WA_EINVAL;
+    if ((err = wa_event_encode(ev, &buf, &len)) != WA_OK)
+        return err;
+    rv = nng_send(pub, buf, len, 0); /* copies; PUB never blocks */
+    free(buf);
+    return wa_bus_err(rv);
+}
+
+wa_err_t wa_bus_subscribe(nng_socket sub, const char *user)
+{
+    char topic[WA_USER_MAX + 2];
+    size_t len = 0;
+    wa_err_t err;
+
+    if (user != NULL && user[0] != '\0') {
+        /* The newline ends the topic: "ab" must not match user "abc". */
+        if ((err = wa_check_user(user)) != WA_OK)
+            return err;
+        len = strlen(user);
+        memcpy(topic, user, len);
+        topic[len++] = '\n';
+    }
+    return wa_bus_err(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, topic, len));
+}
+
+wa_err_t wa_bus_recv_event(nng_socket sub, wa_event_t *ev)
+{
+    nng_msg *msg;
+    wa_err_t err;
+    int rv;
+
+    if (ev == NULL)
+        return WA_EINVAL;
+    memset(ev, 0, sizeof(*ev));
+    if ((rv = nng_recvmsg(sub, &msg, 0)) != 0)
+        return wa_bus_err(rv);
+    err = wa_event_decode(nng_msg_body(msg), nng_msg_len(msg), ev);
+    nng_msg_free(msg);
+    return err;
+}
+
+void wa_rid_new(char *buf, size_t len)
+{
+    if (buf == NULL || len == 0)
+        return;
+    /* nng_random() is a thread-safe CSPRNG: 96 bits, no collisions. */
+    snprintf(buf, len, "%08x%08x%08x", (unsigned)nng_random(),
+             (unsigned)nng_random(), (unsigned)nng_random());
+}

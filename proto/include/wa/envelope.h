@@ -80,7 +80,10 @@ typedef enum wa_event_type {
     WA_EV_COUNT
 } wa_event_type_t;
 
+/* Name of an event type ("qr"), or NULL if out of range. */
 const char *wa_event_type_name(wa_event_type_t type);
+
+/* Look a name up; WA_OK and *out set, or WA_EINVAL (NULL or unknown). */
 wa_err_t wa_event_type_from_name(const char *name, wa_event_type_t *out);
 
 /* A decoded request. args is always a JSON object, owned by the struct. */
