@@ -33,15 +33,16 @@ typedef enum wa_sock_mode {
 
 typedef struct wa_sock_opts {
     size_t recv_max;     /* bytes; 0 = WA_ENVELOPE_MAX */
-    int send_timeout_ms; /* 0 = WA_BUS_DEFAULT_TIMEOUT_MS */
-    int recv_timeout_ms; /* 0 = WA_BUS_DEFAULT_TIMEOUT_MS */
+    int send_timeout_ms; /* 0 = WA_BUS_DEFAULT_TIMEOUT_MS; < 0 is WA_EINVAL */
+    int recv_timeout_ms; /* 0 = WA_BUS_DEFAULT_TIMEOUT_MS; < 0 is WA_EINVAL */
 } wa_sock_opts_t;
 
 #define WA_BUS_DEFAULT_TIMEOUT_MS 5000
 
 /*
  * Open a socket of kind on url (tcp://, ipc://, inproc://), listening or
- * dialing, with opts (NULL = defaults). On success *out is set and the caller
+ * dialing, with opts (NULL = defaults). A tcp:// URL needs a port in
+ * 1..65535 (and a host to dial). On success *out is set and the caller
  * closes it with nng_close(). On failure nothing is left open: WA_EINVAL for
  * a bad url, WA_EUNAVAIL if the address cannot be bound.
  */
@@ -55,6 +56,9 @@ wa_err_t wa_bus_err(int nng_rv);
  * Synchronous request on a REQ socket, for a worker thread: one context,
  * encode, send, wait at most timeout_ms in all, decode. rid must be unique
  * per logical operation (retries keep it: servers are idempotent by rid).
+ * timeout_ms 0 means WA_BUS_DEFAULT_TIMEOUT_MS; negative is WA_EINVAL. nng
+ * resends only when the peer holding the request is lost, never on a timer
+ * within the deadline, so a slow handler does not run twice.
  *
  * Returns WA_OK with rep->data set (owned by rep: wa_reply_clear()), the
  * remote error code with rep->message set, or a transport error
