@@ -68,6 +68,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
     && mkdir -p /sessions && chown wa /sessions
 USER wa
 COPY --from=build /build/bin/session-svc /usr/local/bin/session-svc
+COPY --from=build /src/session-svc/inject/waweb.js /usr/local/share/wa-server/waweb.js
 ENV SESSIONS_DIR=/sessions CHROMIUM_PATH=/usr/bin/chromium
 VOLUME /sessions
 EXPOSE 5580

@@ -1,55 +1,303 @@
 /*
- * http.c - the gateway's HTTP server and its routes.
+ * http.c - the gateway's HTTP server: the route table and the one CivetWeb
+ * handler that serves every request through it.
+ *
+ * Order of work for each request: request id, CORS headers, route lookup
+ * (404), preflight (204/403), method (405 with Allow), then for routes that
+ * need it the bearer token (401) and the user's rate limit (429), then the
+ * handler. Every answer is counted in the metrics by route template.
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "gateway.h"
 #include "wa/log.h"
 #include "wa/service.h"
 
-/* GET /health (no auth): 200 when store-svc answers, 503 otherwise. Session
- * services join the check when placement lands in store-svc. */
-static int on_health(struct mg_connection *conn, void *arg)
+const gw_route_t gw_routes[] = {
+    {"GET", "/health", false, true, gw_route_health},
+    {"GET", "/status", true, true, gw_route_status},
+    {"POST", "/connect", true, false, gw_route_connect},
+    {"POST", "/disconnect", true, false, gw_route_disconnect},
+    {"GET", "/chats", true, false, gw_route_chats},
+    {"GET", "/messages/{chatId}", true, false, gw_route_messages},
+    {"POST", "/send", true, false, gw_route_send},
+    {"GET", "/chat-by-phone", true, false, gw_route_chat_by_phone},
+    {"GET", "/logs", true, true, gw_route_logs},
+    {"GET", "/diagnostics", true, false, gw_route_diagnostics},
+    {"GET", "/admin/sessions", true, false, gw_route_admin_sessions},
+    {"GET", "/metrics", false, false, gw_route_metrics},
+    {"GET", "/openapi.json", false, false, gw_route_openapi},
+};
+const size_t gw_nroutes = sizeof(gw_routes) / sizeof(gw_routes[0]);
+
+/* Kept by hand next to gw_routes; gw_http_test checks they agree. */
+const gw_metric_route_t gw_metric_routes[] = {
+    {"GET", "/health"},         {"GET", "/status"},
+    {"POST", "/connect"},       {"POST", "/disconnect"},
+    {"GET", "/chats"},          {"GET", "/messages/{chatId}"},
+    {"POST", "/send"},          {"GET", "/chat-by-phone"},
+    {"GET", "/logs"},           {"GET", "/diagnostics"},
+    {"GET", "/admin/sessions"}, {"GET", "/metrics"},
+    {"GET", "/openapi.json"},
+};
+
+bool gw_route_match(const char *tmpl, const char *path, char *param,
+                    size_t paramlen)
+{
+    while (*tmpl != '\0') {
+        if (*tmpl == '{') {
+            const char *close = strchr(tmpl, '}');
+            size_t n = strcspn(path, "/");
+
+            if (close == NULL || n == 0 || paramlen == 0)
+                return false;
+            /* Too long to be valid: matched, but empty, so that the
+             * handler's check refuses it with 400 rather than 404. */
+            if (n >= paramlen) {
+                param[0] = '\0';
+            } else {
+                memcpy(param, path, n);
+                param[n] = '\0';
+            }
+            tmpl = close + 1;
+            path += n;
+            continue;
+        }
+        if (*tmpl++ != *path++)
+            return false;
+    }
+    return *path == '\0';
+}
+
+/* "GET, OPTIONS" for the routes sharing route i's template. */
+static void allowed_methods(size_t i, char *buf, size_t len)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (size_t j = 0; j < gw_nroutes; j++) {
+        if (strcmp(gw_routes[j].path, gw_routes[i].path) != 0)
+            continue;
+        used += (size_t)snprintf(buf + used, len - used, "%s, ",
+                                 gw_routes[j].method);
+        if (used >= len)
+            return;
+    }
+    snprintf(buf + used, len - used, "OPTIONS");
+}
+
+/* Find the route for path and method: *route set to the match, or to the
+ * first route with that path when only the method differs (returns false),
+ * or to gw_nroutes when no template matches. */
+static bool find_route(gw_req_t *r, const char *path, const char *method,
+                       size_t *route)
+{
+    *route = gw_nroutes;
+    for (size_t i = 0; i < gw_nroutes; i++) {
+        if (!gw_route_match(gw_routes[i].path, path, r->param,
+                            sizeof(r->param)))
+            continue;
+        if (strcmp(gw_routes[i].method, method) == 0) {
+            *route = i;
+            return true;
+        }
+        if (*route == gw_nroutes)
+            *route = i;
+    }
+    return false;
+}
+
+/* OPTIONS on a known path: a CORS preflight, or a plain question. */
+static void answer_options(gw_req_t *r, const char *allow)
+{
+    const char *origin = mg_get_header(r->conn, "Origin");
+    char extra[GW_CORS_HEADERS_MAX + 128];
+    char hdrs[GW_CORS_HEADERS_MAX];
+
+    if (!gw_cors_is_preflight(
+            r->ri->request_method,
+            mg_get_header(r->conn, "Access-Control-Request-Method"))) {
+        snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+        gw_reply_json(r, 204, NULL, extra);
+        return;
+    }
+    if (!gw_cors_preflight_headers(r->gw->origins, origin, allow, hdrs,
+                                   sizeof(hdrs))) {
+        gw_reply_error(r, WA_EFORBIDDEN, "origin not allowed");
+        return;
+    }
+    /* The preflight's CORS headers replace the ordinary ones. */
+    snprintf(r->cors, sizeof(r->cors), "%s", hdrs);
+    gw_reply_json(r, 204, NULL, NULL);
+}
+
+/* The access-log line of a request, at debug: a failure worth a warning
+ * was already logged, once, with its reason, where it was handled. */
+static void log_request(const gw_req_t *r, int64_t usec)
+{
+    const wa_log_level_t level = WA_LOG_DEBUG;
+    char status[8], ms[24];
+
+    if (!wa_log_enabled(level))
+        return;
+    snprintf(status, sizeof(status), "%d", r->status);
+    snprintf(ms, sizeof(ms), "%.3f", (double)usec / 1000.0);
+    wa_log_kv(level, r->rid, "request", "method", r->ri->request_method,
+              "route",
+              r->route < gw_nroutes ? gw_routes[r->route].path : "unmatched",
+              "status", status, "ms", ms, "user",
+              r->who.user[0] != '\0' ? r->who.user : NULL, NULL);
+}
+
+/*
+ * Serve a read that identical requests in flight may share (coalesce.h).
+ * The key names everything the answer depends on: route, user, query.
+ */
+static void serve_coalesced(gw_req_t *r)
+{
+    const gw_route_t *route = &gw_routes[r->route];
+    const char *q = r->ri->query_string != NULL ? r->ri->query_string : "";
+    const gw_answer_t *ans;
+    gw_flight_t *fl;
+    char key[512];
+    bool leader;
+    int n;
+    wa_err_t rv;
+
+    n = snprintf(key, sizeof(key), "%s\n%s\n%s", route->path, r->who.user, q);
+    if (n < 0 || (size_t)n >= sizeof(key) ||
+        (fl = gw_flight_join(r->gw->flights, key, &leader)) == NULL) {
+        route->handler(r); /* a long query, or no memory: on our own */
+        return;
+    }
+    if (leader) {
+        r->flight = fl;
+        route->handler(r);
+        if (r->flight != NULL) /* nothing was sent: nothing to share */
+            gw_flight_publish_failed(r->gw->flights, fl);
+        r->flight = NULL;
+        gw_flight_leave(r->gw->flights, fl);
+        return;
+    }
+    rv = gw_flight_wait(r->gw->flights, fl, r->deadline_ms, &ans);
+    if (rv == WA_OK) {
+        wa_debug(r->rid, "answer shared with an identical request");
+        gw_reply_answer(r, ans);
+    } else if (rv == WA_ETIMEDOUT) {
+        gw_reply_error(r, WA_ETIMEDOUT, "store-svc did not answer in time");
+    } else {
+        route->handler(r);
+    }
+    gw_flight_leave(r->gw->flights, fl);
+}
+
+static int on_request(struct mg_connection *conn, void *arg)
 {
     gw_t *gw = arg;
-    char rid[WA_RID_MAX + 1];
-    wa_reply_t rep;
-    cJSON *body;
-    wa_err_t rv;
-    long long t0;
+    gw_req_t r;
+    const char *path;
+    char allow[64];
+    int64_t usec;
+    bool exact;
 
-    wa_http_request_id(conn, rid, sizeof(rid));
-    if (!wa_http_method_is(conn, rid, "GET"))
-        return 405;
-    t0 = wa_now_ms();
-    rv = wa_bus_call(gw->store, WA_OP_PING, "", rid, NULL,
-                     (int)gw->cfg.bus_timeout_ms, &rep);
-    if ((body = cJSON_CreateObject()) == NULL) {
-        wa_reply_clear(&rep);
-        wa_http_reply_error(conn, WA_ENOMEM, NULL, rid, NULL);
-        return 500;
+    /* Not zeroed whole: the buffers are filled before they are read. */
+    r.gw = gw;
+    r.conn = conn;
+    r.ri = mg_get_request_info(conn);
+    r.status = 0;
+    r.body_read = false;
+    r.flight = NULL;
+    r.param[0] = '\0';
+    r.who.user[0] = '\0';
+    r.who.admin = false;
+    r.t0_us = gw_now_us();
+    r.deadline_ms = wa_now_ms() + gw->cfg.bus_timeout_ms;
+    gw_metrics_in_flight(gw->metrics, 1);
+    gw_request_id(conn, r.rid, sizeof(r.rid));
+    gw_cors_headers(gw->origins, mg_get_header(conn, "Origin"), r.cors,
+                    sizeof(r.cors));
+
+    path = r.ri->local_uri != NULL ? r.ri->local_uri : "";
+    exact = find_route(&r, path, r.ri->request_method, &r.route);
+    if (r.route == gw_nroutes) {
+        gw_reply_error(&r, WA_ENOTFOUND, "no such route");
+        goto done;
     }
-    cJSON_AddStringToObject(body, "status", rv == WA_OK ? "ok" : "unavailable");
-    cJSON_AddStringToObject(body, "service", GW_SERVICE);
-    cJSON_AddStringToObject(body, "version", WA_VERSION);
-    cJSON_AddNumberToObject(body, "uptimeMs",
-                            (double)(wa_now_ms() - gw->started_ms));
-    cJSON_AddStringToObject(body, "store",
-                            rv == WA_OK ? "ok" : wa_err_code(rv));
-    if (rv == WA_OK)
-        cJSON_AddNumberToObject(body, "storeRoundTripMs",
-                                (double)(wa_now_ms() - t0));
+    allowed_methods(r.route, allow, sizeof(allow));
+    if (!exact && strcmp(r.ri->request_method, "OPTIONS") == 0) {
+        answer_options(&r, allow);
+        goto done;
+    }
+    if (!exact) {
+        char extra[96];
+
+        snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+        gw_reply_error_status(&r, 405, WA_EMETHOD, NULL, extra);
+        goto done;
+    }
+    if (gw_routes[r.route].auth && (!gw_authenticate(&r) || !gw_rate_limit(&r)))
+        goto done;
+    if (gw_routes[r.route].coalesce)
+        serve_coalesced(&r);
     else
-        wa_warn(rid, "health: store-svc did not answer: %s", wa_strerror(rv));
-    wa_http_reply_json(conn, rv == WA_OK ? 200 : 503, rid, body, NULL);
-    cJSON_Delete(body);
-    wa_reply_clear(&rep);
-    return rv == WA_OK ? 200 : 503;
+        gw_routes[r.route].handler(&r);
+    if (r.status == 0) {
+        /* A handler that forgot to answer is a bug; never leave the client
+         * hanging. */
+        wa_error(r.rid, "handler for %s answered nothing",
+                 gw_routes[r.route].path);
+        gw_reply_error(&r, WA_EINTERNAL, NULL);
+    }
+done:
+    usec = gw_now_us() - r.t0_us;
+    gw_metrics_request(gw->metrics, r.route, r.status, usec);
+    gw_metrics_in_flight(gw->metrics, -1);
+    log_request(&r, usec);
+    return r.status;
+}
+
+/*
+ * CivetWeb's own error answers (a request it could not parse, headers over
+ * the size limit...) in our error shape, with a request id, and counted.
+ * The connection is closed after it: the stream cannot be trusted.
+ */
+static int on_http_error(struct mg_connection *conn, int status,
+                         const char *errmsg)
+{
+    gw_t *gw = mg_get_user_data(mg_get_context(conn));
+    wa_err_t code = status == 413                    ? WA_ETOOBIG
+                    : status == 405                  ? WA_EMETHOD
+                    : status >= 500 && status != 505 ? WA_EINTERNAL
+                                                     : WA_EINVAL;
+    const char *msg = status == 413   ? "request headers too large"
+                      : status == 405 ? "method not allowed"
+                      : status == 505 ? "HTTP version not supported"
+                      : status >= 500 ? "internal error"
+                                      : "malformed request";
+    gw_req_t r = {.gw = gw, .conn = conn, .route = gw_nroutes};
+    static const struct mg_request_info none = {.content_length = -1};
+
+    (void)errmsg; /* CivetWeb's text; not for clients */
+    r.ri =
+        mg_get_request_info(conn) != NULL ? mg_get_request_info(conn) : &none;
+    r.t0_us = gw_now_us();
+    r.body_read = true;
+    gw_request_id(conn, r.rid, sizeof(r.rid));
+    snprintf(r.cors, sizeof(r.cors), "Vary: Origin\r\n");
+    mg_disable_connection_keep_alive(conn);
+    gw_reply_error_status(&r, status, code, msg, "Connection: close\r\n");
+    gw_metrics_request(gw->metrics, gw_nroutes, status, 0);
+    wa_debug(r.rid, "CivetWeb refused a request: %d", status);
+    return 0;
 }
 
 wa_err_t gw_http_start(gw_t *gw, char *err, size_t errlen)
 {
+    static const struct mg_callbacks callbacks = {
+        .http_error = on_http_error,
+    };
     const wa_http_opts_t opts = {
         .port = gw->cfg.port,
         .threads = gw->cfg.threads,
@@ -58,10 +306,10 @@ wa_err_t gw_http_start(gw_t *gw, char *err, size_t errlen)
     };
     wa_err_t rv;
 
-    if ((rv = wa_http_start(&opts, NULL, gw, &gw->http, err, errlen)) != WA_OK)
+    if ((rv = wa_http_start(&opts, &callbacks, gw, &gw->http, err, errlen)) !=
+        WA_OK)
         return rv;
-    mg_set_request_handler(gw->http, "/health$", on_health, gw);
-    mg_set_request_handler(gw->http, "/", wa_http_on_not_found, gw);
+    mg_set_request_handler(gw->http, "/", on_request, gw);
     return WA_OK;
 }
 
@@ -71,4 +319,12 @@ void gw_http_stop(gw_t *gw)
         mg_stop(gw->http);
         gw->http = NULL;
     }
+}
+
+int64_t gw_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }

@@ -4,14 +4,98 @@
  * WebSocket subscribers of that user only.
  *
  * This file is process plumbing only: configuration, sockets, the HTTP
- * server, signals and teardown.
+ * server, the event pump (this thread), signals and teardown.
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "notifier.h"
 #include "wa/log.h"
 #include "wa/service.h"
+
+/* How long shutdown waits for clients to answer the 1001 close frames. */
+#define NT_DRAIN_MS 2000
+
+/* nng SUB's receive queue, in messages (nng's maximum). A burst beyond it
+ * is dropped by nng, which is why events carry seq. */
+#define NT_SUB_RECVBUF 8192
+
+/* Most events relayed per wake-up of the writer pool in a burst. */
+#define NT_PUMP_BURST 64
+
+/* Take one more event if nng already holds one, without waiting. Same
+ * results as wa_bus_recv_event, with WA_ETIMEDOUT when none is there. */
+static wa_err_t recv_ready_event(nng_socket sub, wa_event_t *ev)
+{
+    nng_msg *msg;
+    wa_err_t rv;
+    int nrv;
+
+    memset(ev, 0, sizeof(*ev));
+    if ((nrv = nng_recvmsg(sub, &msg, NNG_FLAG_NONBLOCK)) != 0)
+        return nrv == NNG_EAGAIN ? WA_ETIMEDOUT : wa_bus_err(nrv);
+    rv = wa_event_decode(nng_msg_body(msg), nng_msg_len(msg), ev);
+    nng_msg_free(msg);
+    return rv;
+}
+
+/* Relay one received event (or count a malformed one). */
+static void relay(nt_t *nt, wa_err_t rv, wa_event_t *ev)
+{
+    if (rv == WA_OK) {
+        nt_metrics_add(&nt->metrics.events_in, 1);
+        if ((rv = nt_hub_publish(nt->hub, ev)) != WA_OK)
+            wa_warn(NULL, "could not relay a %s event of user %s: %s",
+                    wa_event_type_name(ev->type), ev->user, wa_strerror(rv));
+        wa_event_clear(ev);
+    } else if (rv != WA_ETIMEDOUT && rv != WA_ECLOSED) {
+        nt_metrics_add(&nt->metrics.events_malformed, 1);
+        wa_warn(NULL, "dropped a malformed event: %s", wa_strerror(rv));
+    }
+}
+
+/*
+ * The event pump. After each event it drains what nng already holds (up
+ * to NT_PUMP_BURST) with the writer pool's wake-ups deferred, so under load
+ * a burst costs one wake-up per writer instead of one per event; a lone
+ * event is written at once.
+ */
+static void pump(nt_t *nt)
+{
+    while (!wa_service_stopping()) {
+        wa_event_t ev;
+        wa_err_t rv = wa_bus_recv_event(nt->sub, &ev);
+
+        if (rv == WA_ETIMEDOUT || rv == WA_ECLOSED)
+            continue;
+        nt_writers_defer(nt->writers, true);
+        relay(nt, rv, &ev);
+        for (int i = 1; i < NT_PUMP_BURST; i++) {
+            if ((rv = recv_ready_event(nt->sub, &ev)) == WA_ETIMEDOUT)
+                break;
+            relay(nt, rv, &ev);
+        }
+        nt_writers_defer(nt->writers, false);
+    }
+}
+
+/* Say goodbye (1001) to every client and give them a moment to answer, so
+ * CivetWeb's stop finds few connections left to cut. */
+static void drain(nt_t *nt)
+{
+    long long deadline = wa_now_ms() + NT_DRAIN_MS;
+    nt_gauges_t g;
+
+    nt_hub_close_all(nt->hub, NT_CLOSE_GOING_AWAY, "server shutting down");
+    for (;;) {
+        nt_hub_gauges(nt->hub, &g);
+        if (g.connections == 0 || wa_now_ms() >= deadline)
+            break;
+        struct timespec ts = {.tv_nsec = 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
 
 int main(void)
 {
@@ -24,15 +108,43 @@ int main(void)
                         65536),
         WA_CFG_URL_SPEC("EVENTS_URL", &cfg->events_url, "tcp://127.0.0.1:5570"),
         WA_CFG_INT_SPEC("NOTIFIER_THREADS", &cfg->threads, "16", 2, 1024),
+        WA_CFG_INT_SPEC("NOTIFIER_REPLAY", &cfg->replay, "256", 1, 65536),
+        WA_CFG_INT_SPEC("NOTIFIER_REPLAY_BYTES", &cfg->replay_bytes, "1048576",
+                        4096, 268435456),
+        WA_CFG_INT_SPEC("NOTIFIER_REPLAY_USERS", &cfg->replay_users, "1000", 1,
+                        1000000),
+        WA_CFG_INT_SPEC("NOTIFIER_MAX_CONN", &cfg->max_conn, "1000", 1, 50000),
+        WA_CFG_INT_SPEC("NOTIFIER_MAX_CONN_PER_USER", &cfg->max_conn_user, "16",
+                        1, 50000),
+        WA_CFG_INT_SPEC("NOTIFIER_QUEUE_FRAMES", &cfg->queue_frames, "1024", 2,
+                        1048576),
+        WA_CFG_INT_SPEC("NOTIFIER_QUEUE_BYTES", &cfg->queue_bytes, "4194304",
+                        4096, 1073741824),
+        WA_CFG_INT_SPEC("NOTIFIER_WS_TIMEOUT_MS", &cfg->ws_timeout_ms, "5000",
+                        200, 600000),
+        WA_CFG_INT_SPEC("NOTIFIER_WRITERS", &cfg->writers, "4", 1, 256),
         WA_LOG_LEVEL_SPEC(&cfg->log_level),
     };
     const size_t nspecs = sizeof(specs) / sizeof(specs[0]);
     const wa_sock_opts_t sub_opts = {.recv_timeout_ms = 200};
+    nt_hub_opts_t hub_opts;
     char err[256];
     int status = 1;
     wa_err_t rv;
 
     wa_service_load_config(NT_SERVICE, specs, nspecs);
+    /* A replay must fit a fresh send queue, or every ?since= would
+     * overflow it. */
+    if (cfg->queue_frames <= cfg->replay)
+        wa_service_config_fail(NT_SERVICE,
+                               "NOTIFIER_QUEUE_FRAMES: must be greater than "
+                               "NOTIFIER_REPLAY (%ld)",
+                               cfg->replay);
+    if (cfg->queue_bytes < cfg->replay_bytes)
+        wa_service_config_fail(NT_SERVICE,
+                               "NOTIFIER_QUEUE_BYTES: must be at least "
+                               "NOTIFIER_REPLAY_BYTES (%ld)",
+                               cfg->replay_bytes);
     if (wa_auth_new(&cfg->auth, &nt.auth, err, sizeof(err)) != WA_OK)
         wa_service_config_fail(NT_SERVICE, "configuration: %s", err);
     if ((nt.origins = wa_strv_split(cfg->allowed_origins)) == NULL)
@@ -45,9 +157,27 @@ int main(void)
         wa_error(NULL, "cannot install signal handlers");
         goto out;
     }
+    hub_opts = (nt_hub_opts_t){
+        .replay = (size_t)cfg->replay,
+        .replay_bytes = (size_t)cfg->replay_bytes,
+        .users_max = (size_t)cfg->replay_users,
+        .max_conn = (size_t)cfg->max_conn,
+        .max_conn_per_user = (size_t)cfg->max_conn_user,
+    };
+    if ((rv = nt_hub_new(&hub_opts, &nt.metrics, &nt.hub)) != WA_OK) {
+        wa_error(NULL, "cannot create the hub: %s", wa_strerror(rv));
+        goto out;
+    }
+    if ((rv = nt_writers_new((size_t)cfg->writers, &nt.metrics, &nt.writers)) !=
+        WA_OK) {
+        wa_error(NULL, "cannot start the writer pool: %s", wa_strerror(rv));
+        goto out;
+    }
     if ((rv = wa_bus_open(WA_SOCK_SUB, WA_SOCK_LISTEN, cfg->events_url,
                           &sub_opts, &nt.sub)) != WA_OK ||
-        (rv = wa_bus_subscribe(nt.sub, NULL)) != WA_OK) {
+        (rv = wa_bus_subscribe(nt.sub, NULL)) != WA_OK ||
+        (rv = wa_bus_err(nng_socket_set_int(nt.sub, NNG_OPT_RECVBUF,
+                                            NT_SUB_RECVBUF))) != WA_OK) {
         wa_error(NULL, "cannot listen on %s: %s", cfg->events_url,
                  wa_strerror(rv));
         goto out;
@@ -60,24 +190,18 @@ int main(void)
     wa_info(NULL, "listening on port %ld, events on %s", cfg->port,
             cfg->events_url);
 
-    /* The event pump: events are counted here until fan-out lands. */
-    while (!wa_service_stopping()) {
-        wa_event_t ev;
-
-        rv = wa_bus_recv_event(nt.sub, &ev);
-        if (rv == WA_OK) {
-            __atomic_add_fetch(&nt.events_in, 1, __ATOMIC_RELAXED);
-            wa_event_clear(&ev);
-        } else if (rv != WA_ETIMEDOUT && rv != WA_ECLOSED) {
-            wa_warn(NULL, "dropped a malformed event: %s", wa_strerror(rv));
-        }
-    }
+    pump(&nt);
     wa_info(NULL, "stopping");
+    drain(&nt);
     status = 0;
 out:
+    /* mg_stop runs every remaining close handler, which stops its queue
+     * and detaches from the hub; only then may the pool and hub go. */
     nt_http_stop(&nt);
     if (nng_socket_id(nt.sub) > 0)
         nng_close(nt.sub);
+    nt_writers_free(nt.writers);
+    nt_hub_free(nt.hub);
     wa_strv_free(nt.origins);
     wa_auth_free(nt.auth);
     wa_config_free(specs, nspecs);

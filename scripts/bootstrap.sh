@@ -7,7 +7,7 @@ packages=(
     build-essential cmake pkg-config git ca-certificates
     libnng-dev libsqlite3-dev libjwt-dev libcjson-dev libqrencode-dev
     libcivetweb-dev libuv1-dev libpng-dev libcmocka-dev libssl-dev
-    chromium wrk curl python3 python3-yaml procps
+    chromium wrk curl python3 python3-yaml procps zbar-tools
 )
 
 missing=()

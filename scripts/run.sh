@@ -5,8 +5,13 @@
 #
 # Environment as in README.md. Without JWT_SECRET a random one is made and
 # kept in ./data/dev-jwt-secret, and a token for user "demo" is printed.
+#
+#   scripts/run.sh --demo   also starts build/bin/fakewa (the fake WhatsApp
+#                           Web) and points session-svc at it: no phone needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+demo=0
+[ "${1:-}" = "--demo" ] && demo=1
 cmake -S . -B build >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
 
@@ -28,6 +33,18 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
+if [ "$demo" -eq 1 ]; then
+    FAKEWA_PORT=${FAKEWA_PORT:-3100}
+    export FAKEWA_PORT WA_WEB_URL="http://127.0.0.1:$FAKEWA_PORT/"
+    build/bin/fakewa & pids+=($!)
+    cat <<EOT
+run: demo mode, WhatsApp Web is fakewa on :$FAKEWA_PORT. After POST /connect,
+  scan from the "phone" with the QR string fakewa shows:
+  curl -s localhost:$FAKEWA_PORT/_fake/pages
+  curl -s -X POST localhost:$FAKEWA_PORT/_fake/scan \\
+       -d '{"ref":"<ref from /_fake/pages>","phone":"41790000001","name":"Dr Demo"}'
+EOT
+fi
 build/bin/store-svc & pids+=($!)
 build/bin/notifier-svc & pids+=($!)
 build/bin/session-svc & pids+=($!)

@@ -1,16 +1,64 @@
 /*
- * session.h - session-svc's private state, shared by its files.
+ * session.h - session-svc's private state and the interfaces its files
+ * share (DESIGN §7).
+ *
+ *   main.c       process plumbing: configuration, sockets, loop, teardown
+ *   cdp.c        the DevTools client (cdp.h)
+ *   browser.c    one Chromium: argv, profile directory, SingletonLock,
+ *                spawn on pipes, exit, process group, backoff
+ *   adapter.c    waweb.js injected into the page; calls into it; the
+ *                checking of everything the page sends back
+ *   sessions.c   the per-user table: start, stop, crash relaunch
+ *   state.c      the status machine: the one transition function
+ *   storeio.c    worker threads writing transitions to store-svc, in order
+ *                per user, before each event is published
+ *   qr.c         QR string -> PNG data URL
+ *   ops.c        the bus operations (wa.*), the send rid cache
+ *   registry.c   instance register/heartbeat, restore, placement checks
+ *
+ * Threading: everything in ss_t and ss_session_t belongs to the libuv loop
+ * thread. Bus handlers (nng threads) only queue jobs for the loop; store
+ * calls run on storeio's threads or libuv's pool and come back by
+ * uv_queue_work's after-callback.
  */
 #ifndef SS_SESSION_H
 #define SS_SESSION_H
 
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
+#include "cdp.h"
+#include "wa/auth.h"
 #include "wa/bus.h"
 
 #define SS_SERVICE "session-svc"
+
+/* Limits of what crosses the page and the bus. */
+#define SS_QR_RAW_MAX 1024          /* bytes of a QR login string */
+#define SS_PHONE_MAX 20             /* digits of an account's number */
+#define SS_NAME_MAX 256             /* bytes of a display name */
+#define SS_CHAT_ID_MAX 96           /* bytes of a chat or user id */
+#define SS_MSG_ID_MAX 256           /* bytes of a message id */
+#define SS_BODY_MAX (64 * 1024)     /* bytes of a message body (send, page) */
+#define SS_TYPE_MAX 32              /* bytes of a message type */
+#define SS_PAYLOAD_MAX (512 * 1024) /* bytes of one binding payload */
+#define SS_ERRMSG_MAX 200           /* bytes of an error text from the page */
+#define SS_CHATS_MAX 2000           /* chats in one wa.chats answer */
+#define SS_LIMIT_MAX 500            /* wa.messages limit */
+#define SS_LIMIT_DEFAULT 50
+#define SS_PATH_MAX 3200
+
+/* QR image: pixels per module and quiet zone in modules. */
+#define SS_QR_SCALE 6
+#define SS_QR_MARGIN 4
+
+/* The binding the page reports through. */
+#define SS_BINDING "__waBridge"
 
 typedef struct ss_config {
     char *sessions_dir;
@@ -25,19 +73,454 @@ typedef struct ss_config {
     char *advertise_url;
     long workers;
     int log_level;
+    char *waweb_js;        /* WAWEB_JS: the adapter script */
+    long qr_max;           /* QR_MAX_REFRESHES */
+    char *browser_flags;   /* CHROMIUM_FLAGS_EXTRA: appended to argv */
+    char *user_agent;      /* WA_USER_AGENT: overrides the derived one */
+    long call_timeout_ms;  /* PAGE_CALL_TIMEOUT_MS: calls into the page */
+    long stop_timeout_ms;  /* BROWSER_STOP_TIMEOUT_MS: then SIGKILL */
+    long backoff_max_ms;   /* BROWSER_BACKOFF_MAX_MS */
+    long store_timeout_ms; /* STORE_TIMEOUT_MS: one store-svc call */
 } ss_config_t;
 
-typedef struct ss {
+typedef struct ss ss_t;
+typedef struct ss_session ss_session_t;
+typedef struct ss_browser ss_browser_t;
+typedef struct storeio storeio_t;
+typedef struct ridcache ridcache_t;
+typedef struct ss_registry ss_registry_t;
+typedef struct ss_opq ss_opq_t;
+
+/* ------------------------------------------------------------- state.c */
+
+typedef enum ss_status {
+    SS_DISCONNECTED = 0,
+    SS_INITIALIZING,
+    SS_QR,
+    SS_AUTHENTICATED,
+    SS_READY,
+    SS_ERROR,
+    SS_STATUS_COUNT
+} ss_status_t;
+
+/* "disconnected", ... (the statuses of DESIGN §4), or NULL out of range. */
+const char *state__name(ss_status_t s);
+
+/* Is from -> to allowed? (qr -> qr is: a new QR code.) */
+bool state__legal(ss_status_t from, ss_status_t to);
+
+/* What a transition carries. Strings are copied; unused ones NULL. */
+typedef struct ss_transition {
+    ss_status_t to;
+    const char *reason;  /* disconnected: why (logout, qr_timeout, ...) */
+    const char *message; /* error: what went wrong */
+    const char *qr;      /* qr: the raw login string */
+    const char *phone;   /* ready: the account's number, digits */
+    const char *name;    /* ready: its display name (may be NULL) */
+    const char *rid;     /* request that caused it, for logs (may be NULL) */
+    bool force;          /* write and publish even if the status is the same */
+    bool clear_account;  /* disconnected: forget phone, name, connectedAt */
+} ss_transition_t;
+
+/*
+ * The one transition function. Checks legality (WA_ECONFLICT if not, and
+ * nothing changes), updates s in memory, and queues the store write
+ * (session.upsert, then event.record) and the event publication on storeio
+ * (see storeio.c for the order). For SS_QR renders the PNG data URL first
+ * (WA_EINVAL for a bad QR string, nothing changes). Loop thread.
+ */
+wa_err_t state__set(ss_session_t *s, const ss_transition_t *t);
+
+/* A new message from the page: recorded without its body, published with
+ * it. msg is consumed. Loop thread. */
+wa_err_t state__message(ss_session_t *s, cJSON *msg);
+
+/* ------------------------------------------------------------- qr.c */
+
+typedef struct qr_matrix {
+    int width;           /* modules a side */
+    unsigned char *dark; /* width*width, row-major, 1 = dark */
+} qr_matrix_t;
+
+/* libqrencode's matrix for raw (8-bit mode, level L, 1..SS_QR_RAW_MAX
+ * bytes). Free with qr__matrix_free. */
+wa_err_t qr__matrix(const char *raw, qr_matrix_t *out);
+void qr__matrix_free(qr_matrix_t *m);
+
+/* raw as a 1-bit PNG in memory (*png malloc'd, caller frees); *px is the
+ * image's side in pixels (may be NULL). */
+wa_err_t qr__png(const char *raw, unsigned char **png, size_t *len, int *px);
+
+/* "data:image/png;base64,..." for raw; *out malloc'd. */
+wa_err_t qr__data_url(const char *raw, char **out);
+
+/* Standard base64 with padding, malloc'd; NULL on OOM. */
+char *qr__base64(const unsigned char *in, size_t len);
+
+/* ----------------------------------------------------------- browser.c */
+
+typedef struct ss_browser_opts {
+    const char *exe;        /* the executable */
+    const char *profile;    /* --user-data-dir */
+    const char *user_agent; /* may be NULL */
+    const char *extra;      /* space-separated extra flags, may be NULL */
+    bool no_sandbox;        /* running as root */
+} ss_browser_opts_t;
+
+/*
+ * The argv of a browser (argv[0] = exe), NULL-terminated and malloc'd:
+ * free with wa_strv_free. Flags of DESIGN §7 plus the memory-saving set
+ * measured in docs/architecture.md, then opts->extra split on blanks.
+ */
+wa_err_t browser__argv(const ss_browser_opts_t *o, char ***out);
+
+/* $dir/<wa_user_dirname(user)> into out. */
+wa_err_t browser__profile_path(const char *sessions_dir, const char *user,
+                               char *out, size_t len);
+
+/* mkdir -p with mode 0700 for the last component (and missing parents). */
+wa_err_t browser__mkdirs(const char *path);
+
+/*
+ * Clear a stale SingletonLock (with SingletonSocket and SingletonCookie)
+ * left in profile by a browser that is gone. The lock is a symlink
+ * "<host>-<pid>": when host is ours and that pid is alive and is a browser
+ * using this profile, the lock is live and WA_ECONFLICT is returned (the
+ * caller retries later); otherwise the three are removed. *cleared tells
+ * whether anything was removed (may be NULL).
+ */
+wa_err_t browser__clear_singleton(const char *profile, bool *cleared);
+
+/* rm -rf path without following symlinks. WA_OK if it did not exist. */
+wa_err_t browser__remove_tree(const char *path);
+
+/* Next relaunch delay: 1 s, doubling, capped at max_ms. */
+uint64_t browser__backoff_next(uint64_t cur_ms, uint64_t max_ms);
+
+/* Chromium's major version from `<exe> --version` ("Chromium 156.0..."),
+ * or 0 when unknown. Blocking (at most ~5 s); call at start. */
+int browser__major_version(const char *exe);
+
+typedef struct ss_browser_cb {
+    /* DevTools event / connection end, forwarded from cdp. */
+    cdp_event_fn on_event;
+    /* The process exited (after the pipe closed or not). Called once; the
+     * browser frees itself after. */
+    void (*on_exit)(void *arg, int64_t status, int term_signal);
+    void *arg;
+} ss_browser_cb_t;
+
+/*
+ * Spawn the browser on argv in its own session and process group, with
+ * the DevTools pipes on fds 3 and 4, stdin/stdout/stderr on /dev/null.
+ * On success *out is running and cdp reading.
+ */
+wa_err_t browser__launch(uv_loop_t *loop, char **argv,
+                         const ss_browser_cb_t *cb, ss_browser_t **out);
+
+cdp_t *browser__cdp(ss_browser_t *b);
+int browser__pid(const ss_browser_t *b);
+
+/*
+ * Ask the browser to exit cleanly: close the DevTools pipe (Chromium exits
+ * within ~0.1 s, flushing its stores; WAWEB.md §6). If it is still there
+ * after grace_ms, SIGKILL its process group. on_exit follows.
+ */
+void browser__stop(ss_browser_t *b, uint64_t grace_ms);
+
+/* SIGKILL the browser's process group now (last resort). */
+void browser__kill(ss_browser_t *b);
+
+/* --------------------------------------------------------- adapter.c */
+
+typedef enum ss_page_kind {
+    PAGE_HELLO = 0, /* the script started in the top frame */
+    PAGE_LOADING,   /* Socket.state while starting (debug only) */
+    PAGE_QR,        /* qr: login string */
+    PAGE_AUTHENTICATED,
+    PAGE_READY,   /* phone, name */
+    PAGE_MESSAGE, /* msg */
+    PAGE_LOGOUT,
+    PAGE_ERROR, /* text */
+} ss_page_kind_t;
+
+/* One checked binding payload. Strings point into storage of the struct. */
+typedef struct ss_page_event {
+    ss_page_kind_t kind;
+    char text[SS_QR_RAW_MAX + 1]; /* qr string, error text, state */
+    char phone[SS_PHONE_MAX + 1];
+    char name[SS_NAME_MAX + 1];
+    cJSON *msg; /* PAGE_MESSAGE: a checked message object, owned */
+} ss_page_event_t;
+
+/*
+ * Check a binding payload: a JSON object {"t": kind, ...} of at most
+ * SS_PAYLOAD_MAX bytes of valid UTF-8, every field of the right type and
+ * size. WA_OK with *ev filled (ss_page_event_clear after), or WA_EINVAL /
+ * WA_ETOOBIG / WA_EUTF8 and *ev empty. Hostile input is refused, never
+ * trusted.
+ */
+wa_err_t adapter__parse_payload(const char *payload, ss_page_event_t *ev);
+void ss_page_event_clear(ss_page_event_t *ev);
+
+/*
+ * A message object from the page, rebuilt with only the fields of
+ * /messages, each checked: {"id","chatId","from","to","body","timestamp",
+ * "fromMe","type"}. NULL when anything is wrong.
+ */
+cJSON *adapter__message(const cJSON *in);
+
+/* A chat object rebuilt: {"id","name","isGroup","unreadCount",
+ * "timestamp","lastMessage"}. NULL when anything is wrong. */
+cJSON *adapter__chat(const cJSON *in);
+
+/*
+ * Results of the page's functions, checked and rebuilt into the bus
+ * answer: chats -> {"chats":[...]}, messages -> {"messages":[...]},
+ * send -> {"id","timestamp"}, chat -> {"chat":{...}}. value is what the
+ * page returned (its "data"). WA_EBROWSER for anything malformed.
+ */
+wa_err_t adapter__result(const char *fn, const cJSON *value, cJSON **out);
+
+/* Is id a chat id we accept: <digits>@c.us or <digits>[-<digits>]@g.us? */
+bool adapter__chat_id_valid(const char *id);
+
+/* Is phone E.164 ("+" optional, 7..15 digits, not starting with 0)?
+ * Digits only into out (SS_PHONE_MAX + 1). */
+bool adapter__phone_normalize(const char *phone, char *out, size_t len);
+
+/* Begin driving a freshly launched browser: attach to its page, inject the
+ * script, navigate to WA_WEB_URL. Progress and failures come back as state
+ * transitions. Loop thread. */
+void adapter__start(ss_session_t *s);
+
+/* A DevTools event from s's browser. */
+void adapter__on_event(ss_session_t *s, const char *session, const char *method,
+                       const cJSON *params);
+
+/* The answer of a page call: err WA_OK with data (rebuilt by
+ * adapter__result, owned by the callee), or an error and a message. */
+typedef void (*adapter_done_fn)(void *arg, wa_err_t err, cJSON *data,
+                                const char *message);
+
+/*
+ * Call fn (one of the names waweb.js exposes) in the page with args (an
+ * object, consumed) by Runtime.callFunctionOn, arguments passed as CDP
+ * values, result by value. done is called exactly once (possibly before
+ * this returns, for a session with no page). Loop thread.
+ */
+void adapter__call(ss_session_t *s, const char *fn, cJSON *args, int timeout_ms,
+                   adapter_done_fn done, void *arg);
+
+/* --------------------------------------------------------- sessions.c */
+
+typedef struct ss_page {
+    char session_id[CDP_SESSION_MAX + 1]; /* flat session of the page */
+    char target_id[CDP_SESSION_MAX + 1];
+    int64_t context_id; /* execution context of the script; 0 = none */
+    int step;           /* attach sequence progress */
+    int replies;        /* replies to the pipelined setup commands */
+    bool navigated;
+    bool attached;
+} ss_page_t;
+
+typedef enum ss_stop_mode {
+    STOP_KEEP,   /* close the browser, keep profile and status (shutdown) */
+    STOP_LOST,   /* placement moved: close, keep the profile */
+    STOP_END,    /* close, keep profile, status disconnected (qr_timeout) */
+    STOP_DELETE, /* close, delete the profile, disconnected (logged out) */
+    STOP_LOGOUT, /* log out on the page first, then as STOP_DELETE */
+} ss_stop_mode_t;
+
+typedef void (*ss_stopped_fn)(void *arg, ss_session_t *s);
+
+typedef struct ss_stop_waiter {
+    struct ss_stop_waiter *next;
+    ss_stopped_fn fn;
+    void *arg;
+} ss_stop_waiter_t;
+
+struct ss_session {
+    ss_t *ss;
+    ss_session_t *next;
+    char user[WA_USER_MAX + 1];
+    char profile[SS_PATH_MAX];
+    ss_status_t status;
+    char phone[SS_PHONE_MAX + 1];
+    char name[SS_NAME_MAX + 1];
+    char *qr_raw; /* while status is qr */
+    char *qr_url; /* its PNG data URL */
+    int qr_count; /* QR codes shown since the last start */
+    char connected_at[WA_TIMESTAMP_MAX + 1];
+    char last_activity[WA_TIMESTAMP_MAX + 1];
+    ss_browser_t *browser; /* NULL when no process */
+    ss_page_t page;
+    bool want;     /* a browser should run (connect, restore) */
+    bool stopping; /* a stop is in progress */
+    ss_stop_mode_t stop_mode;
+    char stop_reason[32];
+    ss_stop_waiter_t *waiters; /* run once the browser is gone */
+    uv_timer_t relaunch;       /* backoff */
+    uv_timer_t ready_timer;    /* gives up on a page that never loads */
+    uint64_t backoff_ms;
+    uint64_t launched_at; /* uv_now() of the last launch */
+    int lost_checks;      /* consecutive placement checks without us */
+    int busy;             /* page calls in flight */
+};
+
+ss_session_t *sessions__find(ss_t *ss, const char *user);
+
+/* Number of sessions with a browser wanted or running (capacity). */
+long sessions__active(ss_t *ss);
+
+/* Find or create (status disconnected, no browser). */
+wa_err_t sessions__get(ss_t *ss, const char *user, ss_session_t **out);
+
+/*
+ * Start user's browser (connect or restore). Already wanted: nothing.
+ * WA_EFULL when MAX_SESSIONS browsers run. rid for logs (may be NULL).
+ */
+wa_err_t sessions__start(ss_session_t *s, const char *rid);
+
+/*
+ * Stop s's browser in mode; fn(arg, s) once it has exited (and the profile
+ * is deleted, for STOP_DELETE/STOP_LOGOUT), at once if none runs. fn may
+ * be NULL. reason goes into the disconnected event.
+ */
+void sessions__stop(ss_session_t *s, ss_stop_mode_t mode, const char *reason,
+                    ss_stopped_fn fn, void *arg);
+
+/* The page reports logout / crash / fatal error: end or relaunch. */
+void sessions__page_logout(ss_session_t *s);
+void sessions__page_failed(ss_session_t *s, const char *message);
+
+/* The page reached ready: the launch counts as stable from now. */
+void sessions__page_ready(ss_session_t *s);
+
+/* Stop every browser (shutdown): STOP_KEEP for all, then call done once
+ * all have exited or the deadline passed (stragglers SIGKILLed). */
+void sessions__stop_all(ss_t *ss, void (*done)(ss_t *ss));
+
+/* Free every session (after stop_all completed). */
+void sessions__free_all(ss_t *ss);
+
+/* ------------------------------------------------------------ storeio.c */
+
+typedef struct storeio_job {
+    struct storeio_job *next;
+    char user[WA_USER_MAX + 1];
+    char rid[WA_RID_MAX + 1];
+    cJSON *upsert; /* session.upsert args, or NULL */
+    wa_event_type_t type;
+    cJSON *record;  /* event.record data (no bodies), or NULL: no event */
+    cJSON *publish; /* published data, or NULL: the same as record */
+} storeio_job_t;
+
+/*
+ * threads workers; a user's jobs always go to the same worker, so they are
+ * written and published in the order submitted. For each job: upsert (if
+ * any), then event.record (which returns the seq), then publish with that
+ * seq. A store call failing in transport is retried with the same rid
+ * (store-svc is idempotent by rid) for up to retry_ms; an event that could
+ * not be recorded is not published.
+ */
+wa_err_t storeio__new(nng_socket store, nng_socket events, int threads,
+                      int call_timeout_ms, int retry_ms, storeio_t **out);
+
+/* Queue job (consumed, even on failure). WA_ECLOSED after stop began,
+ * WA_EFULL when the queue is over its bound. Thread-safe. */
+wa_err_t storeio__submit(storeio_t *io, storeio_job_t *job);
+
+/* Jobs queued or running (for tests). */
+size_t storeio__backlog(storeio_t *io);
+
+/* Finish queued jobs for at most drain_ms, drop the rest, join, free. */
+void storeio__free(storeio_t *io, int drain_ms);
+
+/* ---------------------------------------------------------------- ops.c */
+
+typedef enum rc_state {
+    RC_NEW,      /* reserved: the caller runs the send and finishes it */
+    RC_DONE,     /* answered before: result copied out */
+    RC_PENDING,  /* the first is in flight: the waiter was queued */
+    RC_MISMATCH, /* the rid was used with other arguments */
+} rc_state_t;
+
+/* A completed answer: data (JSON text) or an error. */
+typedef struct rc_result {
+    wa_err_t err;
+    char *data; /* JSON text on success, malloc'd */
+    char message[WA_MESSAGE_MAX + 1];
+} rc_result_t;
+
+typedef void (*rc_waiter_fn)(void *waiter, const rc_result_t *res);
+
+/* At most max entries, each kept ttl_ms after completion. Loop thread. */
+wa_err_t ridcache__new(size_t max, uint64_t ttl_ms, ridcache_t **out);
+void ridcache__free(ridcache_t *c);
+
+/*
+ * Look (user, rid) up. RC_DONE copies the result into *res (free data).
+ * RC_PENDING queues waiter. RC_NEW reserves the key: ridcache__finish
+ * must follow. fp fingerprints the arguments.
+ */
+wa_err_t ridcache__begin(ridcache_t *c, const char *user, const char *rid,
+                         uint64_t fp, uint64_t now_ms, void *waiter,
+                         rc_state_t *state, rc_result_t *res);
+
+/* Complete a reservation: keep res (copied) when keep is set, else forget
+ * the key so a retry runs again; then fn(waiter, res) for every waiter. */
+void ridcache__finish(ridcache_t *c, const char *user, const char *rid,
+                      const rc_result_t *res, bool keep, uint64_t now_ms,
+                      rc_waiter_fn fn);
+
+size_t ridcache__size(const ridcache_t *c);
+
+/* 64-bit FNV-1a over len bytes from h (start with SS_FNV_INIT). */
+#define SS_FNV_INIT 0xcbf29ce484222325ULL
+uint64_t ss_fnv1a(uint64_t h, const void *buf, size_t len);
+
+/* The bus handler (nng threads): queue the job for the loop. */
+void ops__handle(void *arg, wa_bus_job_t *job);
+
+/* Set up / tear down the queue and its uv_async (loop thread). */
+wa_err_t ops__init(ss_t *ss);
+/* Refuse new jobs (answered closed), answer every queued one, close the
+ * uv_async (loop thread). */
+void ops__shutdown(ss_t *ss);
+/* Free the queue and the rid cache: after wa_bus_server_stop. */
+void ops__free(ss_t *ss);
+
+/* ----------------------------------------------------------- registry.c */
+
+/* Register, then restore the users placed here, then heartbeat every 2 s
+ * (re-registering on not_found) and stop users placed elsewhere. */
+wa_err_t registry__start(ss_t *ss);
+void registry__stop(ss_t *ss);
+
+/* ------------------------------------------------------------- main.c */
+
+struct ss {
     ss_config_t cfg;
     char chromium[4096]; /* resolved browser executable */
     char instance[128];  /* INSTANCE_ID or hostname-pid */
+    char user_agent[256];
+    char *script; /* waweb.js source */
+    bool is_root;
     uv_loop_t *loop;
     uv_signal_t sigterm, sigint;
     nng_socket rep;    /* REP, listens on SESSION_URL */
     nng_socket store;  /* REQ, dials STORE_URL */
     nng_socket events; /* PUB, dials EVENTS_URL */
     wa_bus_server_t *server;
-} ss_t;
+    storeio_t *io;
+    ss_session_t *sessions;
+    ss_opq_t *opq;
+    ridcache_t *rids;
+    ss_registry_t *registry;
+    uv_timer_t deadline; /* shutdown's last resort */
+    bool stopping;
+};
 
 /*
  * Find the browser: CHROMIUM_PATH, else PUPPETEER_EXECUTABLE_PATH, else the

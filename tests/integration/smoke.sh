@@ -57,7 +57,7 @@ wait_for "store-svc answers ping" "$TOOLS/buscall" "$STORE_URL" ping
 wait_for "session-svc answers ping" "$TOOLS/buscall" "$SESSION_URL" ping
 wait_for "gateway /health is 200" http_status_is 200 "http://127.0.0.1:$GW_PORT/health"
 wait_for "notifier /health is 200" http_status_is 200 "http://127.0.0.1:$NT_PORT/health"
-out=$("$TOOLS/buscall" "$STORE_URL" log.list u1) && fail "store-svc served an unknown op: $out"
+out=$("$TOOLS/buscall" "$STORE_URL" wa.status u1) && fail "store-svc served an op it does not own: $out"
 pass "store-svc refuses an operation it does not serve ($out)"
 http_status_is 404 "http://127.0.0.1:$GW_PORT/nope" || fail "gateway: unknown route is not 404"
 pass "gateway: unknown route is 404"

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Throughput and latency of the gateway's store routes, measured with wrk.
+#
+# Starts store-svc and gateway on free ports with a temporary database and a
+# generous rate limit, seeds 50 log rows per user, mints tokens with
+# wa-token, then runs wrk on GET /status and GET /logs (default limit, 50
+# rows) at 1 and 64 keep-alive connections, first with one user's token
+# (identical reads in flight share one bus call), then with 64 users'
+# tokens in rotation (every request is its own bus round trip). Prints
+# requests/s, p50 and p99, and the RSS (VmRSS) of both processes, idle
+# before and after the load.
+#
+#   bench/gateway_bench.sh [build-dir] [seconds-per-run]   (default build, 10)
+#
+# Environment: GATEWAY_THREADS (default 72: CivetWeb holds one thread per
+# keep-alive connection, so it must exceed the connection count).
+set -eu
+BUILD=${1:-build}
+DURATION=${2:-10}
+BIN=$BUILD/bin TOOLS=$BUILD/tests
+HERE=$(cd "$(dirname "$0")" && pwd)
+for f in "$BIN/gateway" "$BIN/store-svc" "$BIN/wa-token" "$TOOLS/buscall"; do
+    [ -x "$f" ] || { echo "gateway_bench.sh: build first (no $f)" >&2; exit 2; }
+done
+command -v wrk >/dev/null || { echo "gateway_bench.sh: wrk is not installed" >&2; exit 2; }
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do
+        kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+export JWT_SECRET=gateway-bench-secret-0123456789abcdef
+export STORE_URL=tcp://127.0.0.1:$(free_port) PORT=$(free_port)
+export DB_PATH=$WORK/bench.db LOG_LEVEL=warn
+export RATE_LIMIT_RPS=1000000 RATE_LIMIT_BURST=1000000
+export GATEWAY_THREADS=${GATEWAY_THREADS:-72}
+
+"$BIN/store-svc" 2>"$WORK/store-svc.log" &
+STORE_PID=$!
+PIDS+=("$STORE_PID")
+"$BIN/gateway" 2>"$WORK/gateway.log" &
+GW_PID=$!
+PIDS+=("$GW_PID")
+URL=http://127.0.0.1:$PORT
+for _ in $(seq 100); do
+    curl -sf -o /dev/null "$URL/metrics" && "$TOOLS/buscall" "$STORE_URL" ping >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+# 64 users, 50 log rows each (what GET /logs answers by default).
+: >"$WORK/tokens"
+for u in $(seq 64); do
+    "$BIN/wa-token" "bench-user-$u" 86400 >>"$WORK/tokens"
+done
+seed() { # seed <user>: 50 rows
+    for n in $(seq 50); do
+        "$TOOLS/buscall" "$STORE_URL" log.append "bench-user-$1" \
+            "{\"eventType\":\"message\",\"eventData\":{\"n\":$n,\"body\":\"$(printf '%040d' 0)\"}}" >/dev/null
+    done
+}
+SEEDERS=()
+for u in $(seq 64); do
+    seed "$u" &
+    SEEDERS+=($!)
+    if [ ${#SEEDERS[@]} -eq 8 ]; then wait "${SEEDERS[@]}"; SEEDERS=(); fi
+done
+TOKEN=$(head -1 "$WORK/tokens")
+sleep 1
+IDLE_GW=$(rss_kb "$GW_PID") IDLE_STORE=$(rss_kb "$STORE_PID")
+
+echo "# gateway_bench: $(nproc) CPUs, ${DURATION}s per run, GATEWAY_THREADS=$GATEWAY_THREADS, load average before seeding $LOAD_BEFORE"
+printf '%-12s %5s %5s %10s %9s %9s %6s\n' route conns users req/s p50 p99 errors
+run() { # run <path> <conns> <users>
+    local path=$1 conns=$2 users=$3 threads=2 out
+    [ "$conns" -eq 1 ] && threads=1
+    if [ "$users" -eq 1 ]; then
+        out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency \
+            -H "Authorization: Bearer $TOKEN" "$URL$path")
+    else
+        out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency \
+            -s "$HERE/gateway_bench.lua" "$URL$path" -- "$WORK/tokens")
+    fi
+    printf '%-12s %5s %5s %10s %9s %9s %6s\n' "GET $path" "$conns" "$users" \
+        "$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")" \
+        "$(awk '$1 == "50%" {print $2}' <<<"$out")" \
+        "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
+        "$(awk '/Non-2xx|Socket errors/ {e = e $0 "; "} END {print (e == "" ? 0 : e)}' <<<"$out")"
+}
+for path in /status /logs; do
+    run "$path" 1 1
+    run "$path" 64 1
+    run "$path" 64 64
+done
+sleep 1
+echo "RSS idle (before load): gateway $((IDLE_GW / 1024)).$((IDLE_GW % 1024 * 10 / 1024)) MiB, store-svc $((IDLE_STORE / 1024)).$((IDLE_STORE % 1024 * 10 / 1024)) MiB"
+AFTER_GW=$(rss_kb "$GW_PID") AFTER_STORE=$(rss_kb "$STORE_PID")
+echo "RSS idle (after load):  gateway $((AFTER_GW / 1024)).$((AFTER_GW % 1024 * 10 / 1024)) MiB, store-svc $((AFTER_STORE / 1024)).$((AFTER_STORE % 1024 * 10 / 1024)) MiB"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (a shared machine skews figures: compare runs)"

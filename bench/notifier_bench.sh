@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Fan-out benchmark of notifier-svc: three runs against a fresh notifier each.
+#   1. one user x 1,000 sockets
+#   2. 1,000 users x 1 socket
+#   3. as 1, plus one stalled subscriber of that user (never reads)
+# Each prints memory per idle connection, delivered frames/s and the
+# publish-to-receive latency p50/p99.
+#
+#   bench/notifier_bench.sh [build-dir] [seconds]
+# Environment: RATE_FANOUT (events/s in runs 1 and 3, default 100 = 100,000
+# frames/s), RATE_USERS (events/s in run 2, default 100000).
+set -euo pipefail
+BUILD=${1:-build}
+SECS=${2:-5}
+RATE_FANOUT=${RATE_FANOUT:-100}
+RATE_USERS=${RATE_USERS:-100000}
+NOTIFIER=$BUILD/bin/notifier-svc
+BENCH=$BUILD/bin/notifier_bench
+SECRET=0123456789abcdef0123456789abcdef-bench
+[ -x "$NOTIFIER" ] && [ -x "$BENCH" ] || { echo "build first: $NOTIFIER, $BENCH" >&2; exit 2; }
+ulimit -n "$(ulimit -Hn)"
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+run() {
+    local title=$1; shift
+    local port events pid
+    port=$(free_port) events=tcp://127.0.0.1:$(free_port)
+    JWT_SECRET=$SECRET NOTIFIER_PORT=$port EVENTS_URL=$events \
+        NOTIFIER_MAX_CONN=2100 NOTIFIER_MAX_CONN_PER_USER=1100 \
+        NOTIFIER_QUEUE_FRAMES=512 NOTIFIER_REPLAY=256 LOG_LEVEL=warn \
+        "$NOTIFIER" 2>"$LOGDIR/notifier-$port.log" &
+    pid=$!
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+        sleep 0.05
+    done
+    echo "== $title"
+    "$BENCH" "$port" "$events" "$SECRET" "$pid" "$@"
+    curl -s "http://127.0.0.1:$port/metrics" |
+        grep -E '^notifier_(events_in_total|frames_out_total|drops_total)'
+    kill -TERM "$pid"
+    wait "$pid"
+}
+
+LOGDIR=$(mktemp -d)
+trap 'rm -rf "$LOGDIR"' EXIT
+echo "machine: $(nproc) CPUs, $(uname -r); notifier and bench share them"
+run "1 user x 1000 sockets, $RATE_FANOUT events/s" 1 1000 "$RATE_FANOUT" "$SECS"
+run "1000 users x 1 socket, $RATE_USERS events/s" 1000 1 "$RATE_USERS" "$SECS"
+# Twice as long, so the stalled client overflows its queue (512 frames).
+run "1 user x 1000 sockets + 1 stalled, $RATE_FANOUT events/s" 1 1000 "$RATE_FANOUT" "$((SECS * 2))" 1

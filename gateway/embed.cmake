@@ -1,0 +1,13 @@
+# Turn a file into C: cmake -DIN=<file> -DOUT=<file.c> -DNAME=<symbol> -P embed.cmake
+# Defines `const unsigned char NAME[]` (NUL-terminated) and
+# `const size_t NAME_len` (without the NUL).
+file(READ "${IN}" hex HEX)
+string(LENGTH "${hex}" n)
+math(EXPR len "${n} / 2")
+string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+file(WRITE "${OUT}.tmp"
+     "/* Generated from ${IN} by embed.cmake: do not edit. */\n"
+     "#include <stddef.h>\n"
+     "const unsigned char ${NAME}[] = {${bytes}0x00};\n"
+     "const size_t ${NAME}_len = ${len};\n")
+file(RENAME "${OUT}.tmp" "${OUT}")

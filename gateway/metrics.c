@@ -1,0 +1,288 @@
+/*
+ * metrics.c - atomic counters and their Prometheus text (metrics.h).
+ */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+
+/* Statuses the gateway answers with; anything else counts as "other". */
+static const int statuses[] = {200, 202, 204, 400, 401, 403, 404, 405,
+                               409, 411, 413, 429, 500, 502, 503, 504};
+#define NSTATUS (sizeof(statuses) / sizeof(statuses[0]) + 1)
+
+/* Latency buckets, seconds (upper bounds); +Inf is implicit. */
+static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+#define NBOUNDS (sizeof(bounds) / sizeof(bounds[0]))
+
+typedef struct route_stats {
+    atomic_ulong by_status[NSTATUS];
+    atomic_ulong buckets[NBOUNDS + 1]; /* not cumulative; last is +Inf */
+    atomic_ulong count;
+    atomic_ullong usec_sum;
+} route_stats_t;
+
+struct gw_metrics {
+    const gw_metric_route_t *routes;
+    size_t nroutes;
+    route_stats_t *stats; /* nroutes + 1 */
+    atomic_ulong bus_errors[WA_OP_COUNT][WA_ERR_COUNT];
+    atomic_ulong rate_limited;
+    atomic_long in_flight;
+};
+
+wa_err_t gw_metrics_new(const gw_metric_route_t *routes, size_t nroutes,
+                        gw_metrics_t **out)
+{
+    gw_metrics_t *m;
+
+    if ((m = calloc(1, sizeof(*m))) == NULL)
+        return WA_ENOMEM;
+    /* calloc'd atomics are valid zeroes on every platform we build for. */
+    if ((m->stats = calloc(nroutes + 1, sizeof(*m->stats))) == NULL) {
+        free(m);
+        return WA_ENOMEM;
+    }
+    m->routes = routes;
+    m->nroutes = nroutes;
+    *out = m;
+    return WA_OK;
+}
+
+void gw_metrics_free(gw_metrics_t *m)
+{
+    if (m == NULL)
+        return;
+    free(m->stats);
+    free(m);
+}
+
+static size_t status_index(int status)
+{
+    for (size_t i = 0; i < NSTATUS - 1; i++) {
+        if (statuses[i] == status)
+            return i;
+    }
+    return NSTATUS - 1;
+}
+
+void gw_metrics_request(gw_metrics_t *m, size_t route, int status, int64_t usec)
+{
+    route_stats_t *s;
+    double secs;
+    size_t b;
+
+    if (route > m->nroutes)
+        route = m->nroutes;
+    if (usec < 0)
+        usec = 0;
+    s = &m->stats[route];
+    secs = (double)usec / 1e6;
+    for (b = 0; b < NBOUNDS && secs > bounds[b]; b++)
+        ;
+    atomic_fetch_add_explicit(&s->by_status[status_index(status)], 1,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->buckets[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->usec_sum, (unsigned long long)usec,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->count, 1, memory_order_relaxed);
+}
+
+void gw_metrics_bus_error(gw_metrics_t *m, wa_op_t op, wa_err_t err)
+{
+    if ((unsigned)op >= WA_OP_COUNT || (unsigned)err >= WA_ERR_COUNT)
+        return;
+    atomic_fetch_add_explicit(&m->bus_errors[op][err], 1, memory_order_relaxed);
+}
+
+void gw_metrics_rate_limited(gw_metrics_t *m)
+{
+    atomic_fetch_add_explicit(&m->rate_limited, 1, memory_order_relaxed);
+}
+
+void gw_metrics_in_flight(gw_metrics_t *m, int delta)
+{
+    atomic_fetch_add_explicit(&m->in_flight, delta, memory_order_relaxed);
+}
+
+long gw_metrics_in_flight_now(const gw_metrics_t *m)
+{
+    return atomic_load_explicit(&m->in_flight, memory_order_relaxed);
+}
+
+/* A growing text buffer; on allocation failure it stays failed. */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool failed;
+} sbuf_t;
+
+__attribute__((format(printf, 2, 3))) static void
+sb_printf(sbuf_t *sb, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (sb->failed)
+        return;
+    for (;;) {
+        va_start(ap, fmt);
+        n = vsnprintf(sb->p + sb->len, sb->cap - sb->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            sb->failed = true;
+            return;
+        }
+        if ((size_t)n < sb->cap - sb->len) {
+            sb->len += (size_t)n;
+            return;
+        }
+        size_t cap = (sb->cap + (size_t)n + 1) * 2;
+        char *p = realloc(sb->p, cap);
+        if (p == NULL) {
+            sb->failed = true;
+            return;
+        }
+        sb->p = p;
+        sb->cap = cap;
+    }
+}
+
+static const char *route_method(const gw_metrics_t *m, size_t r)
+{
+    return r < m->nroutes ? m->routes[r].method : "";
+}
+
+static const char *route_path(const gw_metrics_t *m, size_t r)
+{
+    return r < m->nroutes ? m->routes[r].path : "unmatched";
+}
+
+static unsigned long load(const atomic_ulong *a)
+{
+    return atomic_load_explicit(a, memory_order_relaxed);
+}
+
+static void render_requests(const gw_metrics_t *m, sbuf_t *sb)
+{
+    sb_printf(sb, "# HELP wa_gateway_http_requests_total HTTP requests "
+                  "answered, by route template, method and status.\n"
+                  "# TYPE wa_gateway_http_requests_total counter\n");
+    for (size_t r = 0; r <= m->nroutes; r++) {
+        for (size_t i = 0; i < NSTATUS; i++) {
+            unsigned long v = load(&m->stats[r].by_status[i]);
+            char status[8];
+
+            if (v == 0)
+                continue;
+            if (i < NSTATUS - 1)
+                snprintf(status, sizeof(status), "%d", statuses[i]);
+            else
+                snprintf(status, sizeof(status), "other");
+            sb_printf(sb,
+                      "wa_gateway_http_requests_total{route=\"%s\","
+                      "method=\"%s\",status=\"%s\"} %lu\n",
+                      route_path(m, r), route_method(m, r), status, v);
+        }
+    }
+}
+
+static void render_latency(const gw_metrics_t *m, sbuf_t *sb)
+{
+    sb_printf(sb, "# HELP wa_gateway_http_request_duration_seconds Time "
+                  "from the request's arrival to its answer, by route.\n"
+                  "# TYPE wa_gateway_http_request_duration_seconds "
+                  "histogram\n");
+    for (size_t r = 0; r <= m->nroutes; r++) {
+        const route_stats_t *s = &m->stats[r];
+        unsigned long count = load(&s->count), cum = 0;
+
+        if (count == 0)
+            continue;
+        for (size_t b = 0; b <= NBOUNDS; b++) {
+            cum += load(&s->buckets[b]);
+            if (b < NBOUNDS)
+                sb_printf(sb,
+                          "wa_gateway_http_request_duration_seconds_bucket{"
+                          "route=\"%s\",method=\"%s\",le=\"%g\"} %lu\n",
+                          route_path(m, r), route_method(m, r), bounds[b], cum);
+            else
+                sb_printf(sb,
+                          "wa_gateway_http_request_duration_seconds_bucket{"
+                          "route=\"%s\",method=\"%s\",le=\"+Inf\"} %lu\n",
+                          route_path(m, r), route_method(m, r), cum);
+        }
+        sb_printf(
+            sb,
+            "wa_gateway_http_request_duration_seconds_sum{route=\"%s\","
+            "method=\"%s\"} %.6f\n"
+            "wa_gateway_http_request_duration_seconds_count{route="
+            "\"%s\",method=\"%s\"} %lu\n",
+            route_path(m, r), route_method(m, r),
+            (double)atomic_load_explicit(&s->usec_sum, memory_order_relaxed) /
+                1e6,
+            route_path(m, r), route_method(m, r), cum);
+    }
+}
+
+static void render_bus(const gw_metrics_t *m, sbuf_t *sb)
+{
+    sb_printf(sb, "# HELP wa_gateway_bus_errors_total Failed bus calls, by "
+                  "operation and error code.\n"
+                  "# TYPE wa_gateway_bus_errors_total counter\n");
+    for (unsigned op = 0; op < WA_OP_COUNT; op++) {
+        for (unsigned e = 1; e < WA_ERR_COUNT; e++) {
+            unsigned long v = load(&m->bus_errors[op][e]);
+
+            if (v != 0)
+                sb_printf(sb,
+                          "wa_gateway_bus_errors_total{op=\"%s\","
+                          "code=\"%s\"} %lu\n",
+                          wa_op_name((wa_op_t)op), wa_err_code((wa_err_t)e), v);
+        }
+    }
+}
+
+wa_err_t gw_metrics_render(const gw_metrics_t *m, double uptime_s, char **out,
+                           size_t *len)
+{
+    sbuf_t sb = {0};
+
+    if ((sb.p = malloc(8192)) == NULL)
+        return WA_ENOMEM;
+    sb.cap = 8192;
+    sb.p[0] = '\0';
+    render_requests(m, &sb);
+    render_latency(m, &sb);
+    render_bus(m, &sb);
+    sb_printf(&sb,
+              "# HELP wa_gateway_rate_limited_total Requests refused with "
+              "429 by the per-user rate limit.\n"
+              "# TYPE wa_gateway_rate_limited_total counter\n"
+              "wa_gateway_rate_limited_total %lu\n"
+              "# HELP wa_gateway_http_requests_in_flight Requests being "
+              "served now.\n"
+              "# TYPE wa_gateway_http_requests_in_flight gauge\n"
+              "wa_gateway_http_requests_in_flight %ld\n"
+              "# HELP wa_gateway_uptime_seconds Seconds since the gateway "
+              "started.\n"
+              "# TYPE wa_gateway_uptime_seconds gauge\n"
+              "wa_gateway_uptime_seconds %.3f\n"
+              "# HELP wa_gateway_build_info The gateway's version.\n"
+              "# TYPE wa_gateway_build_info gauge\n"
+              "wa_gateway_build_info{version=\"%s\"} 1\n",
+              load(&m->rate_limited), gw_metrics_in_flight_now(m), uptime_s,
+              WA_VERSION);
+    if (sb.failed) {
+        free(sb.p);
+        return WA_ENOMEM;
+    }
+    *out = sb.p;
+    *len = sb.len;
+    return WA_OK;
+}

@@ -1,0 +1,57 @@
+/*
+ * metrics.h - the gateway's Prometheus metrics: requests by route template,
+ * method and status, a latency histogram per route, bus errors by operation
+ * and code, rate-limited requests, requests in flight.
+ *
+ * Recording is lock-free (relaxed atomics) and thread-safe; rendering reads
+ * the counters without stopping writers, so one scrape may see a request in
+ * its count but not yet in its histogram: Prometheus tolerates that.
+ */
+#ifndef GW_METRICS_H
+#define GW_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wa/envelope.h"
+#include "wa/err.h"
+
+/* A route as metrics label it. */
+typedef struct gw_metric_route {
+    const char *method; /* "GET" */
+    const char *path;   /* template, "/messages/{chatId}" */
+} gw_metric_route_t;
+
+typedef struct gw_metrics gw_metrics_t;
+
+/*
+ * Metrics for routes[0..nroutes) (copied by pointer: the strings must
+ * outlive the metrics) plus one extra index, nroutes, for requests that
+ * matched no route (labelled route="unmatched"). WA_ENOMEM or WA_OK.
+ */
+wa_err_t gw_metrics_new(const gw_metric_route_t *routes, size_t nroutes,
+                        gw_metrics_t **out);
+void gw_metrics_free(gw_metrics_t *m);
+
+/* One request answered: route index (<= nroutes), HTTP status, duration. */
+void gw_metrics_request(gw_metrics_t *m, size_t route, int status,
+                        int64_t usec);
+
+/* One failed bus call: op, and the error (remote code or transport). */
+void gw_metrics_bus_error(gw_metrics_t *m, wa_op_t op, wa_err_t err);
+
+void gw_metrics_rate_limited(gw_metrics_t *m);
+
+/* +1 when a request starts, -1 when it is answered. */
+void gw_metrics_in_flight(gw_metrics_t *m, int delta);
+long gw_metrics_in_flight_now(const gw_metrics_t *m);
+
+/*
+ * Render the text exposition format (version 0.0.4) into a malloc'd,
+ * NUL-terminated buffer; *len without the NUL. uptime_s is reported as a
+ * gauge. WA_ENOMEM or WA_OK.
+ */
+wa_err_t gw_metrics_render(const gw_metrics_t *m, double uptime_s, char **out,
+                           size_t *len);
+
+#endif /* GW_METRICS_H */

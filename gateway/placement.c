@@ -1,0 +1,323 @@
+/*
+ * placement.c - which session-svc instance serves a user, and the REQ
+ * sockets to those instances (gateway.h, gw_session_call).
+ *
+ * Two small tables under one mutex, each held only for a lookup or an
+ * insert, never across a bus call:
+ *   - the placement cache, user -> instance url, each answer of
+ *     placement.resolve kept GW_PLACEMENT_TTL_MS; bounded by CACHE_MAX
+ *     entries (expired entries go first, then the whole cache is dropped:
+ *     it is only a cache);
+ *   - the instance sockets, url -> REQ socket, dialed on first use and kept
+ *     (nng reconnects them in the background); bounded by MAX_INSTANCES,
+ *     the least recently used one is closed to make room.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway.h"
+#include "wa/log.h"
+#include "wa/service.h"
+
+#define CHAINS 256
+#define CACHE_MAX 8192
+#define MAX_INSTANCES 64
+#define URL_MAX 512
+
+typedef struct entry {
+    struct entry *next;
+    long long expires_ms;
+    char *url;
+    char user[];
+} entry_t;
+
+typedef struct instance {
+    char url[URL_MAX + 1];
+    nng_socket sock;
+    long long used_ms;
+} instance_t;
+
+struct gw_placement {
+    gw_t *gw;
+    pthread_mutex_t mu;
+    entry_t *chains[CHAINS];
+    size_t count;
+    instance_t inst[MAX_INSTANCES];
+    size_t ninst;
+};
+
+static unsigned chain_of(const char *user)
+{
+    unsigned h = 2166136261u;
+
+    for (; *user != '\0'; user++)
+        h = (h ^ (unsigned char)*user) * 16777619u;
+    return h % CHAINS;
+}
+
+wa_err_t gw_placement_new(gw_t *gw, gw_placement_t **out)
+{
+    gw_placement_t *p;
+
+    if ((p = calloc(1, sizeof(*p))) == NULL)
+        return WA_ENOMEM;
+    if (pthread_mutex_init(&p->mu, NULL) != 0) {
+        free(p);
+        return WA_ENOMEM;
+    }
+    p->gw = gw;
+    *out = p;
+    return WA_OK;
+}
+
+static void entry_free(entry_t *e)
+{
+    free(e->url);
+    free(e);
+}
+
+/* Drop every cached entry; with only_expired, the expired ones. Caller
+ * holds p->mu. */
+static void cache_prune(gw_placement_t *p, long long now_ms, bool only_expired)
+{
+    for (int c = 0; c < CHAINS; c++) {
+        entry_t **pp = &p->chains[c];
+
+        while (*pp != NULL) {
+            entry_t *e = *pp;
+
+            if (only_expired && e->expires_ms > now_ms) {
+                pp = &e->next;
+                continue;
+            }
+            *pp = e->next;
+            entry_free(e);
+            p->count--;
+        }
+    }
+}
+
+void gw_placement_free(gw_placement_t *p)
+{
+    if (p == NULL)
+        return;
+    cache_prune(p, 0, false);
+    for (size_t i = 0; i < p->ninst; i++)
+        nng_close(p->inst[i].sock);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+/* Copy user's cached url into url (URL_MAX + 1 bytes) if fresh. */
+static bool cache_get(gw_placement_t *p, const char *user, char *url)
+{
+    long long now = wa_now_ms();
+    bool found = false;
+
+    pthread_mutex_lock(&p->mu);
+    for (entry_t *e = p->chains[chain_of(user)]; e != NULL; e = e->next) {
+        if (strcmp(e->user, user) == 0) {
+            if (e->expires_ms > now) {
+                strcpy(url, e->url);
+                found = true;
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return found;
+}
+
+void gw_placement_forget(gw_placement_t *p, const char *user)
+{
+    pthread_mutex_lock(&p->mu);
+    for (entry_t **pp = &p->chains[chain_of(user)]; *pp != NULL;
+         pp = &(*pp)->next) {
+        if (strcmp((*pp)->user, user) == 0) {
+            entry_t *e = *pp;
+
+            *pp = e->next;
+            entry_free(e);
+            p->count--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Remember user -> url. Out of memory only costs a later re-resolve. */
+static void cache_put(gw_placement_t *p, const char *user, const char *url)
+{
+    size_t ulen = strlen(user);
+    long long now = wa_now_ms();
+    entry_t *e;
+
+    gw_placement_forget(p, user);
+    if ((e = malloc(sizeof(*e) + ulen + 1)) == NULL)
+        return;
+    if ((e->url = strdup(url)) == NULL) {
+        free(e);
+        return;
+    }
+    memcpy(e->user, user, ulen + 1);
+    e->expires_ms = now + GW_PLACEMENT_TTL_MS;
+    pthread_mutex_lock(&p->mu);
+    if (p->count >= CACHE_MAX)
+        cache_prune(p, now, true);
+    if (p->count >= CACHE_MAX)
+        cache_prune(p, now, false);
+    e->next = p->chains[chain_of(user)];
+    p->chains[chain_of(user)] = e;
+    p->count++;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* The socket for url, if one is open. Caller holds p->mu. */
+static instance_t *find_instance(gw_placement_t *p, const char *url)
+{
+    for (size_t i = 0; i < p->ninst; i++) {
+        if (strcmp(p->inst[i].url, url) == 0)
+            return &p->inst[i];
+    }
+    return NULL;
+}
+
+/*
+ * The REQ socket for url, dialed now if it is new. WA_EINVAL for a url
+ * nng cannot dial (store-svc's answer was wrong).
+ */
+static wa_err_t socket_for(gw_placement_t *p, const char *url, nng_socket *out)
+{
+    nng_socket s, evicted = NNG_SOCKET_INITIALIZER;
+    instance_t *in;
+    wa_err_t rv;
+
+    if (strlen(url) > URL_MAX)
+        return WA_EINVAL;
+    pthread_mutex_lock(&p->mu);
+    if ((in = find_instance(p, url)) != NULL) {
+        in->used_ms = wa_now_ms();
+        *out = in->sock;
+        pthread_mutex_unlock(&p->mu);
+        return WA_OK;
+    }
+    pthread_mutex_unlock(&p->mu);
+
+    /* Dialing is non-blocking; done unlocked all the same. */
+    if ((rv = wa_bus_open(WA_SOCK_REQ, WA_SOCK_DIAL, url, NULL, &s)) != WA_OK)
+        return rv;
+
+    pthread_mutex_lock(&p->mu);
+    if ((in = find_instance(p, url)) != NULL) {
+        /* Another thread dialed it meanwhile: use theirs. */
+        evicted = s;
+    } else {
+        if (p->ninst == MAX_INSTANCES) {
+            size_t lru = 0;
+
+            for (size_t i = 1; i < p->ninst; i++) {
+                if (p->inst[i].used_ms < p->inst[lru].used_ms)
+                    lru = i;
+            }
+            /* Calls still using it fail with "closed" and are retried. */
+            evicted = p->inst[lru].sock;
+            p->inst[lru] = p->inst[--p->ninst];
+        }
+        in = &p->inst[p->ninst++];
+        strcpy(in->url, url);
+        in->sock = s;
+    }
+    in->used_ms = wa_now_ms();
+    *out = in->sock;
+    pthread_mutex_unlock(&p->mu);
+    if (nng_socket_id(evicted) > 0)
+        nng_close(evicted);
+    return WA_OK;
+}
+
+/* Ask store-svc where r's user lives; the url into url. On failure the
+ * store's reply (if any) is left in *rep for the caller. */
+static wa_err_t resolve(gw_req_t *r, char *url, wa_reply_t *rep)
+{
+    const char *u;
+    wa_err_t rv;
+
+    rv = gw_store_call(r, WA_OP_PLACEMENT_RESOLVE, r->who.user, NULL, rep);
+    if (rv != WA_OK)
+        return rv;
+    u = gw_json_string(rep->data, "url");
+    if (u == NULL || u[0] == '\0' || strlen(u) > URL_MAX) {
+        wa_reply_clear(rep); /* zeroes it: no remote error to report */
+        gw_metrics_bus_error(r->gw->metrics, WA_OP_PLACEMENT_RESOLVE,
+                             WA_EPROTO);
+        return WA_EPROTO;
+    }
+    strcpy(url, u);
+    wa_reply_clear(rep);
+    return WA_OK;
+}
+
+/* Transport failures after which another instance may answer. */
+static bool worth_retry(wa_err_t rv, const wa_reply_t *rep)
+{
+    return rep->err == WA_OK &&
+           (rv == WA_ETIMEDOUT || rv == WA_ECLOSED || rv == WA_EUNAVAIL);
+}
+
+wa_err_t gw_session_call(gw_req_t *r, wa_op_t op, const cJSON *args,
+                         wa_reply_t *rep, bool *from_store)
+{
+    gw_placement_t *p = r->gw->placement;
+    char url[URL_MAX + 1];
+    nng_socket s;
+    wa_err_t rv = WA_ETIMEDOUT;
+
+    memset(rep, 0, sizeof(*rep));
+    *from_store = false;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!cache_get(p, r->who.user, url)) {
+            if ((rv = resolve(r, url, rep)) != WA_OK) {
+                *from_store = true;
+                return rv;
+            }
+            cache_put(p, r->who.user, url);
+        }
+        if ((rv = socket_for(p, url, &s)) != WA_OK) {
+            wa_debug(r->rid, "cannot dial session-svc at %s: %s", url,
+                     wa_strerror(rv));
+            gw_placement_forget(p, r->who.user);
+            *from_store = true; /* store-svc named a url we cannot use */
+            return WA_EPROTO;
+        }
+        rv = gw_bus_call(r->gw, s, op, r->who.user, r->rid, args,
+                         gw_remaining_ms(r), rep);
+        if (!worth_retry(rv, rep))
+            return rv;
+        gw_placement_forget(p, r->who.user);
+        if (attempt == 0 && gw_remaining_ms(r) > 0)
+            wa_info(r->rid, "session-svc at %s: %s; resolving again", url,
+                    wa_err_code(rv));
+        if (gw_remaining_ms(r) <= 0)
+            break;
+    }
+    return rv;
+}
+
+wa_err_t gw_instance_ping(gw_t *gw, const char *url, const char *rid,
+                          int timeout_ms, int64_t *rtt_us)
+{
+    wa_reply_t rep;
+    nng_socket s;
+    int64_t t0;
+    wa_err_t rv;
+
+    if ((rv = socket_for(gw->placement, url, &s)) != WA_OK)
+        return rv;
+    t0 = gw_now_us();
+    rv = gw_bus_call(gw, s, WA_OP_PING, "", rid, NULL, timeout_ms, &rep);
+    if (rv == WA_OK)
+        *rtt_us = gw_now_us() - t0;
+    wa_reply_clear(&rep);
+    return rv;
+}

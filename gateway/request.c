@@ -1,0 +1,441 @@
+/*
+ * request.c - what every route shares: answering (JSON, errors, raw),
+ * authentication, the rate limit, request bodies, ?limit=, and bus calls
+ * with their error answers.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
+
+#include "gateway.h"
+#include "wa/log.h"
+#include "wa/service.h"
+
+/* Room on the stack for the headers (status line, fixed headers, CORS up
+ * to GW_CORS_HEADERS_MAX, a short extra) and small bodies. Larger answers
+ * are assembled in one heap buffer: either way one write per answer, and
+ * little stack per CivetWeb thread (it stays resident once touched). */
+#define STACK_ANSWER_MAX 2048
+
+/* What is sent when even an error body cannot be built. */
+static const char oom_body[] =
+    "{\"error\":\"out of memory\",\"code\":\"out_of_memory\"}";
+
+static const char *reason_phrase(int status)
+{
+    const char *p = mg_get_response_code_text(NULL, status);
+
+    return p != NULL ? p : "";
+}
+
+/* Would draining the unread body cost more than a new connection: over
+ * the body limit, or chunked (unbounded)? Small declared bodies are left to
+ * CivetWeb, which discards them and keeps the connection. */
+static bool costly_body(const gw_req_t *r)
+{
+    return r->ri->content_length > r->gw->cfg.max_body ||
+           mg_get_header(r->conn, "Transfer-Encoding") != NULL;
+}
+
+/* Send one answer: headers (with r->cors and extra) and body[0..len). */
+static void send_answer(gw_req_t *r, int status, const char *ctype,
+                        const char *body, size_t len, const char *extra)
+{
+    char buf[STACK_ANSWER_MAX];
+    char *out;
+    const char *x = extra != NULL ? extra : "";
+    const char *conn_close = "";
+    int n;
+
+    /* CivetWeb would read all of an unread body to reach the next request,
+     * however large it is: close instead. */
+    if (!r->body_read && costly_body(r)) {
+        mg_disable_connection_keep_alive(r->conn);
+        conn_close = "Connection: close\r\n";
+    }
+
+    if (status == 204 || status == 304) {
+        n = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 %d %s\r\n"
+                     "Cache-Control: no-store\r\n"
+                     "X-Request-Id: %s\r\n"
+                     "%s%s%s\r\n",
+                     status, reason_phrase(status), r->rid, r->cors, x,
+                     conn_close);
+        len = 0;
+    } else {
+        n = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 %d %s\r\n"
+                     "Content-Type: %s\r\n"
+                     "Content-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\n"
+                     "X-Content-Type-Options: nosniff\r\n"
+                     "X-Request-Id: %s\r\n"
+                     "%s%s%s\r\n",
+                     status, reason_phrase(status), ctype, len, r->rid, r->cors,
+                     x, conn_close);
+    }
+    r->status = status;
+    if (r->flight != NULL) {
+        /* Leading a coalesced read: followers get the same answer. */
+        gw_flight_publish(r->gw->flights, r->flight, status, ctype, body, len,
+                          extra);
+        r->flight = NULL;
+    }
+    if (n < 0 || (size_t)n >= sizeof(buf)) {
+        /* Headers cannot exceed the buffer with our inputs (rid <= 64,
+         * CORS bounded, extra short); if they ever did, close rather than
+         * send a broken answer. */
+        mg_disable_connection_keep_alive(r->conn);
+        wa_error(r->rid, "answer headers too long");
+        return;
+    }
+    if (r->ri->request_method != NULL &&
+        strcmp(r->ri->request_method, "HEAD") == 0)
+        len = 0; /* the headers say what a GET would have sent */
+    if ((size_t)n + len <= sizeof(buf)) {
+        memcpy(buf + n, body, len);
+        mg_write(r->conn, buf, (size_t)n + len);
+    } else if ((out = malloc((size_t)n + len)) != NULL) {
+        memcpy(out, buf, (size_t)n);
+        memcpy(out + n, body, len);
+        mg_write(r->conn, out, (size_t)n + len);
+        free(out);
+    } else {
+        mg_write(r->conn, buf, (size_t)n);
+        mg_write(r->conn, body, len);
+    }
+}
+
+void gw_reply_answer(gw_req_t *r, const gw_answer_t *ans)
+{
+    send_answer(r, ans->status, ans->ctype, ans->body, ans->len, ans->extra);
+}
+
+void gw_reply_raw(gw_req_t *r, int status, const char *ctype, const char *body,
+                  size_t len)
+{
+    send_answer(r, status, ctype, body, len, NULL);
+}
+
+void gw_reply_json(gw_req_t *r, int status, const cJSON *body,
+                   const char *extra)
+{
+    char *text;
+
+    if (body == NULL) {
+        send_answer(r, status, "application/json", "", 0, extra);
+        return;
+    }
+    if ((text = cJSON_PrintUnformatted(body)) == NULL) {
+        wa_error(r->rid, "out of memory printing an answer");
+        send_answer(r, 500, "application/json", oom_body, sizeof(oom_body) - 1,
+                    NULL);
+        return;
+    }
+    send_answer(r, status, "application/json", text, strlen(text), extra);
+    free(text);
+}
+
+void gw_reply_error_status(gw_req_t *r, int status, wa_err_t err,
+                           const char *msg, const char *extra)
+{
+    cJSON *body = cJSON_CreateObject();
+
+    if (body == NULL ||
+        cJSON_AddStringToObject(body, "error",
+                                msg != NULL ? msg : wa_strerror(err)) == NULL ||
+        cJSON_AddStringToObject(body, "code", wa_err_code(err)) == NULL) {
+        cJSON_Delete(body);
+        send_answer(r, 500, "application/json", oom_body, sizeof(oom_body) - 1,
+                    NULL);
+        return;
+    }
+    gw_reply_json(r, status, body, extra);
+    cJSON_Delete(body);
+}
+
+void gw_reply_error(gw_req_t *r, wa_err_t err, const char *msg)
+{
+    gw_reply_error_status(r, wa_err_http_status(err), err, msg, NULL);
+}
+
+void gw_request_id(const struct mg_connection *conn, char *out, size_t len)
+{
+    static _Thread_local uint64_t state;
+    const char *h = mg_get_header(conn, "X-Request-Id");
+    uint64_t a, b;
+
+    if (h != NULL && strnlen(h, len) < len && wa_check_rid(h) == WA_OK) {
+        memcpy(out, h, strlen(h) + 1);
+        return;
+    }
+    if (state == 0)
+        state = (uint64_t)nng_random() << 32 | nng_random() | 1;
+    /* splitmix64: two outputs, 96 of their bits printed. */
+    a = (state += 0x9e3779b97f4a7c15ull);
+    a = (a ^ (a >> 30)) * 0xbf58476d1ce4e5b9ull;
+    a = (a ^ (a >> 27)) * 0x94d049bb133111ebull;
+    a ^= a >> 31;
+    b = (state += 0x9e3779b97f4a7c15ull);
+    b = (b ^ (b >> 30)) * 0xbf58476d1ce4e5b9ull;
+    b = (b ^ (b >> 27)) * 0x94d049bb133111ebull;
+    b ^= b >> 31;
+    snprintf(out, len, "%016llx%08x", (unsigned long long)a,
+             (unsigned)(b >> 32));
+}
+
+bool gw_authenticate(gw_req_t *r)
+{
+    const char *header = mg_get_header(r->conn, "Authorization");
+    const char *why = NULL;
+    time_t now = time(NULL);
+    wa_err_t rv;
+
+    if (gw_authcache_get(r->gw->authcache, header, now, &r->who))
+        return true;
+    rv = wa_auth_header(r->gw->auth, header, now, &r->who, &why);
+    if (rv == WA_OK) {
+        gw_authcache_put(r->gw->authcache, header, now, &r->who);
+        return true;
+    }
+    r->who.user[0] = '\0';
+    if (rv == WA_EUNAUTH) {
+        gw_reply_error_status(r, 401, WA_EUNAUTH,
+                              why != NULL ? why : "unauthorized",
+                              "WWW-Authenticate: Bearer\r\n");
+        return false;
+    }
+    wa_error(r->rid, "token verification failed: %s", wa_strerror(rv));
+    gw_reply_error(r, rv == WA_ENOMEM ? WA_ENOMEM : WA_EINTERNAL, NULL);
+    return false;
+}
+
+bool gw_rate_limit(gw_req_t *r)
+{
+    char extra[48];
+    long retry = 1;
+    wa_err_t rv;
+
+    rv = gw_ratelimit_take(r->gw->ratelimit, r->who.user, wa_now_ms(), &retry);
+    if (rv == WA_OK)
+        return true;
+    if (rv == WA_ERATELIMIT) {
+        gw_metrics_rate_limited(r->gw->metrics);
+        snprintf(extra, sizeof(extra), "Retry-After: %ld\r\n", retry);
+        gw_reply_error_status(r, 429, WA_ERATELIMIT, NULL, extra);
+        return false;
+    }
+    wa_error(r->rid, "rate limit: %s", wa_strerror(rv));
+    gw_reply_error(r, rv, NULL);
+    return false;
+}
+
+/* Refuse a body: the rest of it is never read and the connection closes
+ * (send_answer sees r->body_read is still false). */
+static void refuse_body(gw_req_t *r, int status, wa_err_t err, const char *msg)
+{
+    gw_reply_error_status(r, status, err, msg, NULL);
+}
+
+/* Is buf[0..len) only JSON whitespace? */
+static bool only_space(const char *buf, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\n' && buf[i] != '\r')
+            return false;
+    }
+    return true;
+}
+
+cJSON *gw_read_json_object(gw_req_t *r)
+{
+    const long long cl = r->ri->content_length;
+    const long long max = r->gw->cfg.max_body;
+    const char *te = mg_get_header(r->conn, "Transfer-Encoding");
+    const bool chunked = te != NULL && strcasecmp(te, "chunked") == 0;
+    const char *end = NULL;
+    char msg[64];
+    cJSON *json = NULL;
+    size_t want, got = 0;
+    char *buf;
+    int n;
+
+    snprintf(msg, sizeof(msg), "body: larger than %lld bytes", max);
+    if (cl > max) {
+        refuse_body(r, 413, WA_ETOOBIG, msg);
+        return NULL;
+    }
+    if (cl < 0 && !chunked) {
+        /* CivetWeb reads no body here; answer and keep the connection. */
+        r->body_read = true;
+        refuse_body(r, 411, WA_EINVAL, "body: Content-Length required");
+        return NULL;
+    }
+    /* Chunked: read one byte more than allowed to see if there is more. */
+    want = cl >= 0 ? (size_t)cl : (size_t)max + 1;
+    if ((buf = malloc(want + 1)) == NULL) {
+        gw_reply_error(r, WA_ENOMEM, NULL);
+        return NULL;
+    }
+    while (got < want && (n = mg_read(r->conn, buf + got, want - got)) > 0)
+        got += (size_t)n;
+    if (cl >= 0 && got < (size_t)cl) {
+        /* The peer stopped sending (timeout or close): nothing to keep. */
+        mg_disable_connection_keep_alive(r->conn);
+        refuse_body(r, 400, WA_EINVAL, "body: shorter than Content-Length");
+        goto out;
+    }
+    if (chunked && got > (size_t)max) {
+        refuse_body(r, 413, WA_ETOOBIG, msg);
+        goto out;
+    }
+    r->body_read = true;
+    if (got == 0 || only_space(buf, got)) {
+        gw_reply_error(r, WA_EINVAL, "body: a JSON object is required");
+        goto out;
+    }
+    if (!wa_utf8_valid(buf, got)) {
+        gw_reply_error(r, WA_EINVAL, "body: not valid UTF-8");
+        goto out;
+    }
+    if (gw_json_has_nul_escape(buf, got)) {
+        gw_reply_error(r, WA_EINVAL, "body: strings must not contain \\u0000");
+        goto out;
+    }
+    json = cJSON_ParseWithLengthOpts(buf, got, &end, 0);
+    if (json == NULL || end == NULL || end < buf ||
+        !only_space(end, got - (size_t)(end - buf))) {
+        cJSON_Delete(json);
+        json = NULL;
+        gw_reply_error(r, WA_EINVAL, "body: malformed JSON");
+        goto out;
+    }
+    if (!cJSON_IsObject(json)) {
+        cJSON_Delete(json);
+        json = NULL;
+        gw_reply_error(r, WA_EINVAL, "body: must be a JSON object");
+    }
+out:
+    free(buf);
+    return json;
+}
+
+bool gw_query_limit(gw_req_t *r, long *out)
+{
+    char v[16];
+    wa_err_t rv;
+
+    rv = gw_query_param(r->ri->query_string, "limit", v, sizeof(v));
+    if (rv == WA_ENOTFOUND) {
+        *out = GW_LIMIT_DEFAULT;
+        return true;
+    }
+    if (rv == WA_OK &&
+        gw_parse_int(v, GW_LIMIT_MIN, GW_LIMIT_MAX, out) == WA_OK)
+        return true;
+    gw_reply_error(r, WA_EINVAL, "limit: must be an integer in 1..500");
+    return false;
+}
+
+int gw_remaining_ms(const gw_req_t *r)
+{
+    long long left = r->deadline_ms - wa_now_ms();
+
+    return left > 0 ? (int)left : 0;
+}
+
+wa_err_t gw_bus_call(gw_t *gw, nng_socket s, wa_op_t op, const char *user,
+                     const char *rid, const cJSON *args, int timeout_ms,
+                     wa_reply_t *rep)
+{
+    wa_err_t rv;
+
+    if (timeout_ms <= 0) {
+        /* wa_bus_call() reads 0 as "the default": never ask for that. */
+        memset(rep, 0, sizeof(*rep));
+        rv = WA_ETIMEDOUT;
+    } else {
+        rv = wa_bus_call(s, op, user, rid, args, timeout_ms, rep);
+    }
+    if (rv != WA_OK)
+        gw_metrics_bus_error(gw->metrics, op, rv);
+    return rv;
+}
+
+wa_err_t gw_store_call(gw_req_t *r, wa_op_t op, const char *user,
+                       const cJSON *args, wa_reply_t *rep)
+{
+    return gw_bus_call(r->gw, r->gw->store, op, user, r->rid, args,
+                       gw_remaining_ms(r), rep);
+}
+
+void gw_reply_bus_error(gw_req_t *r, const char *peer, wa_op_t op, wa_err_t rv,
+                        const wa_reply_t *rep)
+{
+    const bool remote = rep != NULL && rep->err != WA_OK;
+    const char *msg;
+    char text[128];
+    wa_err_t code = rv;
+    int status;
+
+    if (remote) {
+        status = wa_err_http_status(rv);
+        msg = status < 500 && rep->message[0] != '\0' ? rep->message
+                                                      : wa_strerror(rv);
+        /* The peer refused our envelope or op: our fault or a version
+         * mismatch, never the client's. */
+        if (rv == WA_EPROTO || rv == WA_EVERSION || rv == WA_EUNKNOWNOP ||
+            rv == WA_ECONFIG || rv == WA_EUNAUTH) {
+            status = 502;
+            snprintf(text, sizeof(text), "%s cannot serve this request", peer);
+            msg = text;
+        }
+    } else {
+        switch (rv) {
+        case WA_ETIMEDOUT:
+            status = 504;
+            snprintf(text, sizeof(text), "%s did not answer in time", peer);
+            break;
+        case WA_EUNAVAIL:
+        case WA_ECLOSED:
+            status = 503;
+            code = WA_EUNAVAIL;
+            snprintf(text, sizeof(text), "%s is unavailable", peer);
+            break;
+        case WA_EPROTO:
+        case WA_ETOOBIG:
+        case WA_EUTF8:
+            status = 502;
+            code = WA_EPROTO;
+            snprintf(text, sizeof(text), "%s sent an invalid answer", peer);
+            break;
+        case WA_ENOMEM:
+            status = 500;
+            snprintf(text, sizeof(text), "%s", wa_strerror(rv));
+            break;
+        default:
+            status = 500;
+            code = WA_EINTERNAL;
+            snprintf(text, sizeof(text), "%s", wa_strerror(WA_EINTERNAL));
+            break;
+        }
+        msg = text;
+    }
+    if (status >= 500)
+        wa_warn(r->rid, "%s %s failed: %s (%s)", peer, wa_op_name(op),
+                wa_err_code(rv), remote ? "its answer" : "transport");
+    gw_reply_error_status(r, status, code, msg, NULL);
+}
+
+const char *gw_json_string(const cJSON *obj, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}

@@ -1,0 +1,173 @@
+/*
+ * validate.c - input checks for the REST routes (validate.h).
+ */
+#include <string.h>
+
+#include "validate.h"
+#include "wa/envelope.h"
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Count the digits at s (at most max + 1 are looked at). */
+static size_t digits(const char *s, size_t max)
+{
+    size_t n = 0;
+
+    while (n <= max && is_digit(s[n]))
+        n++;
+    return n;
+}
+
+bool gw_valid_chat_id(const char *s)
+{
+    size_t n, m;
+
+    if (s == NULL)
+        return false;
+    n = digits(s, 20);
+    if (n < 5 || n > 20)
+        return false;
+    s += n;
+    if (strcmp(s, "@c.us") == 0 || strcmp(s, "@g.us") == 0)
+        return true;
+    if (*s != '-')
+        return false;
+    s++;
+    m = digits(s, 20);
+    return m >= 1 && m <= 20 && strcmp(s + m, "@g.us") == 0;
+}
+
+bool gw_valid_phone(const char *s)
+{
+    size_t n;
+
+    if (s == NULL || s[0] != '+' || s[1] < '1' || s[1] > '9')
+        return false;
+    n = digits(s + 2, 14);
+    return n >= 6 && n <= 14 && s[2 + n] == '\0';
+}
+
+wa_err_t gw_parse_int(const char *s, long min, long max, long *out)
+{
+    long v = 0;
+    size_t i;
+
+    if (s == NULL || s[0] == '\0')
+        return WA_EINVAL;
+    for (i = 0; s[i] != '\0'; i++) {
+        if (!is_digit(s[i]) || i >= 9)
+            return WA_EINVAL;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < min || v > max)
+        return WA_EINVAL;
+    *out = v;
+    return WA_OK;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decode src[0..len) into out; see gw_query_param for the results. */
+static wa_err_t decode_value(const char *src, size_t len, char *out,
+                             size_t outlen)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        char c = src[i];
+
+        if (c == '%') {
+            int hi, lo;
+
+            if (i + 2 >= len || (hi = hex_value(src[i + 1])) < 0 ||
+                (lo = hex_value(src[i + 2])) < 0)
+                return WA_EINVAL;
+            c = (char)(hi * 16 + lo);
+            if (c == '\0')
+                return WA_EINVAL;
+            i += 2;
+        }
+        if (o + 1 >= outlen)
+            return WA_ETOOBIG;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return WA_OK;
+}
+
+wa_err_t gw_query_param(const char *query, const char *name, char *out,
+                        size_t outlen)
+{
+    size_t nlen = strlen(name);
+    const char *p = query, *found = NULL;
+    size_t flen = 0;
+
+    if (outlen == 0)
+        return WA_ETOOBIG;
+    while (p != NULL && *p != '\0') {
+        const char *amp = strchr(p, '&');
+        size_t plen = amp != NULL ? (size_t)(amp - p) : strlen(p);
+
+        if (plen >= nlen && strncmp(p, name, nlen) == 0 &&
+            (plen == nlen || p[nlen] == '=')) {
+            if (found != NULL)
+                return WA_EINVAL;
+            found = plen == nlen ? p + nlen : p + nlen + 1;
+            flen = plen == nlen ? 0 : plen - nlen - 1;
+        }
+        p = amp != NULL ? amp + 1 : NULL;
+    }
+    if (found == NULL)
+        return WA_ENOTFOUND;
+    return decode_value(found, flen, out, outlen);
+}
+
+wa_err_t gw_check_message(const char *s, size_t len, const char **why)
+{
+    if (s == NULL || len == 0) {
+        *why = "message: must not be empty";
+        return WA_EINVAL;
+    }
+    if (len > GW_MESSAGE_MAX) {
+        *why = "message: longer than 65536 bytes";
+        return WA_EINVAL;
+    }
+    if (!wa_utf8_valid(s, len)) {
+        *why = "message: not valid UTF-8";
+        return WA_EINVAL;
+    }
+    return WA_OK;
+}
+
+bool gw_json_has_nul_escape(const char *buf, size_t len)
+{
+    bool in_string = false;
+
+    for (size_t i = 0; i < len; i++) {
+        if (!in_string) {
+            in_string = buf[i] == '"';
+            continue;
+        }
+        if (buf[i] == '"') {
+            in_string = false;
+        } else if (buf[i] == '\\' && i + 1 < len) {
+            if (buf[i + 1] == 'u' && i + 5 < len && buf[i + 2] == '0' &&
+                buf[i + 3] == '0' && buf[i + 4] == '0' && buf[i + 5] == '0')
+                return true;
+            i++; /* the escaped character, whatever it is */
+        }
+    }
+    return false;
+}

@@ -1,0 +1,64 @@
+/*
+ * validate.h - the checks the gateway applies to what clients send: chat
+ * ids, phone numbers, integer query parameters, query-string decoding and
+ * message text. Pure functions: no allocation, no I/O, thread-safe.
+ */
+#ifndef GW_VALIDATE_H
+#define GW_VALIDATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "wa/err.h"
+
+/* Longest message POST /send accepts, in bytes of UTF-8 (WhatsApp's own
+ * limit is 65536 characters; bytes are stricter and cheaper to check). */
+#define GW_MESSAGE_MAX 65536
+
+/* Longest chat id: 20 digits, '-', 20 digits, "@g.us". */
+#define GW_CHAT_ID_MAX 46
+
+/*
+ * Is s a WhatsApp chat id we route? One of
+ *   ^[0-9]{5,20}@c\.us$                   a person (the phone number)
+ *   ^[0-9]{5,20}(-[0-9]{1,20})?@g\.us$    a group (new style, or old style
+ *                                         creator-timestamp)
+ * NULL is not.
+ */
+bool gw_valid_chat_id(const char *s);
+
+/* Is s an E.164 phone number, ^\+[1-9][0-9]{6,14}$ ? NULL is not. */
+bool gw_valid_phone(const char *s);
+
+/*
+ * Parse a decimal integer parameter: only digits (no sign, no spaces, no
+ * exponent), at most 9 of them, within [min, max]. WA_OK and *out set, or
+ * WA_EINVAL (*out untouched).
+ */
+wa_err_t gw_parse_int(const char *s, long min, long max, long *out);
+
+/*
+ * Find name in a raw query string ("a=1&b=%2B41") and percent-decode its
+ * value into out (outlen bytes with the NUL). '+' stays '+' (phone numbers
+ * are written "+41..." in URLs; form decoding would make it a space).
+ * Returns WA_OK, WA_ENOTFOUND when the name is absent (query may be NULL),
+ * WA_EINVAL when the name occurs twice, an escape is malformed or decodes
+ * to NUL, and WA_ETOOBIG when the value does not fit.
+ */
+wa_err_t gw_query_param(const char *query, const char *name, char *out,
+                        size_t outlen);
+
+/*
+ * Check the text of a message: 1..GW_MESSAGE_MAX bytes of valid UTF-8.
+ * len is its length in bytes. NULL with *why for the client, or WA_OK.
+ */
+wa_err_t gw_check_message(const char *s, size_t len, const char **why);
+
+/*
+ * Does the JSON text buf[0..len) contain a string escape that decodes to
+ * U+0000? cJSON stores strings NUL-terminated and would silently cut such a
+ * string short, so bodies carrying one are refused before parsing.
+ */
+bool gw_json_has_nul_escape(const char *buf, size_t len);
+
+#endif /* GW_VALIDATE_H */

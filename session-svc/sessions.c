@@ -1,0 +1,442 @@
+/*
+ * sessions.c - the per-user table and each session's browser life cycle:
+ * start, stop (with or without logging out and deleting the profile),
+ * crash and relaunch with exponential backoff.
+ *
+ * A session record, once made, lives until shutdown (it is small); what
+ * comes and goes is its browser. Loop thread only.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "session.h"
+#include "wa/log.h"
+
+/* A launch that runs this long without a crash resets the backoff. */
+#define STABLE_MS 60000
+/* A page that shows neither a QR code nor a login this long after launch
+ * has failed (waweb.js gives up after 30 s on its own). */
+#define PAGE_LOAD_MS 45000
+/* How long logging out on the page may take before we close anyway. */
+#define LOGOUT_MS 2000
+
+ss_session_t *sessions__find(ss_t *ss, const char *user)
+{
+    ss_session_t *s;
+
+    for (s = ss->sessions; s != NULL; s = s->next) {
+        if (strcmp(s->user, user) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+long sessions__active(ss_t *ss)
+{
+    ss_session_t *s;
+    long n = 0;
+
+    for (s = ss->sessions; s != NULL; s = s->next) {
+        if (s->want || s->browser != NULL)
+            n++;
+    }
+    return n;
+}
+
+wa_err_t sessions__get(ss_t *ss, const char *user, ss_session_t **out)
+{
+    ss_session_t *s;
+    wa_err_t err;
+
+    if ((s = sessions__find(ss, user)) != NULL) {
+        *out = s;
+        return WA_OK;
+    }
+    if (wa_check_user(user) != WA_OK)
+        return WA_EINVAL;
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        return WA_ENOMEM;
+    s->ss = ss;
+    snprintf(s->user, sizeof(s->user), "%s", user);
+    if ((err = browser__profile_path(ss->cfg.sessions_dir, user, s->profile,
+                                     sizeof(s->profile))) != WA_OK) {
+        free(s);
+        return err;
+    }
+    uv_timer_init(ss->loop, &s->relaunch);
+    uv_timer_init(ss->loop, &s->ready_timer);
+    s->relaunch.data = s;
+    s->ready_timer.data = s;
+    s->status = SS_DISCONNECTED;
+    s->next = ss->sessions;
+    ss->sessions = s;
+    *out = s;
+    return WA_OK;
+}
+
+static void set_status(ss_session_t *s, ss_status_t to, const char *reason,
+                       const char *message)
+{
+    ss_transition_t t = {0};
+
+    t.to = to;
+    t.reason = reason;
+    t.message = message;
+    (void)state__set(s, &t);
+}
+
+static void schedule_relaunch(ss_session_t *s);
+
+static void on_browser_event(void *arg, const char *session, const char *method,
+                             const cJSON *params)
+{
+    adapter__on_event(arg, session, method, params);
+}
+
+static void finish_stop(ss_session_t *s);
+
+static void on_browser_exit(void *arg, int64_t status, int sig)
+{
+    ss_session_t *s = arg;
+
+    s->browser = NULL;
+    memset(&s->page, 0, sizeof(s->page));
+    uv_timer_stop(&s->ready_timer);
+    if (s->stopping) {
+        wa_debug(NULL, "user %s: browser exited (status %lld, signal %d)",
+                 s->user, (long long)status, sig);
+        finish_stop(s);
+        return;
+    }
+    if (!s->want)
+        return;
+    wa_warn(NULL,
+            "user %s: browser exited unexpectedly (status %lld, "
+            "signal %d)",
+            s->user, (long long)status, sig);
+    if (s->status != SS_ERROR)
+        set_status(s, SS_ERROR, NULL, "the browser exited");
+    schedule_relaunch(s);
+}
+
+static void on_ready_timer(uv_timer_t *t)
+{
+    ss_session_t *s = t->data;
+
+    if (s->status == SS_INITIALIZING && s->browser != NULL)
+        sessions__page_failed(s, "WhatsApp Web did not load in time");
+}
+
+/* Launch the browser for a wanted session; failures go to the backoff. */
+static void launch(ss_session_t *s)
+{
+    ss_t *ss = s->ss;
+    ss_browser_opts_t o = {0};
+    ss_browser_cb_t cb = {0};
+    char **argv = NULL;
+    bool cleared = false;
+    wa_err_t err;
+
+    if (s->browser != NULL || !s->want || s->stopping || ss->stopping)
+        return;
+    if ((err = browser__mkdirs(s->profile)) != WA_OK) {
+        wa_error(NULL, "user %s: cannot create the profile directory", s->user);
+        goto fail;
+    }
+    if ((err = browser__clear_singleton(s->profile, &cleared)) != WA_OK) {
+        wa_warn(NULL, "user %s: profile still held by a running browser",
+                s->user);
+        goto fail;
+    }
+    if (cleared)
+        wa_info(NULL, "user %s: stale SingletonLock cleared", s->user);
+    o.exe = ss->chromium;
+    o.profile = s->profile;
+    o.user_agent = ss->user_agent;
+    o.extra = ss->cfg.browser_flags;
+    o.no_sandbox = ss->is_root;
+    if ((err = browser__argv(&o, &argv)) != WA_OK)
+        goto fail;
+    cb.on_event = on_browser_event;
+    cb.on_exit = on_browser_exit;
+    cb.arg = s;
+    err = browser__launch(ss->loop, argv, &cb, &s->browser);
+    wa_strv_free(argv);
+    if (err != WA_OK) {
+        wa_error(NULL, "user %s: cannot start the browser: %s", s->user,
+                 wa_strerror(err));
+        goto fail;
+    }
+    s->launched_at = uv_now(ss->loop);
+    wa_debug(NULL, "user %s: browser pid %d", s->user,
+             browser__pid(s->browser));
+    uv_timer_start(&s->ready_timer, on_ready_timer, PAGE_LOAD_MS, 0);
+    adapter__start(s);
+    return;
+fail:
+    set_status(s, SS_ERROR, NULL, "the browser could not be started");
+    schedule_relaunch(s);
+}
+
+static void on_relaunch(uv_timer_t *t)
+{
+    ss_session_t *s = t->data;
+
+    if (!s->want || s->stopping || s->browser != NULL || s->ss->stopping)
+        return;
+    s->qr_count = 0;
+    set_status(s, SS_INITIALIZING, NULL, NULL);
+    launch(s);
+}
+
+static void schedule_relaunch(ss_session_t *s)
+{
+    ss_t *ss = s->ss;
+
+    if (!s->want || s->stopping || ss->stopping)
+        return;
+    if (s->launched_at != 0 && uv_now(ss->loop) - s->launched_at >= STABLE_MS)
+        s->backoff_ms = 0;
+    s->backoff_ms =
+        browser__backoff_next(s->backoff_ms, (uint64_t)ss->cfg.backoff_max_ms);
+    wa_info(NULL, "user %s: relaunching in %llu ms", s->user,
+            (unsigned long long)s->backoff_ms);
+    uv_timer_start(&s->relaunch, on_relaunch, s->backoff_ms, 0);
+}
+
+wa_err_t sessions__start(ss_session_t *s, const char *rid)
+{
+    ss_t *ss = s->ss;
+    ss_transition_t t = {0};
+    wa_err_t err;
+
+    if (s->stopping)
+        return WA_ECONFLICT;
+    if (s->want)
+        return WA_OK;
+    if (sessions__active(ss) >= ss->cfg.max_sessions)
+        return WA_EFULL;
+    s->want = true;
+    s->backoff_ms = 0;
+    s->launched_at = 0;
+    s->qr_count = 0;
+    s->lost_checks = 0;
+    t.to = SS_INITIALIZING;
+    t.rid = rid;
+    if (s->status != SS_DISCONNECTED && s->status != SS_ERROR) {
+        /* A status left over (restore): start from disconnected. */
+        s->status = SS_DISCONNECTED;
+    }
+    if ((err = state__set(s, &t)) != WA_OK) {
+        s->want = false;
+        return err;
+    }
+    launch(s);
+    return WA_OK;
+}
+
+static void finish_stop(ss_session_t *s)
+{
+    ss_stop_waiter_t *w, *next;
+    ss_transition_t t = {0};
+    ss_stop_mode_t mode = s->stop_mode;
+
+    if (mode == STOP_DELETE || mode == STOP_LOGOUT) {
+        if (browser__remove_tree(s->profile) != WA_OK)
+            wa_error(NULL, "user %s: cannot delete the profile directory",
+                     s->user);
+    }
+    if (mode == STOP_END || mode == STOP_DELETE || mode == STOP_LOGOUT) {
+        t.to = SS_DISCONNECTED;
+        t.reason = s->stop_reason;
+        t.force = true;
+        t.clear_account = mode != STOP_END;
+        (void)state__set(s, &t);
+    } else if (mode == STOP_LOST) {
+        /* Another instance owns the user now and writes its status. */
+        s->status = SS_DISCONNECTED;
+        free(s->qr_raw);
+        free(s->qr_url);
+        s->qr_raw = s->qr_url = NULL;
+    }
+    s->stopping = false;
+    w = s->waiters;
+    s->waiters = NULL;
+    for (; w != NULL; w = next) {
+        next = w->next;
+        w->fn(w->arg, s);
+        free(w);
+    }
+}
+
+static void logout_done(void *arg, wa_err_t err, cJSON *data,
+                        const char *message)
+{
+    ss_session_t *s = arg;
+
+    (void)message;
+    cJSON_Delete(data);
+    if (err != WA_OK)
+        wa_warn(NULL,
+                "user %s: logout on the page failed (%s); closing "
+                "anyway",
+                s->user, wa_err_code(err));
+    if (s->browser != NULL)
+        browser__stop(s->browser, (uint64_t)s->ss->cfg.stop_timeout_ms);
+}
+
+/* How destructive a mode is: a stop in progress is upgraded, never
+ * downgraded. */
+static int severity(ss_stop_mode_t m)
+{
+    switch (m) {
+    case STOP_KEEP:
+        return 0;
+    case STOP_LOST:
+        return 1;
+    case STOP_END:
+        return 2;
+    case STOP_DELETE:
+        return 3;
+    default:
+        return 4;
+    }
+}
+
+void sessions__stop(ss_session_t *s, ss_stop_mode_t mode, const char *reason,
+                    ss_stopped_fn fn, void *arg)
+{
+    ss_stop_waiter_t *w;
+
+    if (fn != NULL) {
+        if ((w = calloc(1, sizeof(*w))) == NULL) {
+            fn(arg, s); /* cannot wait: answer now */
+        } else {
+            w->fn = fn;
+            w->arg = arg;
+            w->next = s->waiters;
+            s->waiters = w;
+        }
+    }
+    if (s->stopping) {
+        if (severity(mode) > severity(s->stop_mode)) {
+            s->stop_mode = mode;
+            snprintf(s->stop_reason, sizeof(s->stop_reason), "%s",
+                     reason != NULL ? reason : "");
+        }
+        return;
+    }
+    s->want = false;
+    s->stopping = true;
+    s->stop_mode = mode;
+    snprintf(s->stop_reason, sizeof(s->stop_reason), "%s",
+             reason != NULL ? reason : "");
+    uv_timer_stop(&s->relaunch);
+    uv_timer_stop(&s->ready_timer);
+    if (s->browser == NULL) {
+        finish_stop(s);
+        return;
+    }
+    if (mode == STOP_LOGOUT &&
+        (s->status == SS_READY || s->status == SS_AUTHENTICATED)) {
+        adapter__call(s, "logout", NULL, LOGOUT_MS, logout_done, s);
+        return;
+    }
+    browser__stop(s->browser, (uint64_t)s->ss->cfg.stop_timeout_ms);
+}
+
+void sessions__page_logout(ss_session_t *s)
+{
+    if (s->stopping || !s->want)
+        return;
+    wa_info(NULL, "user %s: logged out from the phone", s->user);
+    sessions__stop(s, STOP_DELETE, "logout", NULL, NULL);
+}
+
+void sessions__page_failed(ss_session_t *s, const char *message)
+{
+    if (s->stopping || !s->want || s->browser == NULL)
+        return;
+    wa_warn(NULL, "user %s: page failed: %s", s->user, message);
+    set_status(s, SS_ERROR, NULL, message);
+    /* Its exit brings the relaunch (on_browser_exit). */
+    browser__stop(s->browser, (uint64_t)s->ss->cfg.stop_timeout_ms);
+}
+
+void sessions__page_ready(ss_session_t *s)
+{
+    uv_timer_stop(&s->ready_timer);
+}
+
+/* ---- shutdown ---- */
+
+typedef struct stop_all {
+    ss_t *ss;
+    long left;
+    void (*done)(ss_t *ss);
+} stop_all_t;
+
+static void one_stopped(void *arg, ss_session_t *s)
+{
+    stop_all_t *sa = arg;
+
+    (void)s;
+    if (--sa->left == 0) {
+        void (*done)(ss_t *) = sa->done;
+        ss_t *ss = sa->ss;
+
+        free(sa);
+        done(ss);
+    }
+}
+
+void sessions__stop_all(ss_t *ss, void (*done)(ss_t *ss))
+{
+    ss_session_t *s;
+    stop_all_t *sa;
+
+    if ((sa = calloc(1, sizeof(*sa))) == NULL) {
+        for (s = ss->sessions; s != NULL; s = s->next)
+            browser__kill(s->browser);
+        done(ss);
+        return;
+    }
+    sa->ss = ss;
+    sa->done = done;
+    sa->left = 1; /* ours, dropped below */
+    for (s = ss->sessions; s != NULL; s = s->next) {
+        uv_timer_stop(&s->relaunch);
+        uv_timer_stop(&s->ready_timer);
+        s->want = false;
+        if (s->browser == NULL && !s->stopping)
+            continue;
+        sa->left++;
+        sessions__stop(s, STOP_KEEP, "shutdown", one_stopped, sa);
+    }
+    one_stopped(sa, NULL);
+}
+
+static void on_session_closed(uv_handle_t *h)
+{
+    ss_session_t *s = h->data;
+
+    /* Two timers: the second close frees. */
+    if (h == (uv_handle_t *)&s->ready_timer) {
+        free(s->qr_raw);
+        free(s->qr_url);
+        free(s);
+    }
+}
+
+void sessions__free_all(ss_t *ss)
+{
+    ss_session_t *s, *next;
+
+    for (s = ss->sessions; s != NULL; s = next) {
+        next = s->next;
+        uv_close((uv_handle_t *)&s->relaunch, on_session_closed);
+        uv_close((uv_handle_t *)&s->ready_timer, on_session_closed);
+    }
+    ss->sessions = NULL;
+}

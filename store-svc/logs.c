@@ -1,0 +1,147 @@
+/*
+ * logs.c - session_logs rows and the per-user event sequence.
+ *
+ * Appends run on the writer thread (writer.c), which commits many of them
+ * in one transaction; nothing here knows about batching.
+ */
+#include "store.h"
+
+wa_err_t logs__append(db_conn_t *c, const char *user, const char *type,
+                      const char *data_json, const char *timestamp, int64_t *id)
+{
+    sqlite3_stmt *st = db__stmt(c, ST_LOG_INSERT);
+    wa_err_t err = WA_OK;
+    int rc;
+
+    if ((rc = db__bind_text(st, 1, user)) != SQLITE_OK ||
+        (rc = db__bind_text(st, 2, type)) != SQLITE_OK ||
+        (rc = db__bind_text(st, 3, data_json)) != SQLITE_OK ||
+        (rc = db__bind_text(st, 4, timestamp)) != SQLITE_OK) {
+        err = db__fail(c, rc, "log.append bind");
+        goto out;
+    }
+    if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
+        err = db__fail(c, rc, "log.append");
+        goto out;
+    }
+    *id = sqlite3_last_insert_rowid(c->h);
+out:
+    (void)sqlite3_reset(st);
+    return err;
+}
+
+/* Stored event_data as JSON: parsed if it is JSON, else the text itself. */
+static cJSON *event_data(sqlite3_stmt *st, int i)
+{
+    const char *text;
+    cJSON *v;
+
+    if (sqlite3_column_type(st, i) == SQLITE_NULL)
+        return cJSON_CreateNull();
+    if ((text = (const char *)sqlite3_column_text(st, i)) == NULL)
+        return NULL;
+    if ((v = cJSON_ParseWithOpts(text, NULL, 1)) != NULL)
+        return v;
+    return cJSON_CreateString(text);
+}
+
+wa_err_t logs__list(db_conn_t *c, const char *user, long limit, cJSON **out)
+{
+    sqlite3_stmt *st = db__stmt(c, ST_LOG_LIST);
+    cJSON *res = NULL, *arr, *row, *v;
+    wa_err_t err = WA_OK;
+    int rc;
+
+    if ((rc = db__bind_text(st, 1, user)) != SQLITE_OK ||
+        (rc = sqlite3_bind_int64(st, 2, limit)) != SQLITE_OK) {
+        err = db__fail(c, rc, "log.list bind");
+        goto out;
+    }
+    if ((res = cJSON_CreateObject()) == NULL ||
+        (arr = cJSON_AddArrayToObject(res, "logs")) == NULL)
+        goto nomem;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((row = cJSON_CreateObject()) == NULL)
+            goto nomem;
+        if (!cJSON_AddItemToArray(arr, row)) {
+            cJSON_Delete(row);
+            goto nomem;
+        }
+        if (!cJSON_AddNumberToObject(row, "id",
+                                     (double)sqlite3_column_int64(st, 0)))
+            goto nomem;
+        if ((v = db__column_string(st, 1)) == NULL ||
+            !cJSON_AddItemToObject(row, "eventType", v))
+            goto nomem_v;
+        if ((v = event_data(st, 2)) == NULL ||
+            !cJSON_AddItemToObject(row, "eventData", v))
+            goto nomem_v;
+        if ((v = db__column_string(st, 3)) == NULL ||
+            !cJSON_AddItemToObject(row, "timestamp", v))
+            goto nomem_v;
+    }
+    if (rc != SQLITE_DONE) {
+        err = db__fail(c, rc, "log.list");
+        goto out;
+    }
+    *out = res;
+    res = NULL;
+    goto out;
+nomem_v:
+    cJSON_Delete(v);
+nomem:
+    err = WA_ENOMEM;
+out:
+    (void)sqlite3_reset(st);
+    cJSON_Delete(res);
+    return err;
+}
+
+wa_err_t logs__count(db_conn_t *c, int64_t *rows, int64_t *max_id)
+{
+    sqlite3_stmt *st = db__stmt(c, ST_LOG_COUNT);
+    wa_err_t err = WA_OK;
+    int rc;
+
+    if ((rc = sqlite3_bind_int64(st, 1, *max_id)) != SQLITE_OK) {
+        err = db__fail(c, rc, "log count bind");
+        goto out;
+    }
+    if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+        err = db__fail(c, rc, "log count");
+        goto out;
+    }
+    if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
+        *rows += sqlite3_column_int64(st, 0);
+        *max_id = sqlite3_column_int64(st, 1);
+    }
+out:
+    (void)sqlite3_reset(st);
+    return err;
+}
+
+wa_err_t logs__next_seq(db_conn_t *c, const char *user, int64_t *seq)
+{
+    sqlite3_stmt *st = db__stmt(c, ST_SEQ_NEXT);
+    wa_err_t err = WA_OK;
+    int64_t v;
+    int rc;
+
+    if ((rc = db__bind_text(st, 1, user)) != SQLITE_OK) {
+        err = db__fail(c, rc, "event seq bind");
+        goto out;
+    }
+    if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+        err = db__fail(c, rc, "event seq");
+        goto out;
+    }
+    v = sqlite3_column_int64(st, 0);
+    if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
+        err = db__fail(c, rc, "event seq");
+        goto out;
+    }
+    *seq = v;
+out:
+    (void)sqlite3_reset(st);
+    return err;
+}

@@ -1,0 +1,356 @@
+/*
+ * placement.c - the session-svc instance registry and user placement
+ * (DESIGN §6).
+ *
+ * Liveness is a function of the clock, not a timer: an instance is live
+ * while now - last_seen_ms <= STORE_DEAD_AFTER_MS. last_seen_ms is wall
+ * time (the caller's clock), so it keeps its meaning across a restart of
+ * store-svc and live instances stay live through one.
+ *
+ * A user is placed by rendezvous hashing: among the live instances with
+ * fewer placed users than their capacity, the one with the highest
+ * score(user, instance). Adding or losing an instance moves only the users
+ * that must move. A placement on a live instance is never moved (that would
+ * kill a running browser); one on a dead instance is reassigned.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "store.h"
+#include "wa/log.h"
+
+/* splitmix64's finaliser: spreads FNV's weak low-entropy bits. */
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+uint64_t placement__score(const char *user, const char *instance)
+{
+    /* The NUL between the two keeps ("ab","c") apart from ("a","bc"). */
+    uint64_t h = idem__hash(IDEM_FNV_INIT, user, strlen(user) + 1);
+
+    return mix(idem__hash(h, instance, strlen(instance)));
+}
+
+static int64_t alive_since(int64_t now_ms)
+{
+    return now_ms - STORE_DEAD_AFTER_MS;
+}
+
+wa_err_t placement__register(db_conn_t *c, const char *instance,
+                             const char *url, long capacity, int64_t now_ms)
+{
+    sqlite3_stmt *st = db__stmt(c, ST_INSTANCE_UPSERT);
+    char now[WA_TIMESTAMP_MAX + 1];
+    wa_err_t err = WA_OK;
+    int rc;
+
+    db__iso8601(now_ms, now, sizeof(now));
+    if ((rc = db__bind_text(st, 1, instance)) != SQLITE_OK ||
+        (rc = db__bind_text(st, 2, url)) != SQLITE_OK ||
+        (rc = sqlite3_bind_int64(st, 3, capacity)) != SQLITE_OK ||
+        (rc = sqlite3_bind_int64(st, 4, now_ms)) != SQLITE_OK ||
+        (rc = db__bind_text(st, 5, now)) != SQLITE_OK) {
+        err = db__fail(c, rc, "instance.register bind");
+        goto out;
+    }
+    if ((rc = sqlite3_step(st)) != SQLITE_DONE)
+        err = db__fail(c, rc, "instance.register");
+out:
+    (void)sqlite3_reset(st);
+    return err;
+}
+
+wa_err_t placement__heartbeat(db_conn_t *c, const char *instance, long sessions,
+                              int64_t now_ms)
+{
+    sqlite3_stmt *st = db__stmt(c, ST_INSTANCE_HEARTBEAT);
+    wa_err_t err = WA_OK;
+    int rc;
+
+    if ((rc = db__bind_text(st, 1, instance)) != SQLITE_OK ||
+        (rc = sqlite3_bind_int64(st, 2, sessions)) != SQLITE_OK ||
+        (rc = sqlite3_bind_int64(st, 3, now_ms)) != SQLITE_OK ||
+        (rc = sqlite3_bind_int64(st, 4, alive_since(now_ms))) != SQLITE_OK) {
+        err = db__fail(c, rc, "instance.heartbeat bind");
+        goto out;
+    }
+    if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
+        err = db__fail(c, rc, "instance.heartbeat");
+        goto out;
+    }
+    /* Unknown, or dead already: its users may have moved, so it must
+     * register again and then re-read its placements. */
+    if (sqlite3_changes(c->h) == 0)
+        err = WA_ENOTFOUND;
+out:
+    (void)sqlite3_reset(st);
+    return err;
+}
+
+wa_err_t placement__instances(db_conn_t *c, int64_t now_ms, cJSON **out)
+{
+    sqlite3_stmt *st = db__stmt(c, ST_INSTANCE_LIST);
+    cJSON *res = NULL, *arr, *o, *v;
+    char seen[WA_TIMESTAMP_MAX + 1];
+    wa_err_t err = WA_OK;
+    int64_t last;
+    int rc;
+
+    if ((res = cJSON_CreateObject()) == NULL ||
+        (arr = cJSON_AddArrayToObject(res, "instances")) == NULL)
+        goto nomem;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((o = cJSON_CreateObject()) == NULL)
+            goto nomem;
+        if (!cJSON_AddItemToArray(arr, o)) {
+            cJSON_Delete(o);
+            goto nomem;
+        }
+        last = sqlite3_column_int64(st, 4);
+        db__iso8601(last, seen, sizeof(seen));
+        if ((v = db__column_string(st, 0)) == NULL ||
+            !cJSON_AddItemToObject(o, "instance", v))
+            goto nomem_v;
+        if ((v = db__column_string(st, 1)) == NULL ||
+            !cJSON_AddItemToObject(o, "url", v))
+            goto nomem_v;
+        if (!cJSON_AddNumberToObject(o, "capacity",
+                                     (double)sqlite3_column_int64(st, 2)) ||
+            !cJSON_AddNumberToObject(o, "sessions",
+                                     (double)sqlite3_column_int64(st, 3)) ||
+            !cJSON_AddStringToObject(o, "lastSeen", seen) ||
+            !cJSON_AddBoolToObject(o, "alive", last >= alive_since(now_ms)))
+            goto nomem;
+    }
+    if (rc != SQLITE_DONE) {
+        err = db__fail(c, rc, "instance.list");
+        goto out;
+    }
+    *out = res;
+    res = NULL;
+    goto out;
+nomem_v:
+    cJSON_Delete(v);
+nomem:
+    err = WA_ENOMEM;
+out:
+    (void)sqlite3_reset(st);
+    cJSON_Delete(res);
+    return err;
+}
+
+wa_err_t placement__instance_counts(db_conn_t *c, int64_t now_ms, cJSON **out)
+{
+    sqlite3_stmt *st = db__stmt(c, ST_INSTANCE_COUNT);
+    wa_err_t err = WA_OK;
+    cJSON *res = NULL;
+    int rc;
+
+    if ((rc = sqlite3_bind_int64(st, 1, alive_since(now_ms))) != SQLITE_OK) {
+        err = db__fail(c, rc, "instance count bind");
+        goto out;
+    }
+    if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+        err = db__fail(c, rc, "instance count");
+        goto out;
+    }
+    if ((res = cJSON_CreateObject()) == NULL ||
+        !cJSON_AddNumberToObject(res, "total",
+                                 (double)sqlite3_column_int64(st, 0)) ||
+        !cJSON_AddNumberToObject(res, "alive",
+                                 (double)sqlite3_column_int64(st, 1))) {
+        err = WA_ENOMEM;
+        goto out;
+    }
+    *out = res;
+    res = NULL;
+out:
+    (void)sqlite3_reset(st);
+    cJSON_Delete(res);
+    return err;
+}
+
+/* Copy column i (TEXT, NOT NULL in the schema) into dst of size n. */
+static void copy_column(sqlite3_stmt *st, int i, char *dst, size_t n)
+{
+    const unsigned char *s = sqlite3_column_text(st, i);
+
+    snprintf(dst, n, "%s", s != NULL ? (const char *)s : "");
+}
+
+/*
+ * user's current placement: WA_OK with *out when its instance is live,
+ * WA_ENOTFOUND otherwise; then prev (size > STORE_INSTANCE_MAX) names the
+ * dead owner, or is "" when the user was never placed.
+ */
+static wa_err_t lookup(db_conn_t *c, const char *user, int64_t now_ms,
+                       placement_t *out, char *prev)
+{
+    sqlite3_stmt *st = db__stmt(c, ST_PLACEMENT_GET);
+    wa_err_t err = WA_OK;
+    int rc;
+
+    prev[0] = '\0';
+    if ((rc = db__bind_text(st, 1, user)) != SQLITE_OK) {
+        err = db__fail(c, rc, "placement bind");
+        goto out;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        err = WA_ENOTFOUND;
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        err = db__fail(c, rc, "placement");
+        goto out;
+    }
+    /* A NULL url: the instance row is gone; dead like a silent one. */
+    if (sqlite3_column_type(st, 1) == SQLITE_NULL ||
+        sqlite3_column_int64(st, 2) < alive_since(now_ms)) {
+        copy_column(st, 0, prev, STORE_INSTANCE_MAX + 1);
+        err = WA_ENOTFOUND;
+        goto out;
+    }
+    memset(out, 0, sizeof(*out));
+    copy_column(st, 0, out->instance, sizeof(out->instance));
+    copy_column(st, 1, out->url, sizeof(out->url));
+out:
+    (void)sqlite3_reset(st);
+    return err;
+}
+
+wa_err_t placement__lookup(db_conn_t *c, const char *user, int64_t now_ms,
+                           placement_t *out)
+{
+    char prev[STORE_INSTANCE_MAX + 1];
+
+    return lookup(c, user, now_ms, out, prev);
+}
+
+/* The best live instance with room for user, by rendezvous score. */
+static wa_err_t choose(db_conn_t *c, const char *user, int64_t now_ms,
+                       placement_t *out)
+{
+    sqlite3_stmt *st = db__stmt(c, ST_INSTANCE_LIVE);
+    const unsigned char *name;
+    wa_err_t err = WA_ENOSESSIONSVC;
+    uint64_t best = 0, score;
+    int rc;
+
+    if ((rc = sqlite3_bind_int64(st, 1, alive_since(now_ms))) != SQLITE_OK) {
+        err = db__fail(c, rc, "placement choose bind");
+        goto out;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_int64(st, 3) >= sqlite3_column_int64(st, 2))
+            continue; /* full */
+        if ((name = sqlite3_column_text(st, 0)) == NULL) {
+            err = WA_ENOMEM;
+            goto out;
+        }
+        score = placement__score(user, (const char *)name);
+        /* Ties (astronomically rare) go to the smaller name: still a pure
+         * function of the candidates, whatever order SQLite returns. */
+        if (err == WA_OK &&
+            (score < best ||
+             (score == best && strcmp((const char *)name, out->instance) > 0)))
+            continue;
+        best = score;
+        err = WA_OK;
+        copy_column(st, 0, out->instance, sizeof(out->instance));
+        copy_column(st, 1, out->url, sizeof(out->url));
+    }
+    if (rc != SQLITE_DONE)
+        err = db__fail(c, rc, "placement choose");
+out:
+    (void)sqlite3_reset(st);
+    return err;
+}
+
+static wa_err_t put(db_conn_t *c, const char *user, const char *instance,
+                    const char *now_iso)
+{
+    sqlite3_stmt *st = db__stmt(c, ST_PLACEMENT_PUT);
+    wa_err_t err = WA_OK;
+    int rc;
+
+    if ((rc = db__bind_text(st, 1, user)) != SQLITE_OK ||
+        (rc = db__bind_text(st, 2, instance)) != SQLITE_OK ||
+        (rc = db__bind_text(st, 3, now_iso)) != SQLITE_OK) {
+        err = db__fail(c, rc, "placement write bind");
+        goto out;
+    }
+    if ((rc = sqlite3_step(st)) != SQLITE_DONE)
+        err = db__fail(c, rc, "placement write");
+out:
+    (void)sqlite3_reset(st);
+    return err;
+}
+
+wa_err_t placement__resolve(db_conn_t *c, const char *user, int64_t now_ms,
+                            const char *now_iso, placement_t *out)
+{
+    char prev[STORE_INSTANCE_MAX + 1];
+    placement_t p;
+    wa_err_t err;
+
+    err = lookup(c, user, now_ms, &p, prev);
+    if (err == WA_OK) {
+        *out = p;
+        return WA_OK;
+    }
+    if (err != WA_ENOTFOUND)
+        return err;
+    memset(&p, 0, sizeof(p));
+    if ((err = choose(c, user, now_ms, &p)) != WA_OK)
+        return err;
+    if ((err = put(c, user, p.instance, now_iso)) != WA_OK)
+        return err;
+    snprintf(p.previous, sizeof(p.previous), "%s", prev);
+    *out = p;
+    return WA_OK;
+}
+
+wa_err_t placement__users(db_conn_t *c, const char *instance, cJSON **out)
+{
+    sqlite3_stmt *st = db__stmt(c, ST_PLACEMENT_USERS);
+    cJSON *res = NULL, *arr, *v;
+    wa_err_t err = WA_OK;
+    int rc;
+
+    if ((rc = db__bind_text(st, 1, instance)) != SQLITE_OK) {
+        err = db__fail(c, rc, "placement.list bind");
+        goto out;
+    }
+    if ((res = cJSON_CreateObject()) == NULL ||
+        (arr = cJSON_AddArrayToObject(res, "users")) == NULL)
+        goto nomem;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((v = db__column_string(st, 0)) == NULL)
+            goto nomem;
+        if (!cJSON_AddItemToArray(arr, v)) {
+            cJSON_Delete(v);
+            goto nomem;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        err = db__fail(c, rc, "placement.list");
+        goto out;
+    }
+    *out = res;
+    res = NULL;
+    goto out;
+nomem:
+    err = WA_ENOMEM;
+out:
+    (void)sqlite3_reset(st);
+    cJSON_Delete(res);
+    return err;
+}

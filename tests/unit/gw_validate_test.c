@@ -1,0 +1,246 @@
+/* gw_validate_test.c - gateway input checks: chat ids, phones, integers,
+ * query parameters, message text, NUL escapes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "validate.h"
+
+static void test_chat_id_good(void **state)
+{
+    static const char *const good[] = {
+        "41791234567@c.us",
+        "12345@c.us",                  /* 5 digits, the shortest */
+        "12345678901234567890@c.us",   /* 20 digits, the longest */
+        "120363025246125888@g.us",     /* new-style group */
+        "41791234567-1600000000@g.us", /* old-style group */
+        "12345-1@g.us",
+        "12345678901234567890-12345678901234567890@g.us",
+        "00000@c.us",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if (!gw_valid_chat_id(good[i]))
+            fail_msg("refused good chat id %s", good[i]);
+        assert_true(strlen(good[i]) <= GW_CHAT_ID_MAX);
+    }
+}
+
+static void test_chat_id_bad(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "@c.us",
+        "1234@c.us",                  /* 4 digits */
+        "123456789012345678901@c.us", /* 21 digits */
+        "41791234567",                /* no suffix */
+        "41791234567@s.whatsapp.net",
+        "41791234567@C.US",
+        "41791234567@c.us ",
+        " 41791234567@c.us",
+        "+41791234567@c.us",
+        "4179123456a@c.us",
+        "41791234567-1600000000@c.us", /* a person has no dash part */
+        "41791234567-@g.us",
+        "41791234567--1@g.us",
+        "41791234567-1-2@g.us",
+        "12345-123456789012345678901@g.us", /* 21 digits after the dash */
+        "41791234567@g.us/../x",
+        "41791234567@c.usx",
+        "41791234567@c.us\n",
+        "41791234567@lid",
+        "../../etc/passwd",
+        "41791234567@c.us%00",
+    };
+    (void)state;
+    assert_false(gw_valid_chat_id(NULL));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (gw_valid_chat_id(bad[i]))
+            fail_msg("accepted bad chat id \"%s\"", bad[i]);
+    }
+}
+
+static void test_phone(void **state)
+{
+    static const char *const good[] = {"+41791234567", "+1234567",
+                                       "+123456789012345", "+9999999"};
+    static const char *const bad[] = {
+        "",
+        "+",
+        "41791234567",
+        "+0791234567",
+        "+123456",
+        /* 6 digits */ "+1234567890123456", /* 16 digits */
+        " +41791234567",
+        "+41791234567 ",
+        "+41 79 123 45 67",
+        "+4179123456a",
+        "++41791234567",
+        "+-41791234567",
+        "0041791234567",
+        "+41791234567\n",
+    };
+    (void)state;
+    assert_false(gw_valid_phone(NULL));
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if (!gw_valid_phone(good[i]))
+            fail_msg("refused good phone %s", good[i]);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (gw_valid_phone(bad[i]))
+            fail_msg("accepted bad phone \"%s\"", bad[i]);
+    }
+}
+
+static void test_parse_int(void **state)
+{
+    static const char *const bad[] = {
+        "",           "0",
+        "501",        "-1",
+        "+5",         " 5",
+        "5 ",         "5a",
+        "1e2",        "0x10",
+        "5.0",        "50,",
+        "9999999999", "1000000000000000000000",
+        "٥", /* an Arabic-Indic five */
+    };
+    long v = -7;
+
+    (void)state;
+    assert_int_equal(gw_parse_int("1", 1, 500, &v), WA_OK);
+    assert_int_equal(v, 1);
+    assert_int_equal(gw_parse_int("500", 1, 500, &v), WA_OK);
+    assert_int_equal(v, 500);
+    assert_int_equal(gw_parse_int("050", 1, 500, &v), WA_OK);
+    assert_int_equal(v, 50);
+    assert_int_equal(gw_parse_int("0", 0, 9, &v), WA_OK);
+    assert_int_equal(v, 0);
+    assert_int_equal(gw_parse_int("999999999", 0, 999999999, &v), WA_OK);
+    assert_int_equal(gw_parse_int(NULL, 1, 500, &v), WA_EINVAL);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = -7;
+        if (gw_parse_int(bad[i], 1, 500, &v) != WA_EINVAL)
+            fail_msg("accepted limit \"%s\"", bad[i]);
+        assert_int_equal(v, -7); /* untouched on failure */
+    }
+}
+
+static void test_query_param(void **state)
+{
+    char out[32];
+
+    (void)state;
+    assert_int_equal(gw_query_param(NULL, "limit", out, sizeof(out)),
+                     WA_ENOTFOUND);
+    assert_int_equal(gw_query_param("", "limit", out, sizeof(out)),
+                     WA_ENOTFOUND);
+    assert_int_equal(gw_query_param("limit=5", "limit", out, sizeof(out)),
+                     WA_OK);
+    assert_string_equal(out, "5");
+    assert_int_equal(
+        gw_query_param("a=1&limit=20&b=2", "limit", out, sizeof(out)), WA_OK);
+    assert_string_equal(out, "20");
+    /* A name that only starts like ours is another parameter. */
+    assert_int_equal(
+        gw_query_param("limits=5&xlimit=6", "limit", out, sizeof(out)),
+        WA_ENOTFOUND);
+    /* '+' stays '+'; %2B decodes to '+'. */
+    assert_int_equal(
+        gw_query_param("phone=+41791234567", "phone", out, sizeof(out)), WA_OK);
+    assert_string_equal(out, "+41791234567");
+    assert_int_equal(
+        gw_query_param("phone=%2B41791234567", "phone", out, sizeof(out)),
+        WA_OK);
+    assert_string_equal(out, "+41791234567");
+    assert_int_equal(gw_query_param("phone=%2b4179", "phone", out, sizeof(out)),
+                     WA_OK);
+    assert_string_equal(out, "+4179");
+    /* Empty values, with and without '='. */
+    assert_int_equal(gw_query_param("limit=", "limit", out, sizeof(out)),
+                     WA_OK);
+    assert_string_equal(out, "");
+    assert_int_equal(gw_query_param("limit", "limit", out, sizeof(out)), WA_OK);
+    assert_string_equal(out, "");
+    /* Twice is ambiguous. */
+    assert_int_equal(
+        gw_query_param("limit=5&limit=6", "limit", out, sizeof(out)),
+        WA_EINVAL);
+    /* Bad escapes and NUL. */
+    assert_int_equal(gw_query_param("phone=%2", "phone", out, sizeof(out)),
+                     WA_EINVAL);
+    assert_int_equal(gw_query_param("phone=%zz1", "phone", out, sizeof(out)),
+                     WA_EINVAL);
+    assert_int_equal(gw_query_param("phone=%00", "phone", out, sizeof(out)),
+                     WA_EINVAL);
+    /* Too long for the buffer. */
+    assert_int_equal(gw_query_param("phone=12345678", "phone", out, 8),
+                     WA_ETOOBIG);
+    assert_int_equal(gw_query_param("phone=1234567", "phone", out, 8), WA_OK);
+}
+
+static void test_message(void **state)
+{
+    const char *why = NULL;
+    char *big = malloc(GW_MESSAGE_MAX + 2);
+
+    (void)state;
+    assert_int_equal(gw_check_message("hi", 2, &why), WA_OK);
+    assert_int_equal(gw_check_message("Grüezi 👋", strlen("Grüezi 👋"), &why),
+                     WA_OK);
+    assert_int_equal(gw_check_message("", 0, &why), WA_EINVAL);
+    assert_non_null(strstr(why, "message"));
+    assert_int_equal(gw_check_message(NULL, 0, &why), WA_EINVAL);
+    assert_int_equal(gw_check_message("\xff", 1, &why), WA_EINVAL);
+    assert_non_null(strstr(why, "UTF-8"));
+    assert_int_equal(gw_check_message("\xed\xa0\x80", 3, &why), WA_EINVAL);
+    assert_int_equal(gw_check_message("\xc0\xaf", 2, &why), WA_EINVAL);
+    memset(big, 'a', GW_MESSAGE_MAX + 1);
+    big[GW_MESSAGE_MAX + 1] = '\0';
+    assert_int_equal(gw_check_message(big, GW_MESSAGE_MAX, &why), WA_OK);
+    assert_int_equal(gw_check_message(big, GW_MESSAGE_MAX + 1, &why),
+                     WA_EINVAL);
+    assert_non_null(strstr(why, "65536"));
+    free(big);
+}
+
+static void test_nul_escape(void **state)
+{
+    static const char *const with[] = {
+        "{\"m\":\"\\u0000\"}", "{\"m\":\"a\\u0000b\"}", "{\"\\u0000\":1}",
+        "{\"m\":\"\\\\\\u0000\"}", /* an escaped backslash, then \u0000 */
+    };
+    static const char *const without[] = {
+        "{\"m\":\"\\\\u0000\"}", /* the text \u0000, backslash escaped */
+        "{\"m\":\"\\u0001\"}",
+        "{\"m\":\"u0000\"}",
+        "{\"m\":\"\\u00000\"}" /* \u0000 then 0: still a NUL */,
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(with) / sizeof(with[0]); i++) {
+        if (!gw_json_has_nul_escape(with[i], strlen(with[i])))
+            fail_msg("missed the NUL in %s", with[i]);
+    }
+    for (size_t i = 0; i + 1 < sizeof(without) / sizeof(without[0]); i++) {
+        if (gw_json_has_nul_escape(without[i], strlen(without[i])))
+            fail_msg("saw a NUL in %s", without[i]);
+    }
+    assert_true(gw_json_has_nul_escape(without[3], strlen(without[3])));
+    /* Cut short: no out-of-bounds read. */
+    assert_false(gw_json_has_nul_escape("{\"m\":\"\\u000", 10));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chat_id_good), cmocka_unit_test(test_chat_id_bad),
+        cmocka_unit_test(test_phone),        cmocka_unit_test(test_parse_int),
+        cmocka_unit_test(test_query_param),  cmocka_unit_test(test_message),
+        cmocka_unit_test(test_nul_escape),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
