@@ -24,22 +24,6 @@
 /* Most events relayed per wake-up of the writer pool in a burst. */
 #define NT_PUMP_BURST 64
 
-/* Take one more event if nng already holds one, without waiting. Same
- * results as wa_bus_recv_event, with WA_ETIMEDOUT when none is there. */
-static wa_err_t recv_ready_event(nng_socket sub, wa_event_t *ev)
-{
-    nng_msg *msg;
-    wa_err_t rv;
-    int nrv;
-
-    memset(ev, 0, sizeof(*ev));
-    if ((nrv = nng_recvmsg(sub, &msg, NNG_FLAG_NONBLOCK)) != 0)
-        return nrv == NNG_EAGAIN ? WA_ETIMEDOUT : wa_bus_err(nrv);
-    rv = wa_event_decode(nng_msg_body(msg), nng_msg_len(msg), ev);
-    nng_msg_free(msg);
-    return rv;
-}
-
 /* Relay one received event (or count a malformed one). */
 static void relay(nt_t *nt, wa_err_t rv, wa_event_t *ev)
 {
@@ -72,7 +56,7 @@ static void pump(nt_t *nt)
         nt_writers_defer(nt->writers, true);
         relay(nt, rv, &ev);
         for (int i = 1; i < NT_PUMP_BURST; i++) {
-            if ((rv = recv_ready_event(nt->sub, &ev)) == WA_ETIMEDOUT)
+            if ((rv = wa_bus_try_recv_event(nt->sub, &ev)) == WA_ETIMEDOUT)
                 break;
             relay(nt, rv, &ev);
         }

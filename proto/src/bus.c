@@ -653,7 +653,8 @@ wa_err_t wa_bus_subscribe(nng_socket sub, const char *user)
     return wa_bus_err(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, topic, len));
 }
 
-wa_err_t wa_bus_recv_event(nng_socket sub, wa_event_t *ev)
+/* Receive and decode one event; flags as for nng_recvmsg. */
+static wa_err_t recv_event(nng_socket sub, wa_event_t *ev, int flags)
 {
     nng_msg *msg;
     wa_err_t err;
@@ -662,11 +663,21 @@ wa_err_t wa_bus_recv_event(nng_socket sub, wa_event_t *ev)
     if (ev == NULL)
         return WA_EINVAL;
     memset(ev, 0, sizeof(*ev));
-    if ((rv = nng_recvmsg(sub, &msg, 0)) != 0)
-        return wa_bus_err(rv);
+    if ((rv = nng_recvmsg(sub, &msg, flags)) != 0)
+        return rv == NNG_EAGAIN ? WA_ETIMEDOUT : wa_bus_err(rv);
     err = wa_event_decode(nng_msg_body(msg), nng_msg_len(msg), ev);
     nng_msg_free(msg);
     return err;
+}
+
+wa_err_t wa_bus_recv_event(nng_socket sub, wa_event_t *ev)
+{
+    return recv_event(sub, ev, 0);
+}
+
+wa_err_t wa_bus_try_recv_event(nng_socket sub, wa_event_t *ev)
+{
+    return recv_event(sub, ev, NNG_FLAG_NONBLOCK);
 }
 
 void wa_rid_new(char *buf, size_t len)

@@ -1116,6 +1116,43 @@ static void test_recv_event_timeout(void **state)
     ms = elapsed_ms(t0);
     assert_true(ms >= 149 && ms < 300);
     assert_null(ev.data);
+    /* The non-blocking form answers at once. */
+    t0 = nng_clock();
+    assert_int_equal(wa_bus_try_recv_event(sub, &ev), WA_ETIMEDOUT);
+    assert_true(elapsed_ms(t0) < 100);
+    assert_null(ev.data);
+    nng_close(sub);
+    nng_close(pub);
+}
+
+static void test_try_recv_event(void **state)
+{
+    nng_socket pub, sub;
+    wa_event_t ev, got;
+    char url[64];
+    int i;
+    (void)state;
+
+    inproc_url(url, sizeof(url));
+    assert_int_equal(wa_bus_open(WA_SOCK_PUB, WA_SOCK_LISTEN, url, NULL, &pub),
+                     WA_OK);
+    assert_int_equal(wa_bus_open(WA_SOCK_SUB, WA_SOCK_DIAL, url, NULL, &sub),
+                     WA_OK);
+    assert_int_equal(wa_bus_subscribe(sub, "u1"), WA_OK);
+    assert_int_equal(wa_event_init(&ev, "u1", WA_EV_STATUS), WA_OK);
+    /* Publish until the subscription is in place and one arrives. */
+    for (i = 0; i < 100; i++) {
+        ev.seq = i + 1;
+        assert_int_equal(wa_bus_publish(pub, &ev), WA_OK);
+        nng_msleep(10);
+        if (wa_bus_try_recv_event(sub, &got) == WA_OK)
+            break;
+    }
+    assert_true(i < 100);
+    assert_string_equal(got.user, "u1");
+    assert_int_equal(got.type, WA_EV_STATUS);
+    wa_event_clear(&got);
+    wa_event_clear(&ev);
     nng_close(sub);
     nng_close(pub);
 }
@@ -1253,6 +1290,7 @@ int main(void)
         cmocka_unit_test(test_pubsub_topic_filter),
         cmocka_unit_test(test_subscribe_bad_user),
         cmocka_unit_test(test_recv_event_timeout),
+        cmocka_unit_test(test_try_recv_event),
         cmocka_unit_test(test_malformed_event),
         cmocka_unit_test(test_sub_recv_max),
         cmocka_unit_test(test_rid_new),

@@ -119,6 +119,10 @@ wa_err_t wa_bus_subscribe(nng_socket sub, const char *user);
  */
 wa_err_t wa_bus_recv_event(nng_socket sub, wa_event_t *ev);
 
+/* As wa_bus_recv_event, without waiting: WA_ETIMEDOUT when no event is
+ * already queued. For draining a burst. */
+wa_err_t wa_bus_try_recv_event(nng_socket sub, wa_event_t *ev);
+
 /* Make a fresh request id (24 hex chars) into buf (>= WA_RID_MAX + 1). */
 void wa_rid_new(char *buf, size_t len);
 
