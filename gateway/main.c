@@ -46,14 +46,10 @@ int main(void)
      * fatal if refused. */
     (void)mallopt(M_ARENA_MAX, 2);
     wa_service_load_config(GW_SERVICE, specs, nspecs);
-    if (wa_auth_new(&cfg->auth, &gw.auth, err, sizeof(err)) != WA_OK)
-        wa_service_config_fail(GW_SERVICE, "configuration: %s", err);
     if ((gw.origins = wa_strv_split(cfg->allowed_origins)) == NULL)
         wa_service_config_fail(GW_SERVICE, "out of memory");
     wa_log_init(GW_SERVICE, (wa_log_level_t)cfg->log_level);
-    if (wa_auth_dev_mode(gw.auth))
-        wa_warn(NULL, "AUTH_DEV_MODE=1: insecure 'UserId' and raw bearer "
-                      "tokens are accepted; never use this in production");
+    gw.auth = wa_service_auth(GW_SERVICE, &cfg->auth);
     if (wa_service_signals() != WA_OK) {
         wa_error(NULL, "cannot install signal handlers");
         goto out;

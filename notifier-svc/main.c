@@ -129,14 +129,10 @@ int main(void)
                                "NOTIFIER_QUEUE_BYTES: must be at least "
                                "NOTIFIER_REPLAY_BYTES (%ld)",
                                cfg->replay_bytes);
-    if (wa_auth_new(&cfg->auth, &nt.auth, err, sizeof(err)) != WA_OK)
-        wa_service_config_fail(NT_SERVICE, "configuration: %s", err);
     if ((nt.origins = wa_strv_split(cfg->allowed_origins)) == NULL)
         wa_service_config_fail(NT_SERVICE, "out of memory");
     wa_log_init(NT_SERVICE, (wa_log_level_t)cfg->log_level);
-    if (wa_auth_dev_mode(nt.auth))
-        wa_warn(NULL, "AUTH_DEV_MODE=1: insecure raw tokens are accepted; "
-                      "never use this in production");
+    nt.auth = wa_service_auth(NT_SERVICE, &cfg->auth);
     if (wa_service_signals() != WA_OK) {
         wa_error(NULL, "cannot install signal handlers");
         goto out;

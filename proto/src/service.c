@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "wa/log.h"
 #include "wa/service.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -36,6 +37,20 @@ void wa_service_load_config(const char *service, const wa_config_spec_t *specs,
 
     if (wa_config_load(specs, n, err, sizeof(err)) != WA_OK)
         wa_service_config_fail(service, "configuration: %s", err);
+}
+
+wa_auth_t *wa_service_auth(const char *service, const wa_auth_opts_t *opts)
+{
+    wa_auth_t *auth = NULL;
+    char err[256];
+
+    if (wa_auth_new(opts, &auth, err, sizeof(err)) != WA_OK)
+        wa_service_config_fail(service, "configuration: %s", err);
+    if (wa_auth_dev_mode(auth))
+        wa_warn(NULL, "AUTH_DEV_MODE=1: 'Authorization: UserId <id>' and raw "
+                      "bearer user ids are accepted without a signature; "
+                      "never use this in production");
+    return auth;
 }
 
 static void on_signal(int sig)

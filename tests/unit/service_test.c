@@ -77,6 +77,31 @@ static void test_config_fail(void **state)
     assert_string_equal(out, "gw: no secret\n");
 }
 
+static void short_secret(void)
+{
+    wa_auth_opts_t o = {.jwt_secret = "short", .require_exp = true};
+
+    wa_service_auth("nt", &o);
+}
+
+static void test_auth_failure_exits_2(void **state)
+{
+    wa_auth_opts_t o = {
+        .jwt_secret = "0123456789abcdef0123456789abcdef",
+        .require_exp = true,
+    };
+    wa_auth_t *auth;
+    char out[512];
+
+    (void)state;
+    assert_int_equal(run_child(short_secret, out, sizeof(out)), 2);
+    assert_string_equal(out, "nt: configuration: JWT_SECRET must be at least "
+                             "32 bytes\n");
+    auth = wa_service_auth("nt", &o);
+    assert_non_null(auth);
+    wa_auth_free(auth);
+}
+
 static void test_wait_times_out(void **state)
 {
     long long t0;
@@ -105,6 +130,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_failure_exits_2),
         cmocka_unit_test(test_config_fail),
+        cmocka_unit_test(test_auth_failure_exits_2),
         cmocka_unit_test(test_wait_times_out),
         cmocka_unit_test(test_sigterm_wakes_wait),
     };

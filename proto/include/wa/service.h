@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "wa/auth.h"
 #include "wa/config.h"
 
 /* Exit status of a binary refused by its configuration (DESIGN §2). */
@@ -24,6 +25,13 @@ void wa_service_load_config(const char *service, const wa_config_spec_t *specs,
 /* Print "<service>: <reason>" (printf-style) and exit(WA_EXIT_CONFIG). */
 void wa_service_config_fail(const char *service, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
+
+/*
+ * For main() of a service that authenticates (gateway, notifier-svc): build
+ * the verifier from opts, or exit(WA_EXIT_CONFIG) with one line naming the
+ * reason; warn loudly when dev mode is on. Call after wa_log_init().
+ */
+wa_auth_t *wa_service_auth(const char *service, const wa_auth_opts_t *opts);
 
 /*
  * Install the SIGTERM/SIGINT handlers (they only record the request and
