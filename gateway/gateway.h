@@ -137,6 +137,18 @@ void gw_reply_answer(gw_req_t *r, const gw_answer_t *ans);
 void gw_reply_raw(gw_req_t *r, int status, const char *ctype, const char *body,
                   size_t len);
 
+/* Room for a static answer's own header lines (ETag + extra). */
+#define GW_STATIC_HEADERS_MAX 1024
+
+/*
+ * Send a built-in file: 200 with body, or 304 without it when the client's
+ * If-None-Match names etag (a quoted entity tag). Both carry the ETag,
+ * Cache-Control: no-cache (keep it, but ask again before each use) and
+ * extra (header lines, may be NULL).
+ */
+void gw_reply_static(gw_req_t *r, const char *ctype, const char *body,
+                     size_t len, const char *etag, const char *extra);
+
 /*
  * The request id for conn into out (WA_RID_MAX + 1 bytes): the client's
  * X-Request-Id when it is a valid rid, else a new one (24 hex digits from a
@@ -223,6 +235,9 @@ void gw_placement_forget(gw_placement_t *p, const char *user);
 void gw_route_health(gw_req_t *r);         /* routes_ops.c */
 void gw_route_metrics(gw_req_t *r);        /* routes_ops.c */
 void gw_route_openapi(gw_req_t *r);        /* openapi.c */
+void gw_route_page(gw_req_t *r);           /* www.c */
+void gw_route_page_js(gw_req_t *r);        /* www.c */
+void gw_route_page_css(gw_req_t *r);       /* www.c */
 void gw_route_status(gw_req_t *r);         /* routes_store.c */
 void gw_route_logs(gw_req_t *r);           /* routes_store.c */
 void gw_route_connect(gw_req_t *r);        /* routes_session.c */

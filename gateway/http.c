@@ -29,6 +29,9 @@ const gw_route_t gw_routes[] = {
     {"GET", "/admin/sessions", true, false, gw_route_admin_sessions},
     {"GET", "/metrics", false, false, gw_route_metrics},
     {"GET", "/openapi.json", false, false, gw_route_openapi},
+    {"GET", "/", false, false, gw_route_page},
+    {"GET", "/app.js", false, false, gw_route_page_js},
+    {"GET", "/app.css", false, false, gw_route_page_css},
 };
 const size_t gw_nroutes = sizeof(gw_routes) / sizeof(gw_routes[0]);
 
@@ -40,7 +43,8 @@ const gw_metric_route_t gw_metric_routes[] = {
     {"POST", "/send"},          {"GET", "/chat-by-phone"},
     {"GET", "/logs"},           {"GET", "/diagnostics"},
     {"GET", "/admin/sessions"}, {"GET", "/metrics"},
-    {"GET", "/openapi.json"},
+    {"GET", "/openapi.json"},   {"GET", "/"},
+    {"GET", "/app.js"},         {"GET", "/app.css"},
 };
 
 bool gw_route_match(const char *tmpl, const char *path, char *param,

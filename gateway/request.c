@@ -42,9 +42,19 @@ static bool costly_body(const gw_req_t *r)
            mg_get_header(r->conn, "Transfer-Encoding") != NULL;
 }
 
-/* Send one answer: headers (with r->cors and extra) and body[0..len). */
+/* Cache-Control of every answer but the static files': API answers are
+ * per user and per moment. */
+#define CACHE_API "no-store"
+
+/* Cache-Control of the static files: a browser may keep them but asks again
+ * each time (If-None-Match); a new build is seen at once. */
+#define CACHE_STATIC "no-cache"
+
+/* Send one answer: headers (with Cache-Control: cache, r->cors and extra)
+ * and body[0..len). */
 static void send_answer(gw_req_t *r, int status, const char *ctype,
-                        const char *body, size_t len, const char *extra)
+                        const char *body, size_t len, const char *extra,
+                        const char *cache)
 {
     char buf[STACK_ANSWER_MAX];
     char *out;
@@ -62,10 +72,10 @@ static void send_answer(gw_req_t *r, int status, const char *ctype,
     if (status == 204 || status == 304) {
         n = snprintf(buf, sizeof(buf),
                      "HTTP/1.1 %d %s\r\n"
-                     "Cache-Control: no-store\r\n"
+                     "Cache-Control: %s\r\n"
                      "X-Request-Id: %s\r\n"
                      "%s%s%s\r\n",
-                     status, reason_phrase(status), r->rid, r->cors, x,
+                     status, reason_phrase(status), cache, r->rid, r->cors, x,
                      conn_close);
         len = 0;
     } else {
@@ -73,12 +83,12 @@ static void send_answer(gw_req_t *r, int status, const char *ctype,
                      "HTTP/1.1 %d %s\r\n"
                      "Content-Type: %s\r\n"
                      "Content-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\n"
+                     "Cache-Control: %s\r\n"
                      "X-Content-Type-Options: nosniff\r\n"
                      "X-Request-Id: %s\r\n"
                      "%s%s%s\r\n",
-                     status, reason_phrase(status), ctype, len, r->rid, r->cors,
-                     x, conn_close);
+                     status, reason_phrase(status), ctype, len, cache, r->rid,
+                     r->cors, x, conn_close);
     }
     r->status = status;
     if (r->flight != NULL) {
@@ -114,13 +124,59 @@ static void send_answer(gw_req_t *r, int status, const char *ctype,
 
 void gw_reply_answer(gw_req_t *r, const gw_answer_t *ans)
 {
-    send_answer(r, ans->status, ans->ctype, ans->body, ans->len, ans->extra);
+    send_answer(r, ans->status, ans->ctype, ans->body, ans->len, ans->extra,
+                CACHE_API);
 }
 
 void gw_reply_raw(gw_req_t *r, int status, const char *ctype, const char *body,
                   size_t len)
 {
-    send_answer(r, status, ctype, body, len, NULL);
+    send_answer(r, status, ctype, body, len, NULL, CACHE_API);
+}
+
+/* Does an If-None-Match value name etag? Weak comparison (RFC 9110
+ * 13.1.2): "*", or any listed tag equal to etag once "W/" is dropped. */
+static bool etag_listed(const char *inm, const char *etag)
+{
+    const size_t elen = strlen(etag);
+    const char *p = inm;
+
+    while (*p != '\0') {
+        size_t n;
+
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return true;
+        if (strncmp(p, "W/", 2) == 0)
+            p += 2;
+        n = strcspn(p, ", \t");
+        if (n == elen && memcmp(p, etag, elen) == 0)
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+void gw_reply_static(gw_req_t *r, const char *ctype, const char *body,
+                     size_t len, const char *etag, const char *extra)
+{
+    const char *inm = mg_get_header(r->conn, "If-None-Match");
+    char hdrs[GW_STATIC_HEADERS_MAX];
+    int n;
+
+    n = snprintf(hdrs, sizeof(hdrs), "ETag: %s\r\n%s", etag,
+                 extra != NULL ? extra : "");
+    if (n < 0 || (size_t)n >= sizeof(hdrs)) {
+        wa_error(r->rid, "static answer headers too long");
+        gw_reply_error(r, WA_EINTERNAL, NULL);
+        return;
+    }
+    /* A 304 repeats the headers a 200 would carry, body aside. */
+    if (inm != NULL && etag_listed(inm, etag))
+        send_answer(r, 304, ctype, "", 0, hdrs, CACHE_STATIC);
+    else
+        send_answer(r, 200, ctype, body, len, hdrs, CACHE_STATIC);
 }
 
 void gw_reply_json(gw_req_t *r, int status, const cJSON *body,
@@ -129,16 +185,17 @@ void gw_reply_json(gw_req_t *r, int status, const cJSON *body,
     char *text;
 
     if (body == NULL) {
-        send_answer(r, status, "application/json", "", 0, extra);
+        send_answer(r, status, "application/json", "", 0, extra, CACHE_API);
         return;
     }
     if ((text = cJSON_PrintUnformatted(body)) == NULL) {
         wa_error(r->rid, "out of memory printing an answer");
         send_answer(r, 500, "application/json", oom_body, sizeof(oom_body) - 1,
-                    NULL);
+                    NULL, CACHE_API);
         return;
     }
-    send_answer(r, status, "application/json", text, strlen(text), extra);
+    send_answer(r, status, "application/json", text, strlen(text), extra,
+                CACHE_API);
     free(text);
 }
 
@@ -153,7 +210,7 @@ void gw_reply_error_status(gw_req_t *r, int status, wa_err_t err,
         cJSON_AddStringToObject(body, "code", wa_err_code(err)) == NULL) {
         cJSON_Delete(body);
         send_answer(r, 500, "application/json", oom_body, sizeof(oom_body) - 1,
-                    NULL);
+                    NULL, CACHE_API);
         return;
     }
     gw_reply_json(r, status, body, extra);

@@ -21,9 +21,15 @@ if [ -z "${JWT_SECRET:-}" ] && [ -z "${SUPABASE_JWT_SECRET:-}" ]; then
         (umask 077; head -c 36 /dev/urandom | base64 | tr -d '\n/+=' > data/dev-jwt-secret)
     JWT_SECRET=$(cat data/dev-jwt-secret)
     export JWT_SECRET
+    token=$(build/bin/wa-token demo 86400)
     echo "run: JWT_SECRET from data/dev-jwt-secret; a token for user demo:"
-    echo "  $(build/bin/wa-token demo 86400)"
+    echo "  $token"
+    echo "run: the live page as demo:"
+    echo "  http://127.0.0.1:${PORT:-3001}/?token=$token${NOTIFIER_PORT:+&ws=ws://127.0.0.1:$NOTIFIER_PORT/}"
 fi
+# The live page (GET /) opens the notifier's WebSocket from the gateway's
+# origin, which the notifier checks against ALLOWED_ORIGINS.
+export ALLOWED_ORIGINS="${ALLOWED_ORIGINS-http://localhost:${PORT:-3001},http://127.0.0.1:${PORT:-3001}}"
 
 pids=()
 cleanup() {
@@ -49,6 +55,6 @@ build/bin/store-svc & pids+=($!)
 build/bin/notifier-svc & pids+=($!)
 build/bin/session-svc & pids+=($!)
 build/bin/gateway & pids+=($!)
-echo "run: gateway on :${PORT:-3001}, notifier on :${NOTIFIER_PORT:-3002}; Ctrl-C stops"
+echo "run: gateway on :${PORT:-3001} (live page http://127.0.0.1:${PORT:-3001}/), notifier on :${NOTIFIER_PORT:-3002}; Ctrl-C stops"
 # If any service exits, stop the rest.
 wait -n

@@ -367,8 +367,10 @@ class Basics(unittest.TestCase):
                    lambda: '"rid":"it-rid-bus"' in S.store.text(), 5)
 
     def test_not_found(self):
-        for path in ("/nope", "/", "/status/", "/messages/", "/messages",
-                     "/admin", "/health/x", "/index.html"):
+        # "/" is the live page (test_livepage.py); its file names are not
+        # routes of their own.
+        for path in ("/nope", "/status/", "/messages/", "/messages",
+                     "/admin", "/health/x", "/index.html", "/app.js/"):
             assert_error(self, call(GW.port, "GET", path, U1), 404,
                          "not_found")
 

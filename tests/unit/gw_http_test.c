@@ -64,8 +64,8 @@ static void test_tables_agree(void **state)
 
 static void test_public_routes(void **state)
 {
-    static const char *const public[] = {"/health", "/metrics",
-                                         "/openapi.json"};
+    static const char *const public[] = {"/health", "/metrics", "/openapi.json",
+                                         "/",       "/app.js",  "/app.css"};
 
     (void)state;
     for (size_t i = 0; i < gw_nroutes; i++) {
