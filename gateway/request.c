@@ -16,22 +16,13 @@
 #include "wa/log.h"
 #include "wa/service.h"
 
-/* Room on the stack for the headers (status line, fixed headers, CORS up
- * to GW_CORS_HEADERS_MAX, a short extra) and small bodies. Larger answers
- * are assembled in one heap buffer: either way one write per answer, and
- * little stack per CivetWeb thread (it stays resident once touched). */
+/* Room for the extra headers of an answer: CORS (at most
+ * GW_CORS_HEADERS_MAX), a route's short extra, Connection: close. */
 #define STACK_ANSWER_MAX 2048
 
 /* What is sent when even an error body cannot be built. */
 static const char oom_body[] =
     "{\"error\":\"out of memory\",\"code\":\"out_of_memory\"}";
-
-static const char *reason_phrase(int status)
-{
-    const char *p = mg_get_response_code_text(NULL, status);
-
-    return p != NULL ? p : "";
-}
 
 /* Would draining the unread body cost more than a new connection: over
  * the body limit, or chunked (unbounded)? Small declared bodies are left to
@@ -56,9 +47,7 @@ static void send_answer(gw_req_t *r, int status, const char *ctype,
                         const char *body, size_t len, const char *extra,
                         const char *cache)
 {
-    char buf[STACK_ANSWER_MAX];
-    char *out;
-    const char *x = extra != NULL ? extra : "";
+    char headers[STACK_ANSWER_MAX];
     const char *conn_close = "";
     int n;
 
@@ -68,28 +57,6 @@ static void send_answer(gw_req_t *r, int status, const char *ctype,
         mg_disable_connection_keep_alive(r->conn);
         conn_close = "Connection: close\r\n";
     }
-
-    if (status == 204 || status == 304) {
-        n = snprintf(buf, sizeof(buf),
-                     "HTTP/1.1 %d %s\r\n"
-                     "Cache-Control: %s\r\n"
-                     "X-Request-Id: %s\r\n"
-                     "%s%s%s\r\n",
-                     status, reason_phrase(status), cache, r->rid, r->cors, x,
-                     conn_close);
-        len = 0;
-    } else {
-        n = snprintf(buf, sizeof(buf),
-                     "HTTP/1.1 %d %s\r\n"
-                     "Content-Type: %s\r\n"
-                     "Content-Length: %zu\r\n"
-                     "Cache-Control: %s\r\n"
-                     "X-Content-Type-Options: nosniff\r\n"
-                     "X-Request-Id: %s\r\n"
-                     "%s%s%s\r\n",
-                     status, reason_phrase(status), ctype, len, cache, r->rid,
-                     r->cors, x, conn_close);
-    }
     r->status = status;
     if (r->flight != NULL) {
         /* Leading a coalesced read: followers get the same answer. */
@@ -97,28 +64,15 @@ static void send_answer(gw_req_t *r, int status, const char *ctype,
                           extra);
         r->flight = NULL;
     }
-    if (n < 0 || (size_t)n >= sizeof(buf)) {
-        /* Headers cannot exceed the buffer with our inputs (rid <= 64,
-         * CORS bounded, extra short); if they ever did, close rather than
-         * send a broken answer. */
+    n = snprintf(headers, sizeof(headers), "%s%s%s", r->cors,
+                 extra != NULL ? extra : "", conn_close);
+    if (n < 0 || (size_t)n >= sizeof(headers) ||
+        wa_http_send(r->conn, status, r->rid, ctype, cache, headers, body,
+                     len) == WA_ETOOBIG) {
+        /* Our headers are bounded (CORS, short extras); if they ever were
+         * not, the connection closes rather than carry a broken answer. */
         mg_disable_connection_keep_alive(r->conn);
         wa_error(r->rid, "answer headers too long");
-        return;
-    }
-    if (r->ri->request_method != NULL &&
-        strcmp(r->ri->request_method, "HEAD") == 0)
-        len = 0; /* the headers say what a GET would have sent */
-    if ((size_t)n + len <= sizeof(buf)) {
-        memcpy(buf + n, body, len);
-        mg_write(r->conn, buf, (size_t)n + len);
-    } else if ((out = malloc((size_t)n + len)) != NULL) {
-        memcpy(out, buf, (size_t)n);
-        memcpy(out + n, body, len);
-        mg_write(r->conn, out, (size_t)n + len);
-        free(out);
-    } else {
-        mg_write(r->conn, buf, (size_t)n);
-        mg_write(r->conn, body, len);
     }
 }
 

@@ -65,14 +65,9 @@ static int on_metrics(struct mg_connection *conn, void *arg)
         wa_http_reply_error(conn, rv, NULL, rid, NULL);
         return 500;
     }
-    mg_printf(conn,
-              "HTTP/1.1 200 OK\r\n"
-              "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-              "Content-Length: %zu\r\n"
-              "Cache-Control: no-store\r\n"
-              "X-Request-Id: %s\r\n\r\n",
-              len, rid);
-    mg_write(conn, text, len);
+    (void)wa_http_send(conn, 200, rid,
+                       "text/plain; version=0.0.4; charset=utf-8", NULL, NULL,
+                       text, len);
     free(text);
     return 200;
 }

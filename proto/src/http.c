@@ -100,28 +100,82 @@ static const char *reason_phrase(int status)
     return r != NULL ? r : "";
 }
 
+wa_err_t wa_http_send(struct mg_connection *conn, int status, const char *rid,
+                      const char *ctype, const char *cache,
+                      const char *extra_headers, const void *body, size_t len)
+{
+    /* Headers, plus the body when it is small: one write either way. */
+    char buf[4096];
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    const char *x = extra_headers != NULL ? extra_headers : "";
+    char *out = buf;
+    size_t total;
+    int n, w;
+
+    if (cache == NULL)
+        cache = "no-store";
+    if (status == 204 || status == 304) {
+        n = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 %d %s\r\n"
+                     "Cache-Control: %s\r\n"
+                     "X-Request-Id: %s\r\n"
+                     "%s\r\n",
+                     status, reason_phrase(status), cache,
+                     rid != NULL ? rid : "", x);
+        len = 0;
+    } else {
+        n = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 %d %s\r\n"
+                     "Content-Type: %s\r\n"
+                     "Content-Length: %zu\r\n"
+                     "Cache-Control: %s\r\n"
+                     "X-Content-Type-Options: nosniff\r\n"
+                     "X-Request-Id: %s\r\n"
+                     "%s\r\n",
+                     status, reason_phrase(status),
+                     ctype != NULL ? ctype : "application/json", len, cache,
+                     rid != NULL ? rid : "", x);
+    }
+    if (n < 0 || (size_t)n >= sizeof(buf)) {
+        mg_disable_connection_keep_alive(conn);
+        return WA_ETOOBIG;
+    }
+    /* The headers say what a GET would have sent. */
+    if (ri != NULL && ri->request_method != NULL &&
+        strcmp(ri->request_method, "HEAD") == 0)
+        len = 0;
+    total = (size_t)n + len;
+    if (total > sizeof(buf) && (out = malloc(total)) != NULL)
+        memcpy(out, buf, (size_t)n);
+    if (out == NULL) {
+        /* No memory for one buffer: two writes are still a valid answer. */
+        if (mg_write(conn, buf, (size_t)n) != n)
+            return WA_ECLOSED;
+        w = len > 0 ? mg_write(conn, body, len) : 0;
+        return w == (int)len ? WA_OK : WA_ECLOSED;
+    }
+    if (len > 0)
+        memcpy(out + n, body, len);
+    w = mg_write(conn, out, total);
+    if (out != buf)
+        free(out);
+    return w == (int)total ? WA_OK : WA_ECLOSED;
+}
+
 void wa_http_reply_json(struct mg_connection *conn, int status, const char *rid,
                         const cJSON *body, const char *extra_headers)
 {
+    static const char oom[] =
+        "{\"error\":\"out of memory\",\"code\":\"out_of_memory\"}";
     char *text = NULL;
-    size_t n = 0;
 
-    if (body != NULL && (text = cJSON_PrintUnformatted(body)) != NULL)
-        n = strlen(text);
-    if (body != NULL && text == NULL)
-        status = 500; /* Out of memory while printing: say so, briefly. */
-    mg_printf(conn,
-              "HTTP/1.1 %d %s\r\n"
-              "Content-Type: application/json\r\n"
-              "Content-Length: %zu\r\n"
-              "Cache-Control: no-store\r\n"
-              "X-Content-Type-Options: nosniff\r\n"
-              "X-Request-Id: %s\r\n"
-              "%s\r\n",
-              status, reason_phrase(status), n, rid != NULL ? rid : "",
-              extra_headers != NULL ? extra_headers : "");
-    if (n > 0)
-        mg_write(conn, text, n);
+    if (body != NULL && (text = cJSON_PrintUnformatted(body)) == NULL) {
+        (void)wa_http_send(conn, 500, rid, "application/json", NULL, NULL, oom,
+                           sizeof(oom) - 1);
+        return;
+    }
+    (void)wa_http_send(conn, status, rid, "application/json", NULL,
+                       extra_headers, text, text != NULL ? strlen(text) : 0);
     free(text);
 }
 

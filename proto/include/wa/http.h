@@ -43,6 +43,19 @@ void wa_http_request_id(const struct mg_connection *conn, char *out,
                         size_t len);
 
 /*
+ * Send one complete answer in a single write: status line, Content-Type and
+ * Content-Length (not for 204/304), Cache-Control (cache; NULL = no-store),
+ * X-Content-Type-Options: nosniff, X-Request-Id, extra_headers verbatim
+ * (each "Name: value\r\n", may be NULL), then body[0..len) (not for HEAD,
+ * 204 or 304). WA_ETOOBIG if the headers exceed 4 KiB (nothing is sent and
+ * the connection will close), WA_ECLOSED if the write failed. Thread-safe
+ * per connection as CivetWeb is.
+ */
+wa_err_t wa_http_send(struct mg_connection *conn, int status, const char *rid,
+                      const char *ctype, const char *cache,
+                      const char *extra_headers, const void *body, size_t len);
+
+/*
  * Send status with body as JSON (NULL = no body), with X-Request-Id, no-store
  * caching, and extra_headers (each "Name: value\r\n", may be NULL) verbatim.
  */
