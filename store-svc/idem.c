@@ -120,9 +120,10 @@ void idem__free(idem_t *c)
     free(c);
 }
 
-/* Build the key into buf (size >= IDEM key max); returns its length. */
+/* Longest key: an op number, a user id, a rid and two separators. */
 #define KEY_MAX (16 + 1 + WA_USER_MAX + 1 + WA_RID_MAX)
 
+/* Build the key into buf (KEY_MAX + 1 bytes); returns its length. */
 static size_t make_key(char *buf, wa_op_t op, const char *user, const char *rid)
 {
     size_t n = 0, len;
