@@ -93,8 +93,10 @@ static const struct {
          "last_activity = CASE WHEN ?13 THEN ?12 ELSE last_activity END, "
          "updated_at = ?14 RETURNING " SESSION_COLS,
          ON_WR},
+    /* No QR codes in the list: up to 64 KiB each, and nobody's business
+     * but their user's (session.get). */
     [ST_SESSION_LIST] = {"SELECT s.user_id, s.status, s.phone_number, "
-                         "s.display_name, s.qr_code, s.connected_at, "
+                         "s.display_name, NULL, s.connected_at, "
                          "s.last_activity, s.created_at, s.updated_at, "
                          "p.instance FROM user_sessions s LEFT JOIN "
                          "placements p ON p.user_id = s.user_id "
@@ -134,10 +136,15 @@ static const struct {
     [ST_INSTANCE_LIST] = {"SELECT instance, url, capacity, sessions, "
                           "last_seen_ms FROM instances ORDER BY instance",
                           ON_WR | ON_RD},
+    /* Load = users placed there whose session is not disconnected: a
+     * placement outlives its session (so a relaunch lands on the same
+     * profile owner), but only live sessions take a browser slot. */
     [ST_INSTANCE_LIVE] = {"SELECT i.instance, i.url, i.capacity, (SELECT "
-                          "count(*) FROM placements p WHERE p.instance = "
-                          "i.instance) FROM instances i WHERE "
-                          "i.last_seen_ms >= ?1",
+                          "count(*) FROM placements p LEFT JOIN "
+                          "user_sessions s ON s.user_id = p.user_id WHERE "
+                          "p.instance = i.instance AND coalesce(s.status, "
+                          "'disconnected') <> 'disconnected') FROM "
+                          "instances i WHERE i.last_seen_ms >= ?1",
                           ON_WR},
     [ST_INSTANCE_COUNT] = {"SELECT count(*), count(*) FILTER (WHERE "
                            "last_seen_ms >= ?1) FROM instances",

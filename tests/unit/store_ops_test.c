@@ -398,8 +398,14 @@ static void test_placement_capacity(void **state)
                     "{\"instance\":\"small\",\"url\":\"inproc://small\","
                     "\"capacity\":1}"));
     cJSON_Delete(ok(f, WA_OP_PLACEMENT_RESOLVE, "first", NULL));
+    cJSON_Delete(
+        ok(f, WA_OP_SESSION_UPSERT, "first", "{\"status\":\"initializing\"}"));
     fails(f, WA_OP_PLACEMENT_RESOLVE, "second", NULL, WA_ENOSESSIONSVC, NULL);
     cJSON_Delete(ok(f, WA_OP_PLACEMENT_RESOLVE, "first", NULL));
+    /* A disconnected session frees its slot. */
+    cJSON_Delete(
+        ok(f, WA_OP_SESSION_UPSERT, "first", "{\"status\":\"disconnected\"}"));
+    cJSON_Delete(ok(f, WA_OP_PLACEMENT_RESOLVE, "second", NULL));
 }
 
 static void test_diag(void **state)

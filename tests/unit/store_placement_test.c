@@ -195,6 +195,20 @@ static void test_resolve_rendezvous_and_sticky(void **state)
                      WA_ENOTFOUND);
 }
 
+/* Give user a session status (what session-svc writes as it runs). */
+static void set_status(fx_t *f, const char *user, const char *status)
+{
+    session_update_t u = {.status = {true, status}};
+    cJSON *row = NULL;
+
+    assert_int_equal(
+        sessions__upsert(f->c, user, &u, "2026-11-26T10:40:00.000Z", &row),
+        WA_OK);
+    cJSON_Delete(row);
+}
+
+/* Capacity counts the placed users whose session is live: a placement
+ * whose session is disconnected keeps its owner but takes no slot. */
 static void test_capacity(void **state)
 {
     fx_t *f = *state;
@@ -208,6 +222,7 @@ static void test_capacity(void **state)
         snprintf(user, sizeof(user), "c%d", i);
         resolve(f, user, T0, &p);
         on[p.instance[0] - 'x']++;
+        set_status(f, user, i % 2 ? "ready" : "initializing");
     }
     assert_int_equal(on[0], 2);
     assert_int_equal(on[1], 3);
@@ -216,6 +231,10 @@ static void test_capacity(void **state)
                      WA_ENOSESSIONSVC);
     /* A placed user still resolves. */
     assert_int_equal(placement__resolve(f->c, "c0", T0, "t", &p), WA_OK);
+    /* One session ends: its slot is free again, its placement stays. */
+    set_status(f, "c1", "disconnected");
+    assert_int_equal(placement__resolve(f->c, "sixth", T0, "t", &p), WA_OK);
+    assert_int_equal(placement__resolve(f->c, "c1", T0, "t", &p), WA_OK);
     /* No instance at all. */
     assert_int_equal(placement__resolve(f->c, "c0", T0 + 60000, "t", &p),
                      WA_ENOSESSIONSVC);
