@@ -26,10 +26,10 @@
 #include "wa/envelope.h"
 #include "wa/err.h"
 
-#define WA_AUTH_TOKEN_MAX 8192     /* bytes, before any decoding */
-#define WA_AUTH_SECRET_MIN 32      /* bytes */
+#define WA_AUTH_TOKEN_MAX 8192 /* bytes, before any decoding */
+#define WA_AUTH_SECRET_MIN 32  /* bytes */
 #define WA_AUTH_LEEWAY_S 30
-#define WA_USER_DIR_MAX 65         /* sanitized name, bytes without NUL */
+#define WA_USER_DIR_MAX 65 /* sanitized name, bytes without NUL */
 
 typedef struct wa_auth_opts {
     char *jwt_secret;      /* JWT_SECRET, may be NULL */
@@ -41,11 +41,11 @@ typedef struct wa_auth_opts {
 
 /* Config table entries for wa_auth_opts_t, for a service's spec array. */
 #define WA_AUTH_CONFIG_SPECS(o)                                                \
-    WA_CFG_SECRET_SPEC("JWT_SECRET", &(o)->jwt_secret, 0, 4096),              \
-        WA_CFG_SECRET_SPEC("SUPABASE_JWT_SECRET", &(o)->supabase_secret, 0,   \
+    WA_CFG_SECRET_SPEC("JWT_SECRET", &(o)->jwt_secret, 0, 4096),               \
+        WA_CFG_SECRET_SPEC("SUPABASE_JWT_SECRET", &(o)->supabase_secret, 0,    \
                            4096),                                              \
-        WA_CFG_STR_SPEC("ADMIN_USER_IDS", &(o)->admin_ids, NULL, 0, 65536),   \
-        WA_CFG_BOOL_SPEC("AUTH_DEV_MODE", &(o)->dev_mode, "0"),               \
+        WA_CFG_STR_SPEC("ADMIN_USER_IDS", &(o)->admin_ids, NULL, 0, 65536),    \
+        WA_CFG_BOOL_SPEC("AUTH_DEV_MODE", &(o)->dev_mode, "0"),                \
         WA_CFG_BOOL_SPEC("JWT_REQUIRE_EXP", &(o)->require_exp, "1")
 
 typedef struct wa_auth wa_auth_t;

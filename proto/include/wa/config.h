@@ -20,38 +20,53 @@
 typedef enum wa_cfg_type {
     WA_CFG_INT,  /* long, within [min, max]; decimal only */
     WA_CFG_BOOL, /* bool: 1/0, true/false, yes/no, on/off */
-    WA_CFG_STR,  /* char * (malloc'd, freed by wa_config_free), len in [min, max] */
-    WA_CFG_URL,  /* like STR, but must be tcp://host:port, ipc://path or inproc://name */
+    WA_CFG_STR, /* char * (malloc'd, freed by wa_config_free), len in [min, max]
+                 */
+    WA_CFG_URL, /* like STR, but must be tcp://host:port, ipc://path or
+                   inproc://name */
     WA_CFG_ENUM, /* int: index of the value in choices (NULL-terminated) */
 } wa_cfg_type_t;
 
 typedef struct wa_config_spec {
-    const char *name;  /* environment variable */
+    const char *name; /* environment variable */
     wa_cfg_type_t type;
-    const char *def;   /* default as text; NULL = no default (unset stays unset) */
-    long min, max;     /* INT: value bounds; STR/URL: length bounds */
-    bool secret;       /* never echoed in errors */
+    const char
+        *def;      /* default as text; NULL = no default (unset stays unset) */
+    long min, max; /* INT: value bounds; STR/URL: length bounds */
+    bool secret;   /* never echoed in errors */
     const char *const *choices; /* ENUM only */
-    void *out;         /* long *, bool *, char **, int * by type */
+    void *out;                  /* long *, bool *, char **, int * by type */
 } wa_config_spec_t;
 
 #define WA_CFG_INT_SPEC(n, ptr, d, lo, hi)                                     \
-    { .name = (n), .type = WA_CFG_INT, .def = (d), .min = (lo), .max = (hi), \
-      .out = (ptr) }
+    {                                                                          \
+        .name = (n), .type = WA_CFG_INT, .def = (d), .min = (lo), .max = (hi), \
+        .out = (ptr)                                                           \
+    }
 #define WA_CFG_BOOL_SPEC(n, ptr, d)                                            \
-    { .name = (n), .type = WA_CFG_BOOL, .def = (d), .out = (ptr) }
+    {                                                                          \
+        .name = (n), .type = WA_CFG_BOOL, .def = (d), .out = (ptr)             \
+    }
 #define WA_CFG_STR_SPEC(n, ptr, d, lo, hi)                                     \
-    { .name = (n), .type = WA_CFG_STR, .def = (d), .min = (lo), .max = (hi), \
-      .out = (ptr) }
+    {                                                                          \
+        .name = (n), .type = WA_CFG_STR, .def = (d), .min = (lo), .max = (hi), \
+        .out = (ptr)                                                           \
+    }
 #define WA_CFG_SECRET_SPEC(n, ptr, lo, hi)                                     \
-    { .name = (n), .type = WA_CFG_STR, .def = NULL, .min = (lo),            \
-      .max = (hi), .secret = true, .out = (ptr) }
+    {                                                                          \
+        .name = (n), .type = WA_CFG_STR, .def = NULL, .min = (lo),             \
+        .max = (hi), .secret = true, .out = (ptr)                              \
+    }
 #define WA_CFG_URL_SPEC(n, ptr, d)                                             \
-    { .name = (n), .type = WA_CFG_URL, .def = (d), .min = 1, .max = 512,    \
-      .out = (ptr) }
+    {                                                                          \
+        .name = (n), .type = WA_CFG_URL, .def = (d), .min = 1, .max = 512,     \
+        .out = (ptr)                                                           \
+    }
 #define WA_CFG_ENUM_SPEC(n, ptr, d, ch)                                        \
-    { .name = (n), .type = WA_CFG_ENUM, .def = (d), .choices = (ch),        \
-      .out = (ptr) }
+    {                                                                          \
+        .name = (n), .type = WA_CFG_ENUM, .def = (d), .choices = (ch),         \
+        .out = (ptr)                                                           \
+    }
 
 /*
  * Read every variable of specs[0..n) into its out pointer. An empty value

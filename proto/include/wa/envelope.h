@@ -38,28 +38,28 @@
 /* Every bus operation. The table in envelope.c maps each to its name. */
 typedef enum wa_op {
     /* store-svc */
-    WA_OP_PING = 0,          /* "ping": liveness, any service */
-    WA_OP_SESSION_GET,       /* "session.get" */
-    WA_OP_SESSION_UPSERT,    /* "session.upsert" */
-    WA_OP_SESSION_LIST,      /* "session.list" */
-    WA_OP_LOG_APPEND,        /* "log.append" */
-    WA_OP_LOG_LIST,          /* "log.list" */
-    WA_OP_EVENT_RECORD,      /* "event.record": log + assign the user's seq */
-    WA_OP_INSTANCE_REGISTER, /* "instance.register" */
-    WA_OP_INSTANCE_HEARTBEAT,/* "instance.heartbeat" */
-    WA_OP_INSTANCE_LIST,     /* "instance.list" */
-    WA_OP_PLACEMENT_RESOLVE, /* "placement.resolve" */
-    WA_OP_PLACEMENT_LIST,    /* "placement.list": users placed on an instance */
-    WA_OP_DIAG,              /* "diag": counts and versions */
+    WA_OP_PING = 0,           /* "ping": liveness, any service */
+    WA_OP_SESSION_GET,        /* "session.get" */
+    WA_OP_SESSION_UPSERT,     /* "session.upsert" */
+    WA_OP_SESSION_LIST,       /* "session.list" */
+    WA_OP_LOG_APPEND,         /* "log.append" */
+    WA_OP_LOG_LIST,           /* "log.list" */
+    WA_OP_EVENT_RECORD,       /* "event.record": log + assign the user's seq */
+    WA_OP_INSTANCE_REGISTER,  /* "instance.register" */
+    WA_OP_INSTANCE_HEARTBEAT, /* "instance.heartbeat" */
+    WA_OP_INSTANCE_LIST,      /* "instance.list" */
+    WA_OP_PLACEMENT_RESOLVE,  /* "placement.resolve" */
+    WA_OP_PLACEMENT_LIST, /* "placement.list": users placed on an instance */
+    WA_OP_DIAG,           /* "diag": counts and versions */
     /* session-svc */
-    WA_OP_WA_CONNECT,        /* "wa.connect" */
-    WA_OP_WA_DISCONNECT,     /* "wa.disconnect" */
-    WA_OP_WA_STATUS,         /* "wa.status" */
-    WA_OP_WA_CHATS,          /* "wa.chats" */
-    WA_OP_WA_MESSAGES,       /* "wa.messages" */
-    WA_OP_WA_SEND,           /* "wa.send" */
-    WA_OP_WA_CHAT_BY_PHONE,  /* "wa.chat_by_phone" */
-    WA_OP_COUNT              /* not an operation */
+    WA_OP_WA_CONNECT,       /* "wa.connect" */
+    WA_OP_WA_DISCONNECT,    /* "wa.disconnect" */
+    WA_OP_WA_STATUS,        /* "wa.status" */
+    WA_OP_WA_CHATS,         /* "wa.chats" */
+    WA_OP_WA_MESSAGES,      /* "wa.messages" */
+    WA_OP_WA_SEND,          /* "wa.send" */
+    WA_OP_WA_CHAT_BY_PHONE, /* "wa.chat_by_phone" */
+    WA_OP_COUNT             /* not an operation */
 } wa_op_t;
 
 /* Name of op ("session.get"), or NULL if op is out of range. */
