@@ -219,6 +219,48 @@ cJSON *db__column_string(sqlite3_stmt *st, int i)
     return cJSON_CreateString((const char *)s);
 }
 
+bool db__add_column(cJSON *obj, const char *key, sqlite3_stmt *st, int i)
+{
+    cJSON *v = db__column_string(st, i);
+
+    if (v == NULL || !cJSON_AddItemToObject(obj, key, v)) {
+        cJSON_Delete(v);
+        return false;
+    }
+    return true;
+}
+
+wa_err_t db__list(db_conn_t *c, sqlite3_stmt *st, const char *key,
+                  db_row_fn row, void *arg, const char *what, cJSON **out)
+{
+    cJSON *res, *arr, *item;
+    wa_err_t err = WA_OK;
+    int rc;
+
+    if ((res = cJSON_CreateObject()) == NULL ||
+        (arr = cJSON_AddArrayToObject(res, key)) == NULL) {
+        err = WA_ENOMEM;
+        goto out;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((item = row(st, arg)) == NULL || !cJSON_AddItemToArray(arr, item)) {
+            cJSON_Delete(item);
+            err = WA_ENOMEM;
+            goto out;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        err = db__fail(c, rc, what);
+        goto out;
+    }
+    *out = res;
+    res = NULL;
+out:
+    (void)sqlite3_reset(st);
+    cJSON_Delete(res);
+    return err;
+}
+
 void db__iso8601(int64_t epoch_ms, char *buf, size_t len)
 {
     time_t secs = (time_t)(epoch_ms / 1000);

@@ -45,56 +45,41 @@ static cJSON *event_data(sqlite3_stmt *st, int i)
     return cJSON_CreateString(text);
 }
 
+/* {id, eventType, eventData, timestamp} of a log.list row. */
+static cJSON *log_row(sqlite3_stmt *st, void *arg)
+{
+    cJSON *row = cJSON_CreateObject(), *data;
+
+    (void)arg;
+    if (row == NULL ||
+        !cJSON_AddNumberToObject(row, "id",
+                                 (double)sqlite3_column_int64(st, 0)) ||
+        !db__add_column(row, "eventType", st, 1))
+        goto fail;
+    if ((data = event_data(st, 2)) == NULL ||
+        !cJSON_AddItemToObject(row, "eventData", data)) {
+        cJSON_Delete(data);
+        goto fail;
+    }
+    if (!db__add_column(row, "timestamp", st, 3))
+        goto fail;
+    return row;
+fail:
+    cJSON_Delete(row);
+    return NULL;
+}
+
 wa_err_t logs__list(db_conn_t *c, const char *user, long limit, cJSON **out)
 {
     sqlite3_stmt *st = db__stmt(c, ST_LOG_LIST);
-    cJSON *res = NULL, *arr, *row, *v;
-    wa_err_t err = WA_OK;
     int rc;
 
     if ((rc = db__bind_text(st, 1, user)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 2, limit)) != SQLITE_OK) {
-        err = db__fail(c, rc, "log.list bind");
-        goto out;
+        (void)sqlite3_reset(st);
+        return db__fail(c, rc, "log.list bind");
     }
-    if ((res = cJSON_CreateObject()) == NULL ||
-        (arr = cJSON_AddArrayToObject(res, "logs")) == NULL)
-        goto nomem;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((row = cJSON_CreateObject()) == NULL)
-            goto nomem;
-        if (!cJSON_AddItemToArray(arr, row)) {
-            cJSON_Delete(row);
-            goto nomem;
-        }
-        if (!cJSON_AddNumberToObject(row, "id",
-                                     (double)sqlite3_column_int64(st, 0)))
-            goto nomem;
-        if ((v = db__column_string(st, 1)) == NULL ||
-            !cJSON_AddItemToObject(row, "eventType", v))
-            goto nomem_v;
-        if ((v = event_data(st, 2)) == NULL ||
-            !cJSON_AddItemToObject(row, "eventData", v))
-            goto nomem_v;
-        if ((v = db__column_string(st, 3)) == NULL ||
-            !cJSON_AddItemToObject(row, "timestamp", v))
-            goto nomem_v;
-    }
-    if (rc != SQLITE_DONE) {
-        err = db__fail(c, rc, "log.list");
-        goto out;
-    }
-    *out = res;
-    res = NULL;
-    goto out;
-nomem_v:
-    cJSON_Delete(v);
-nomem:
-    err = WA_ENOMEM;
-out:
-    (void)sqlite3_reset(st);
-    cJSON_Delete(res);
-    return err;
+    return db__list(c, st, "logs", log_row, NULL, "log.list", out);
 }
 
 wa_err_t logs__count(db_conn_t *c, int64_t *rows, int64_t *max_id)

@@ -94,56 +94,34 @@ out:
     return err;
 }
 
+/* {instance, url, capacity, sessions, lastSeen, alive} of an instance
+ * row; arg points at now_ms. */
+static cJSON *instance_row(sqlite3_stmt *st, void *arg)
+{
+    const int64_t now_ms = *(const int64_t *)arg;
+    const int64_t last = sqlite3_column_int64(st, 4);
+    char seen[WA_TIMESTAMP_MAX + 1];
+    cJSON *o = cJSON_CreateObject();
+
+    db__iso8601(last, seen, sizeof(seen));
+    if (o == NULL || !db__add_column(o, "instance", st, 0) ||
+        !db__add_column(o, "url", st, 1) ||
+        !cJSON_AddNumberToObject(o, "capacity",
+                                 (double)sqlite3_column_int64(st, 2)) ||
+        !cJSON_AddNumberToObject(o, "sessions",
+                                 (double)sqlite3_column_int64(st, 3)) ||
+        !cJSON_AddStringToObject(o, "lastSeen", seen) ||
+        !cJSON_AddBoolToObject(o, "alive", last >= alive_since(now_ms))) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
 wa_err_t placement__instances(db_conn_t *c, int64_t now_ms, cJSON **out)
 {
-    sqlite3_stmt *st = db__stmt(c, ST_INSTANCE_LIST);
-    cJSON *res = NULL, *arr, *o, *v;
-    char seen[WA_TIMESTAMP_MAX + 1];
-    wa_err_t err = WA_OK;
-    int64_t last;
-    int rc;
-
-    if ((res = cJSON_CreateObject()) == NULL ||
-        (arr = cJSON_AddArrayToObject(res, "instances")) == NULL)
-        goto nomem;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((o = cJSON_CreateObject()) == NULL)
-            goto nomem;
-        if (!cJSON_AddItemToArray(arr, o)) {
-            cJSON_Delete(o);
-            goto nomem;
-        }
-        last = sqlite3_column_int64(st, 4);
-        db__iso8601(last, seen, sizeof(seen));
-        if ((v = db__column_string(st, 0)) == NULL ||
-            !cJSON_AddItemToObject(o, "instance", v))
-            goto nomem_v;
-        if ((v = db__column_string(st, 1)) == NULL ||
-            !cJSON_AddItemToObject(o, "url", v))
-            goto nomem_v;
-        if (!cJSON_AddNumberToObject(o, "capacity",
-                                     (double)sqlite3_column_int64(st, 2)) ||
-            !cJSON_AddNumberToObject(o, "sessions",
-                                     (double)sqlite3_column_int64(st, 3)) ||
-            !cJSON_AddStringToObject(o, "lastSeen", seen) ||
-            !cJSON_AddBoolToObject(o, "alive", last >= alive_since(now_ms)))
-            goto nomem;
-    }
-    if (rc != SQLITE_DONE) {
-        err = db__fail(c, rc, "instance.list");
-        goto out;
-    }
-    *out = res;
-    res = NULL;
-    goto out;
-nomem_v:
-    cJSON_Delete(v);
-nomem:
-    err = WA_ENOMEM;
-out:
-    (void)sqlite3_reset(st);
-    cJSON_Delete(res);
-    return err;
+    return db__list(c, db__stmt(c, ST_INSTANCE_LIST), "instances", instance_row,
+                    &now_ms, "instance.list", out);
 }
 
 wa_err_t placement__instance_counts(db_conn_t *c, int64_t now_ms, cJSON **out)
@@ -318,39 +296,20 @@ wa_err_t placement__resolve(db_conn_t *c, const char *user, int64_t now_ms,
     return WA_OK;
 }
 
+static cJSON *user_row(sqlite3_stmt *st, void *arg)
+{
+    (void)arg;
+    return db__column_string(st, 0);
+}
+
 wa_err_t placement__users(db_conn_t *c, const char *instance, cJSON **out)
 {
     sqlite3_stmt *st = db__stmt(c, ST_PLACEMENT_USERS);
-    cJSON *res = NULL, *arr, *v;
-    wa_err_t err = WA_OK;
     int rc;
 
     if ((rc = db__bind_text(st, 1, instance)) != SQLITE_OK) {
-        err = db__fail(c, rc, "placement.list bind");
-        goto out;
+        (void)sqlite3_reset(st);
+        return db__fail(c, rc, "placement.list bind");
     }
-    if ((res = cJSON_CreateObject()) == NULL ||
-        (arr = cJSON_AddArrayToObject(res, "users")) == NULL)
-        goto nomem;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((v = db__column_string(st, 0)) == NULL)
-            goto nomem;
-        if (!cJSON_AddItemToArray(arr, v)) {
-            cJSON_Delete(v);
-            goto nomem;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        err = db__fail(c, rc, "placement.list");
-        goto out;
-    }
-    *out = res;
-    res = NULL;
-    goto out;
-nomem:
-    err = WA_ENOMEM;
-out:
-    (void)sqlite3_reset(st);
-    cJSON_Delete(res);
-    return err;
+    return db__list(c, st, "users", user_row, NULL, "placement.list", out);
 }

@@ -146,47 +146,30 @@ out:
     return err;
 }
 
+/* A session.get row plus the user's instance (null when unplaced). */
+static cJSON *list_row(sqlite3_stmt *st, void *arg)
+{
+    cJSON *row = row_object(st);
+
+    (void)arg;
+    if (row != NULL && !db__add_column(row, "instance", st, (int)NCOLS)) {
+        cJSON_Delete(row);
+        return NULL;
+    }
+    return row;
+}
+
 wa_err_t sessions__list(db_conn_t *c, long limit, long offset, cJSON **out)
 {
     sqlite3_stmt *st = db__stmt(c, ST_SESSION_LIST);
-    cJSON *res = NULL, *arr, *row, *inst;
-    wa_err_t err = WA_OK;
     int rc;
 
     if ((rc = sqlite3_bind_int64(st, 1, limit)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 2, offset)) != SQLITE_OK) {
-        err = db__fail(c, rc, "session.list bind");
-        goto out;
+        (void)sqlite3_reset(st);
+        return db__fail(c, rc, "session.list bind");
     }
-    if ((res = cJSON_CreateObject()) == NULL ||
-        (arr = cJSON_AddArrayToObject(res, "sessions")) == NULL)
-        goto nomem;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((row = row_object(st)) == NULL)
-            goto nomem;
-        if (!cJSON_AddItemToArray(arr, row)) {
-            cJSON_Delete(row);
-            goto nomem;
-        }
-        if ((inst = db__column_string(st, (int)NCOLS)) == NULL ||
-            !cJSON_AddItemToObject(row, "instance", inst)) {
-            cJSON_Delete(inst);
-            goto nomem;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        err = db__fail(c, rc, "session.list");
-        goto out;
-    }
-    *out = res;
-    res = NULL;
-    goto out;
-nomem:
-    err = WA_ENOMEM;
-out:
-    (void)sqlite3_reset(st);
-    cJSON_Delete(res);
-    return err;
+    return db__list(c, st, "sessions", list_row, NULL, "session.list", out);
 }
 
 wa_err_t sessions__count_by_status(db_conn_t *c, cJSON **out)

@@ -146,6 +146,20 @@ int db__bind_text(sqlite3_stmt *st, int idx, const char *s);
 /* Column i as a JSON string, or JSON null for SQL NULL. NULL on OOM. */
 cJSON *db__column_string(sqlite3_stmt *st, int i);
 
+/* Add column i to obj under key, as db__column_string. false on OOM. */
+bool db__add_column(cJSON *obj, const char *key, sqlite3_stmt *st, int i);
+
+/* One array item from the statement's current row; NULL on OOM. */
+typedef cJSON *(*db_row_fn)(sqlite3_stmt *st, void *arg);
+
+/*
+ * Step a bound statement to its end and set *out to {key: [row(st) for
+ * each row]} (the caller's). what names the operation in a failure log.
+ * The statement is reset either way.
+ */
+wa_err_t db__list(db_conn_t *c, sqlite3_stmt *st, const char *key,
+                  db_row_fn row, void *arg, const char *what, cJSON **out);
+
 /* Milliseconds since the Unix epoch as ISO-8601 UTC with milliseconds. */
 void db__iso8601(int64_t epoch_ms, char *buf, size_t len);
 
