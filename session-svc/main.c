@@ -295,9 +295,11 @@ out:
         uv_close((uv_handle_t *)&ss.sigint, close_noop);
         uv_run(ss.loop, UV_RUN_DEFAULT);
     }
+    /* Store writes first: a drained or dropped barrier answers its bus
+     * job (wa.disconnect), which must happen before the server is gone. */
+    storeio__free(ss.io, STORE_DRAIN_MS);
     if (ss.server != NULL)
         wa_bus_server_stop(ss.server);
-    storeio__free(ss.io, STORE_DRAIN_MS);
     if (nng_socket_id(ss.rep) > 0)
         nng_close(ss.rep);
     if (nng_socket_id(ss.events) > 0)

@@ -451,10 +451,16 @@ static void op_connect(ss_t *ss, wa_bus_job_t *job, const wa_request_t *req)
     reply_status(job, state__name(s->status));
 }
 
+static void disconnected_stored(void *arg)
+{
+    reply_status(arg, "disconnected");
+}
+
+/* The browser is closed and the profile gone; answer once the disconnected
+ * status is in the database, so a GET /status right after sees it. */
 static void disconnected(void *arg, ss_session_t *s)
 {
-    (void)s;
-    reply_status(arg, "disconnected");
+    storeio__barrier(s->ss->io, s->user, disconnected_stored, arg);
 }
 
 static void op_disconnect(ss_t *ss, wa_bus_job_t *job, const wa_request_t *req)

@@ -414,6 +414,9 @@ typedef struct storeio_job {
     wa_event_type_t type;
     cJSON *record;  /* event.record data (no bodies), or NULL: no event */
     cJSON *publish; /* published data, or NULL: the same as record */
+    /* Called once the job is done or dropped, on a store worker thread. */
+    void (*done)(void *arg);
+    void *done_arg;
 } storeio_job_t;
 
 /*
@@ -430,6 +433,15 @@ wa_err_t storeio__new(nng_socket store, nng_socket events, int threads,
 /* Queue job (consumed, even on failure). WA_ECLOSED after stop began,
  * WA_EFULL when the queue is over its bound. Thread-safe. */
 wa_err_t storeio__submit(storeio_t *io, storeio_job_t *job);
+
+/*
+ * Call done(arg) on a store worker thread once every job queued before for
+ * user has been written (or dropped at shutdown): a write barrier, for
+ * answers that must not run ahead of the database. done is called exactly
+ * once, at once if the barrier cannot be queued. Thread-safe.
+ */
+void storeio__barrier(storeio_t *io, const char *user, void (*done)(void *arg),
+                      void *arg);
 
 /* Jobs queued or running (for tests). */
 size_t storeio__backlog(storeio_t *io);

@@ -43,6 +43,8 @@ struct storeio {
 
 static void job_free(storeio_job_t *j)
 {
+    if (j->done != NULL)
+        j->done(j->done_arg);
     cJSON_Delete(j->upsert);
     cJSON_Delete(j->record);
     cJSON_Delete(j->publish);
@@ -245,6 +247,22 @@ wa_err_t storeio__submit(storeio_t *io, storeio_job_t *job)
     pthread_cond_broadcast(&io->cv);
     pthread_mutex_unlock(&io->mu);
     return WA_OK;
+}
+
+void storeio__barrier(storeio_t *io, const char *user, void (*done)(void *arg),
+                      void *arg)
+{
+    storeio_job_t *j = calloc(1, sizeof(*j));
+
+    if (j == NULL) {
+        done(arg);
+        return;
+    }
+    snprintf(j->user, sizeof(j->user), "%s", user);
+    j->done = done;
+    j->done_arg = arg;
+    /* No upsert and no record: run() does nothing, job_free() calls done. */
+    (void)storeio__submit(io, j);
 }
 
 size_t storeio__backlog(storeio_t *io)

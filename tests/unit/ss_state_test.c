@@ -294,6 +294,33 @@ static void disconnect_forgets_account(void **state)
     pthread_mutex_unlock(&mu);
 }
 
+/* What the barrier saw of the store when it ran. */
+static int barrier_saw = -1;
+
+static void barrier_done(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&mu);
+    barrier_saw = nops;
+    pthread_mutex_unlock(&mu);
+}
+
+/* A barrier runs only after the user's earlier writes reached the store
+ * (wa.disconnect answers through one). */
+static void barrier_after_writes(void **state)
+{
+    fx_t *f = *state;
+    ss_transition_t t = {0};
+
+    t.to = I;
+    assert_int_equal(state__set(&f->s, &t), WA_OK);
+    storeio__barrier(f->ss.io, "u1", barrier_done, NULL);
+    drain(f);
+    pthread_mutex_lock(&mu);
+    assert_int_equal(barrier_saw, 2); /* session.upsert, event.record */
+    pthread_mutex_unlock(&mu);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -306,6 +333,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(disconnect_forgets_account, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(barrier_after_writes, setup, teardown),
     };
 
     wa_log_init("ss_state_test", WA_LOG_ERROR);
