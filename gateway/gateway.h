@@ -149,14 +149,6 @@ void gw_reply_raw(gw_req_t *r, int status, const char *ctype, const char *body,
 void gw_reply_static(gw_req_t *r, const char *ctype, const char *body,
                      size_t len, const char *etag, const char *extra);
 
-/*
- * The request id for conn into out (WA_RID_MAX + 1 bytes): the client's
- * X-Request-Id when it is a valid rid, else a new one (24 hex digits from a
- * per-thread generator seeded by nng_random(): no system call per request,
- * unlike wa_http_request_id(), with the same results).
- */
-void gw_request_id(const struct mg_connection *conn, char *out, size_t len);
-
 /* Verify the bearer token into r->who. On failure answer 401 (or 500) and
  * return false. */
 bool gw_authenticate(gw_req_t *r);

@@ -219,7 +219,7 @@ static int on_request(struct mg_connection *conn, void *arg)
     r.t0_us = gw_now_us();
     r.deadline_ms = wa_now_ms() + gw->cfg.bus_timeout_ms;
     gw_metrics_in_flight(gw->metrics, 1);
-    gw_request_id(conn, r.rid, sizeof(r.rid));
+    wa_http_request_id(conn, r.rid, sizeof(r.rid));
     gw_cors_headers(gw->origins, mg_get_header(conn, "Origin"), r.cors,
                     sizeof(r.cors));
 
@@ -288,7 +288,7 @@ static int on_http_error(struct mg_connection *conn, int status,
         mg_get_request_info(conn) != NULL ? mg_get_request_info(conn) : &none;
     r.t0_us = gw_now_us();
     r.body_read = true;
-    gw_request_id(conn, r.rid, sizeof(r.rid));
+    wa_http_request_id(conn, r.rid, sizeof(r.rid));
     snprintf(r.cors, sizeof(r.cors), "Vary: Origin\r\n");
     mg_disable_connection_keep_alive(conn);
     gw_reply_error_status(&r, status, code, msg, "Connection: close\r\n");

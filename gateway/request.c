@@ -176,31 +176,6 @@ void gw_reply_error(gw_req_t *r, wa_err_t err, const char *msg)
     gw_reply_error_status(r, wa_err_http_status(err), err, msg, NULL);
 }
 
-void gw_request_id(const struct mg_connection *conn, char *out, size_t len)
-{
-    static _Thread_local uint64_t state;
-    const char *h = mg_get_header(conn, "X-Request-Id");
-    uint64_t a, b;
-
-    if (h != NULL && strnlen(h, len) < len && wa_check_rid(h) == WA_OK) {
-        memcpy(out, h, strlen(h) + 1);
-        return;
-    }
-    if (state == 0)
-        state = (uint64_t)nng_random() << 32 | nng_random() | 1;
-    /* splitmix64: two outputs, 96 of their bits printed. */
-    a = (state += 0x9e3779b97f4a7c15ull);
-    a = (a ^ (a >> 30)) * 0xbf58476d1ce4e5b9ull;
-    a = (a ^ (a >> 27)) * 0x94d049bb133111ebull;
-    a ^= a >> 31;
-    b = (state += 0x9e3779b97f4a7c15ull);
-    b = (b ^ (b >> 30)) * 0xbf58476d1ce4e5b9ull;
-    b = (b ^ (b >> 27)) * 0x94d049bb133111ebull;
-    b ^= b >> 31;
-    snprintf(out, len, "%016llx%08x", (unsigned long long)a,
-             (unsigned)(b >> 32));
-}
-
 bool gw_authenticate(gw_req_t *r)
 {
     const char *header = mg_get_header(r->conn, "Authorization");

@@ -680,11 +680,31 @@ wa_err_t wa_bus_try_recv_event(nng_socket sub, wa_event_t *ev)
     return recv_event(sub, ev, NNG_FLAG_NONBLOCK);
 }
 
+/* One step of splitmix64. */
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
 void wa_rid_new(char *buf, size_t len)
 {
+    /* A per-thread splitmix64 stream seeded once from nng_random() (a
+     * CSPRNG): unique ids without a system call per request, which the
+     * gateway makes one of for every request that brings none. Ids need to
+     * be unique, not secret: idempotency is keyed by (op, user, rid). */
+    static _Thread_local uint64_t state;
+    uint64_t a, b;
+
     if (buf == NULL || len == 0)
         return;
-    /* nng_random() is a thread-safe CSPRNG: 96 bits, no collisions. */
-    snprintf(buf, len, "%08x%08x%08x", (unsigned)nng_random(),
-             (unsigned)nng_random(), (unsigned)nng_random());
+    if (state == 0)
+        state = (uint64_t)nng_random() << 32 | nng_random() | 1;
+    a = splitmix64(&state);
+    b = splitmix64(&state);
+    snprintf(buf, len, "%016llx%08x", (unsigned long long)a,
+             (unsigned)(b >> 32));
 }
