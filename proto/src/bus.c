@@ -406,7 +406,7 @@ static void start_recv(worker_t *w)
 /* Send buf (freed here) as the answer to w's current request. */
 static void send_answer(worker_t *w, char *buf, size_t len)
 {
-    nng_msg *msg;
+    nng_msg *msg = NULL;
     wa_err_t err;
 
     err = msg_from(buf, len, &msg);
