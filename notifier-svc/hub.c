@@ -388,27 +388,42 @@ static bool queue_to(nt_hub_t *hub, nt_sub_t *sub, nt_frame_t *f)
     return account(hub, sub, nt_outq_push(sub->q, f));
 }
 
-/* Queue f to every sub of u, in chunks under one pool lock each. Caller
- * holds the hub lock. */
-#define FANOUT_CHUNK 64
+/*
+ * Pending pushes of a fan-out: (connection, frame) pairs in event order,
+ * handed to the writer pool in chunks under one pool lock each. Caller
+ * holds the hub lock throughout.
+ */
+#define FANOUT_CHUNK 128
 
-static void queue_to_all(nt_hub_t *hub, nt_user_t *u, nt_frame_t *f)
-{
+typedef struct fanout {
     nt_sub_t *subs[FANOUT_CHUNK];
     nt_outq_t *qs[FANOUT_CHUNK];
+    nt_frame_t *fs[FANOUT_CHUNK];
     wa_err_t rv[FANOUT_CHUNK];
-    nt_sub_t *s = u->subs;
+    size_t n;
+} fanout_t;
 
-    while (s != NULL) {
-        size_t n = 0;
+static void fanout_flush(nt_hub_t *hub, fanout_t *fo)
+{
+    if (fo->n == 0)
+        return;
+    nt_outq_push_each(fo->qs, fo->fs, fo->n, fo->rv);
+    for (size_t i = 0; i < fo->n; i++)
+        (void)account(hub, fo->subs[i], fo->rv[i]);
+    fo->n = 0;
+}
 
-        for (; s != NULL && n < FANOUT_CHUNK; s = s->next, n++) {
-            subs[n] = s;
-            qs[n] = s->q;
-        }
-        nt_outq_push_many(qs, n, f, rv);
-        for (size_t i = 0; i < n; i++)
-            (void)account(hub, subs[i], rv[i]);
+/* Queue f to every sub of u (references are taken by the queues). */
+static void fanout_add(nt_hub_t *hub, fanout_t *fo, nt_user_t *u,
+                       nt_frame_t *f)
+{
+    for (nt_sub_t *s = u->subs; s != NULL; s = s->next) {
+        if (fo->n == FANOUT_CHUNK)
+            fanout_flush(hub, fo);
+        fo->subs[fo->n] = s;
+        fo->qs[fo->n] = s->q;
+        fo->fs[fo->n] = f;
+        fo->n++;
     }
 }
 
@@ -459,43 +474,85 @@ wa_err_t nt_hub_attach(nt_hub_t *hub, nt_sub_t *sub, int64_t since,
 /* ---- fan-out -------------------------------------------------------------
  */
 
-wa_err_t nt_hub_publish(nt_hub_t *hub, const wa_event_t *ev)
+/* The frame of an event, encoded once and shared by every recipient. */
+static wa_err_t event_frame(const wa_event_t *ev, nt_frame_t **out)
 {
-    nt_frame_t *f = NULL;
-    nt_user_t *u;
     char *json = NULL;
     size_t len;
     wa_err_t rv;
 
-    if (hub == NULL || ev == NULL)
-        return WA_EINVAL;
-    /* Encoded once, outside the lock, shared by every recipient. */
     if ((rv = wa_event_frame(ev, &json, &len)) != WA_OK)
         return rv;
-    rv = nt_frame_new_text(json, len, ev->seq, &f);
+    rv = nt_frame_new_text(json, len, ev->seq, out);
     free(json);
-    if (rv != WA_OK)
-        return rv;
+    return rv;
+}
 
-    pthread_mutex_lock(&hub->mu);
+/* Relay one encoded event: ring, then fan-out. Caller holds the lock. */
+static wa_err_t publish_locked(nt_hub_t *hub, fanout_t *fo,
+                               const wa_event_t *ev, nt_frame_t *f)
+{
+    nt_user_t *u;
+    wa_err_t rv = WA_OK;
+
     u = ev->seq > 0 ? find_or_add(hub, ev->user) : find(hub, ev->user);
-    if (u == NULL) {
-        rv = ev->seq > 0 ? WA_ENOMEM : WA_OK; /* no one to tell */
-        goto out;
-    }
-    if (ev->seq > 0) {
-        if (u->count > 0 && ev->seq <= ring_at(u, u->count - 1)->seq &&
-            ring_has(u, ev->seq)) {
+    if (u == NULL)
+        return ev->seq > 0 ? WA_ENOMEM : WA_OK; /* no one to tell */
+    if (ev->seq > 0 && u->count > 0) {
+        int64_t newest = ring_at(u, u->count - 1)->seq;
+
+        if (ev->seq <= newest && ring_has(u, ev->seq)) {
             COUNT(hub, events_duplicate, 1);
-            goto out; /* already relayed: never twice */
+            return WA_OK; /* already relayed: never twice */
         }
-        rv = ring_add(hub, u, f);
+        /* Seqs rise by one per user: a jump means events were lost on
+         * the way (a full SUB queue drops silently). */
+        if (ev->seq > newest + 1)
+            COUNT(hub, events_gap, (uint64_t)(ev->seq - newest - 1));
     }
-    queue_to_all(hub, u, f);
+    if (ev->seq > 0)
+        rv = ring_add(hub, u, f);
+    fanout_add(hub, fo, u, f);
     settle(hub, u);
-out:
-    pthread_mutex_unlock(&hub->mu);
-    nt_frame_unref(f);
+    return rv;
+}
+
+void nt_hub_publish_many(nt_hub_t *hub, const wa_event_t *evs, size_t n,
+                         wa_err_t *results)
+{
+    nt_frame_t *frames[NT_PUMP_BATCH];
+    fanout_t fo;
+
+    while (n > 0) {
+        size_t k = n < NT_PUMP_BATCH ? n : NT_PUMP_BATCH;
+
+        /* Encoded outside the lock. */
+        for (size_t i = 0; i < k; i++) {
+            frames[i] = NULL;
+            results[i] = event_frame(&evs[i], &frames[i]);
+        }
+        fo.n = 0;
+        pthread_mutex_lock(&hub->mu);
+        for (size_t i = 0; i < k; i++)
+            if (results[i] == WA_OK)
+                results[i] = publish_locked(hub, &fo, &evs[i], frames[i]);
+        fanout_flush(hub, &fo);
+        pthread_mutex_unlock(&hub->mu);
+        for (size_t i = 0; i < k; i++)
+            nt_frame_unref(frames[i]);
+        evs += k;
+        results += k;
+        n -= k;
+    }
+}
+
+wa_err_t nt_hub_publish(nt_hub_t *hub, const wa_event_t *ev)
+{
+    wa_err_t rv;
+
+    if (hub == NULL || ev == NULL)
+        return WA_EINVAL;
+    nt_hub_publish_many(hub, ev, 1, &rv);
     return rv;
 }
 

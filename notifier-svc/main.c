@@ -21,48 +21,8 @@
  * is dropped by nng, which is why events carry seq. */
 #define NT_SUB_RECVBUF 8192
 
-/* Most events relayed per wake-up of the writer pool in a burst. */
-#define NT_PUMP_BURST 64
-
-/* Relay one received event (or count a malformed one). */
-static void relay(nt_t *nt, wa_err_t rv, wa_event_t *ev)
-{
-    if (rv == WA_OK) {
-        nt_metrics_add(&nt->metrics.events_in, 1);
-        if ((rv = nt_hub_publish(nt->hub, ev)) != WA_OK)
-            wa_warn(NULL, "could not relay a %s event of user %s: %s",
-                    wa_event_type_name(ev->type), ev->user, wa_strerror(rv));
-        wa_event_clear(ev);
-    } else if (rv != WA_ETIMEDOUT && rv != WA_ECLOSED) {
-        nt_metrics_add(&nt->metrics.events_malformed, 1);
-        wa_warn(NULL, "dropped a malformed event: %s", wa_strerror(rv));
-    }
-}
-
-/*
- * The event pump. After each event it drains what nng already holds (up
- * to NT_PUMP_BURST) with the writer pool's wake-ups deferred, so under load
- * a burst costs one wake-up per writer instead of one per event; a lone
- * event is written at once.
- */
-static void pump(nt_t *nt)
-{
-    while (!wa_service_stopping()) {
-        wa_event_t ev;
-        wa_err_t rv = wa_bus_recv_event(nt->sub, &ev);
-
-        if (rv == WA_ETIMEDOUT || rv == WA_ECLOSED)
-            continue;
-        nt_writers_defer(nt->writers, true);
-        relay(nt, rv, &ev);
-        for (int i = 1; i < NT_PUMP_BURST; i++) {
-            if ((rv = wa_bus_try_recv_event(nt->sub, &ev)) == WA_ETIMEDOUT)
-                break;
-            relay(nt, rv, &ev);
-        }
-        nt_writers_defer(nt->writers, false);
-    }
-}
+/* How long the pump waits for an event before it checks for a stop. */
+#define NT_PUMP_WAIT_MS 200
 
 /* Say goodbye (1001) to every client and give them a moment to answer, so
  * CivetWeb's stop finds few connections left to cut. */
@@ -110,7 +70,8 @@ int main(void)
         WA_LOG_LEVEL_SPEC(&cfg->log_level),
     };
     const size_t nspecs = sizeof(specs) / sizeof(specs[0]);
-    const wa_sock_opts_t sub_opts = {.recv_timeout_ms = 200};
+    const wa_sock_opts_t sub_opts = {.recv_timeout_ms = NT_PUMP_WAIT_MS};
+    nt_pump_t *pump = NULL;
     nt_hub_opts_t hub_opts;
     char err[256];
     int status = 1;
@@ -162,6 +123,11 @@ int main(void)
                  wa_strerror(rv));
         goto out;
     }
+    if ((rv = nt_pump_new(nt.sub, NT_PUMP_WAIT_MS, nt.hub, nt.writers,
+                          &nt.metrics, &pump)) != WA_OK) {
+        wa_error(NULL, "cannot start the event pump: %s", wa_strerror(rv));
+        goto out;
+    }
     nt.started_ms = wa_now_ms();
     if ((rv = nt_http_start(&nt, err, sizeof(err))) != WA_OK) {
         wa_error(NULL, "%s", err);
@@ -170,7 +136,8 @@ int main(void)
     wa_info(NULL, "listening on port %ld, events on %s", cfg->port,
             cfg->events_url);
 
-    pump(&nt);
+    while (!wa_service_stopping())
+        (void)nt_pump_run_once(pump);
     wa_info(NULL, "stopping");
     drain(&nt);
     status = 0;
@@ -180,6 +147,7 @@ out:
     nt_http_stop(&nt);
     if (nng_socket_id(nt.sub) > 0)
         nng_close(nt.sub);
+    nt_pump_free(pump);
     nt_writers_free(nt.writers);
     nt_hub_free(nt.hub);
     wa_strv_free(nt.origins);

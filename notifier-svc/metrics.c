@@ -120,6 +120,10 @@ wa_err_t nt_metrics_render(const nt_metrics_t *m, const nt_gauges_t *g,
     counter(&b, "notifier_events_duplicate_total",
             "Events whose seq was already buffered (not relayed again).",
             &m->events_duplicate);
+    counter(&b, "notifier_events_gap_total",
+            "Seqs skipped between a user's consecutive events: lost before "
+            "the notifier (a full bus queue drops silently).",
+            &m->events_gap);
     counter(&b, "notifier_frames_queued_total", "Frames queued to connections.",
             &m->frames_queued);
     counter(&b, "notifier_frames_out_total", "Frames written to clients.",

@@ -68,6 +68,7 @@ typedef struct nt_metrics {
     uint64_t events_in;         /* well-formed events from the bus */
     uint64_t events_malformed;  /* refused by the decoder */
     uint64_t events_duplicate;  /* a seq already in the user's ring */
+    uint64_t events_gap;        /* seqs skipped: lost before reaching us */
     uint64_t frames_queued;     /* frames handed to connection queues */
     uint64_t frames_out;        /* frames written to sockets */
     uint64_t bytes_out;         /* bytes written to sockets */
@@ -189,9 +190,10 @@ nt_outq_t *nt_outq_new(const nt_outq_opts_t *opts);
  */
 wa_err_t nt_outq_push(nt_outq_t *q, nt_frame_t *f);
 
-/* nt_outq_push to each of qs[0..n), which must share one pool, under one
- * lock acquisition: the fan-out path. results[i] is queue i's result. */
-void nt_outq_push_many(nt_outq_t *const *qs, size_t n, nt_frame_t *f,
+/* nt_outq_push of fs[i] to qs[i] for each i in [0, n), in that order,
+ * under one lock acquisition (the queues must share one pool): the fan-out
+ * path. results[i] is push i's result. */
+void nt_outq_push_each(nt_outq_t *const *qs, nt_frame_t *const *fs, size_t n,
                        wa_err_t *results);
 
 /*
@@ -290,6 +292,12 @@ wa_err_t nt_hub_attach(nt_hub_t *hub, nt_sub_t *sub, int64_t since,
  */
 wa_err_t nt_hub_publish(nt_hub_t *hub, const wa_event_t *ev);
 
+/* nt_hub_publish of evs[0..n) in order, under one hub lock per
+ * NT_PUMP_BATCH events and one writer-pool lock per chunk of pushes.
+ * results[i] is event i's result. */
+void nt_hub_publish_many(nt_hub_t *hub, const wa_event_t *evs, size_t n,
+                         wa_err_t *results);
+
 /* Ask every attached sub to close (code, reason), after what is queued. */
 void nt_hub_close_all(nt_hub_t *hub, uint16_t code, const char *reason);
 
@@ -300,6 +308,31 @@ void nt_hub_gauges(nt_hub_t *hub, nt_gauges_t *g);
  * Returns how many. */
 size_t nt_hub_ring_seqs(nt_hub_t *hub, const char *user, int64_t *out,
                         size_t max);
+
+/* ---- pump.c ------------------------------------------------------------- */
+
+/* Most events received and relayed as one batch. */
+#define NT_PUMP_BATCH 256
+
+typedef struct nt_pump nt_pump_t;
+
+/*
+ * A pump for the SUB socket sub (which stays the caller's): it relays to
+ * hub, deferring the writers' wake-ups to the end of each batch. wait_ms
+ * (> 0) bounds the wait for a batch's first event. WA_OK, WA_EINVAL,
+ * WA_ENOMEM. Used by one thread; free with nt_pump_free().
+ */
+wa_err_t nt_pump_new(nng_socket sub, int wait_ms, nt_hub_t *hub,
+                     nt_writers_t *writers, nt_metrics_t *metrics,
+                     nt_pump_t **out);
+void nt_pump_free(nt_pump_t *p);
+
+/*
+ * Receive one batch (waiting at most wait_ms for its first event, never for
+ * the rest) and relay it. Returns how many well-formed events it relayed;
+ * 0 when none came in time or the socket is closed.
+ */
+size_t nt_pump_run_once(nt_pump_t *p);
 
 /* ---- main.c / ws.c / http.c ---------------------------------------------- */
 

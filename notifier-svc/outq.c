@@ -310,11 +310,11 @@ wa_err_t nt_outq_push(nt_outq_t *q, nt_frame_t *f)
 {
     wa_err_t rv;
 
-    nt_outq_push_many(&q, 1, f, &rv);
+    nt_outq_push_each(&q, &f, 1, &rv);
     return rv;
 }
 
-void nt_outq_push_many(nt_outq_t *const *qs, size_t n, nt_frame_t *f,
+void nt_outq_push_each(nt_outq_t *const *qs, nt_frame_t *const *fs, size_t n,
                        wa_err_t *results)
 {
     nt_writers_t *w;
@@ -327,7 +327,7 @@ void nt_outq_push_many(nt_outq_t *const *qs, size_t n, nt_frame_t *f,
     for (size_t i = 0; i < n; i++) {
         bool wake = false;
 
-        results[i] = push_locked(qs[i], f, &wake);
+        results[i] = push_locked(qs[i], fs[i], &wake);
         wakes += wake;
     }
     pthread_mutex_unlock(&w->mu);

@@ -1,0 +1,128 @@
+/*
+ * pump.c - the event pump: drains the SUB socket in batches and hands each
+ * batch to the hub.
+ *
+ * Why not wa_bus_recv_event() per event: nng_recvmsg() allocates, arms and
+ * frees an aio on every call (in nng 1.5 that is a getrandom() system call,
+ * a calloc and a timer-list insertion per message), and the writers would
+ * be woken once per event. Here one aio lives as long as the pump; only
+ * the first receive of a batch waits (the socket's receive timeout), the
+ * rest take what nng already holds without waiting; the whole batch is
+ * decoded first and then relayed under one hub lock and one writer-pool
+ * lock, with the writers' wake-ups deferred to its end.
+ *
+ * Decoding stays proto's (wa_event_decode): the same checks as
+ * wa_bus_recv_event, minus the per-call aio.
+ */
+#include <stdlib.h>
+
+#include "notifier.h"
+#include "wa/log.h"
+
+struct nt_pump {
+    nng_socket sub;
+    nng_aio *aio;
+    nng_duration wait_ms; /* for the first event of a batch */
+    nt_hub_t *hub;
+    nt_writers_t *writers;
+    nt_metrics_t *m;
+    wa_event_t evs[NT_PUMP_BATCH];
+    wa_err_t res[NT_PUMP_BATCH];
+};
+
+wa_err_t nt_pump_new(nng_socket sub, int wait_ms, nt_hub_t *hub,
+                     nt_writers_t *writers, nt_metrics_t *metrics,
+                     nt_pump_t **out)
+{
+    nt_pump_t *p;
+    int rv;
+
+    if (hub == NULL || writers == NULL || metrics == NULL || out == NULL ||
+        wait_ms <= 0)
+        return WA_EINVAL;
+    if ((p = calloc(1, sizeof(*p))) == NULL)
+        return WA_ENOMEM;
+    if ((rv = nng_aio_alloc(&p->aio, NULL, NULL)) != 0) {
+        free(p);
+        return wa_bus_err(rv);
+    }
+    p->sub = sub;
+    p->wait_ms = wait_ms;
+    p->hub = hub;
+    p->writers = writers;
+    p->m = metrics;
+    *out = p;
+    return WA_OK;
+}
+
+void nt_pump_free(nt_pump_t *p)
+{
+    if (p == NULL)
+        return;
+    nng_aio_free(p->aio);
+    free(p);
+}
+
+/* One receive on the pump's aio, waiting at most timeout. 0 with *out set
+ * (caller frees), or nng's error: NNG_ETIMEDOUT when nothing came. */
+static int recv_msg(nt_pump_t *p, nng_duration timeout, nng_msg **out)
+{
+    int rv;
+
+    nng_aio_set_timeout(p->aio, timeout);
+    nng_recv_aio(p->sub, p->aio);
+    nng_aio_wait(p->aio);
+    if ((rv = nng_aio_result(p->aio)) != 0)
+        return rv;
+    *out = nng_aio_get_msg(p->aio);
+    nng_aio_set_msg(p->aio, NULL);
+    return 0;
+}
+
+/*
+ * Receive up to NT_PUMP_BATCH well-formed events into p->evs: the first
+ * waiting up to wait_ms, the rest only if nng holds them already.
+ * Malformed ones are counted and skipped. Returns how many were decoded.
+ */
+static size_t recv_batch(nt_pump_t *p)
+{
+    size_t n = 0;
+
+    for (size_t tries = 0; tries < NT_PUMP_BATCH; tries++) {
+        nng_duration t = tries == 0 ? p->wait_ms : NNG_DURATION_ZERO;
+        nng_msg *msg;
+        wa_err_t rv;
+
+        if (recv_msg(p, t, &msg) != 0)
+            break; /* nothing (more) queued, or the socket closed */
+        rv = wa_event_decode(nng_msg_body(msg), nng_msg_len(msg), &p->evs[n]);
+        nng_msg_free(msg);
+        if (rv != WA_OK) {
+            nt_metrics_add(&p->m->events_malformed, 1);
+            wa_warn(NULL, "dropped a malformed event: %s", wa_strerror(rv));
+            continue;
+        }
+        n++;
+    }
+    return n;
+}
+
+size_t nt_pump_run_once(nt_pump_t *p)
+{
+    size_t n = recv_batch(p);
+
+    if (n == 0)
+        return 0;
+    nt_metrics_add(&p->m->events_in, n);
+    nt_writers_defer(p->writers, true);
+    nt_hub_publish_many(p->hub, p->evs, n, p->res);
+    nt_writers_defer(p->writers, false);
+    for (size_t i = 0; i < n; i++) {
+        if (p->res[i] != WA_OK)
+            wa_warn(NULL, "could not relay a %s event of user %s: %s",
+                    wa_event_type_name(p->evs[i].type), p->evs[i].user,
+                    wa_strerror(p->res[i]));
+        wa_event_clear(&p->evs[i]);
+    }
+    return n;
+}
