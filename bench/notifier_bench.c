@@ -3,19 +3,28 @@
  *
  *   notifier_bench <ws-port> <events-url> <jwt-secret> <notifier-pid>
  *                  <users> <subs-per-user> <events-per-s> <seconds>
- *                  [stalled]
+ *                  [stalled [publishers [readers]]]
  *
  * Opens users x subs-per-user WebSocket clients (one process, raw sockets,
- * one epoll thread), plus `stalled` extra clients of the first user that
+ * `readers` epoll threads, default 2), plus `stalled` extra clients of the
+ * first user that
  * never read. Those connect first and are sent ~5 MB of 16 KB events
  * (before the others connect, so only they get them): their socket buffers
  * fill and the notifier's writes to them block, as a stalled browser's
  * would, for the whole timed phase. Measures the notifier's RSS before and
  * after the idle clients connect (memory per connection), then publishes events
- * on a PUB socket dialing events-url, round-robin over the users at
- * events-per-s for seconds, each carrying its publish time (CLOCK_MONOTONIC,
- * ns) in data.t. Reports delivered frames/s and publish-to-receive latency
- * p50/p99/max over every frame of the healthy clients.
+ * from `publishers` threads (default 2), each with its own PUB socket dialing
+ * events-url (as several session-svc instances do) and its own share of the
+ * users (user u belongs to publisher u % publishers), round-robin over them,
+ * at events-per-s in all for seconds. Each event carries its publish time
+ * (CLOCK_MONOTONIC, ns) in data.t. Reports the rate actually offered (a
+ * publisher that falls behind says so), delivered frames/s and the share of
+ * the expected frames that arrived, and publish-to-receive latency
+ * p50/p99/p99.9 over every frame of the healthy clients.
+ *
+ * The client must not be the bottleneck it measures: readers stop reading a
+ * socket at the first short read (an edge-triggered epoll reports data
+ * arriving later), so a frame costs one read(), not two.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,10 +55,29 @@ typedef struct client {
     size_t len;
 } client_t;
 
+/* One epoll thread and its own histogram (merged at the end). */
+typedef struct reader {
+    pthread_t thread;
+    int ep;
+    uint32_t *hist; /* hist[us]++, this reader only */
+    uint64_t over;  /* latencies over HIST_US */
+} reader_t;
+
+/* One publisher thread: its PUB socket and its users' seqs. */
+typedef struct publisher {
+    pthread_t thread;
+    nng_socket pub;
+    long index, count; /* users u with u % count == index */
+    long users, rate;  /* all users; events/s of this publisher */
+    int64_t start, end;
+    int64_t *seqs; /* per user, shared array: disjoint users */
+    uint64_t published, failed;
+    int64_t finished;
+} publisher_t;
+
 static client_t *clients;
 static size_t nclients;
-static uint32_t *hist; /* hist[us]++, written by the reader thread only */
-static uint64_t frames, over;
+static uint64_t frames;
 static volatile int stop_reader;
 
 static int64_t now_ns(void)
@@ -205,7 +233,7 @@ static void send_pong(int fd, const unsigned char *payload, size_t n)
 }
 
 /* Parse every complete frame in c->buf. */
-static void consume(client_t *c)
+static void consume(reader_t *r, client_t *c)
 {
     size_t off = 0;
 
@@ -244,9 +272,9 @@ static void consume(client_t *c)
                 if (us < 0)
                     us = 0;
                 if (us >= HIST_US)
-                    over++;
+                    r->over++;
                 else
-                    hist[us]++;
+                    r->hist[us]++;
                 __atomic_add_fetch(&frames, 1, __ATOMIC_RELAXED);
             }
         }
@@ -256,27 +284,76 @@ static void consume(client_t *c)
     c->len -= off;
 }
 
-static void *reader(void *arg)
+static void *reader_main(void *arg)
 {
-    int ep = *(int *)arg;
+    reader_t *r = arg;
     struct epoll_event evs[256];
 
     while (!stop_reader) {
-        int n = epoll_wait(ep, evs, 256, 100);
+        int n = epoll_wait(r->ep, evs, 256, 100);
 
         for (int i = 0; i < n; i++) {
             client_t *c = evs[i].data.ptr;
 
             for (;;) {
-                ssize_t r = read(c->fd, c->buf + c->len, BUF_SIZE - c->len);
+                size_t room = BUF_SIZE - c->len;
+                ssize_t got = read(c->fd, c->buf + c->len, room);
 
-                if (r <= 0)
+                if (got <= 0)
                     break;
-                c->len += (size_t)r;
-                consume(c);
+                c->len += (size_t)got;
+                consume(r, c);
+                if ((size_t)got < room)
+                    break; /* drained: new data raises a new edge */
             }
         }
     }
+    return NULL;
+}
+
+static void sleep_ns(long ns)
+{
+    struct timespec ts = {.tv_sec = ns / 1000000000,
+                          .tv_nsec = ns % 1000000000};
+    nanosleep(&ts, NULL);
+}
+
+/* Publish this thread's share: each millisecond, catch up to where it
+ * should be. */
+static void *publisher_main(void *arg)
+{
+    publisher_t *p = arg;
+    long mine = (p->users - p->index + p->count - 1) / p->count;
+    char user[32];
+
+    for (;;) {
+        int64_t now = now_ns();
+        uint64_t due;
+
+        if (now >= p->end)
+            break;
+        due = (uint64_t)((double)(now - p->start) / 1e9 * (double)p->rate);
+        while (p->published < due) {
+            long u = p->index +
+                     (long)(p->published % (uint64_t)mine) * p->count;
+            wa_event_t ev;
+
+            snprintf(user, sizeof(user), "bench%ld", u);
+            if (wa_event_init(&ev, user, WA_EV_MESSAGE) != WA_OK) {
+                p->failed++;
+                break;
+            }
+            ev.seq = ++p->seqs[u];
+            if (cJSON_AddNumberToObject(ev.data, "t", (double)now_ns()) ==
+                    NULL ||
+                wa_bus_publish(p->pub, &ev) != WA_OK)
+                p->failed++;
+            wa_event_clear(&ev);
+            p->published++;
+        }
+        sleep_ns(1000 * 1000);
+    }
+    p->finished = now_ns();
     return NULL;
 }
 
@@ -294,7 +371,7 @@ static long pipes_of(nng_socket sock)
     return n;
 }
 
-static int64_t percentile(double q, uint64_t total)
+static int64_t percentile(const uint32_t *hist, double q, uint64_t total)
 {
     uint64_t want = (uint64_t)(q * (double)total), seen = 0;
 
@@ -306,23 +383,73 @@ static int64_t percentile(double q, uint64_t total)
     return HIST_US;
 }
 
-int main(int argc, char **argv)
+/* Open a PUB socket dialing url and wait until it is connected. */
+static int open_pub(const char *url, nng_socket *out)
 {
     const wa_sock_opts_t popts = {0};
-    long port, pid, users, per, rate, secs, stalled = 0, rss0, rss1;
-    int ep, rv;
-    pthread_t rt;
     nng_socket pub;
-    int64_t *seqs, t0, t_end, pub_start, pub_end;
-    uint64_t published = 0, expect, got;
+
+    if (wa_bus_open(WA_SOCK_PUB, WA_SOCK_DIAL, url, &popts, &pub) != WA_OK)
+        return -1;
+    if (nng_socket_set_int(pub, NNG_OPT_SENDBUF, 8192) != 0) {
+        nng_close(pub);
+        return -1;
+    }
+    while (pipes_of(pub) < 1)
+        sleep_ns(10 * 1000 * 1000);
+    *out = pub;
+    return 0;
+}
+
+/* Fill the stalled clients' socket buffers: 5 MB of 16 KB events to user
+ * bench0, before any healthy client of it connects. */
+static int stall(nng_socket pub, int port, const char *secret, long stalled,
+                 int64_t *seq0)
+{
+    static char pad[16001];
+    char jwt[512];
+
+    make_jwt(secret, "bench0", jwt, sizeof(jwt));
+    for (long k = 0; k < stalled; k++)
+        if (ws_open(port, jwt, 4096) < 0) /* never read */
+            return -1;
+    memset(pad, 'x', sizeof(pad) - 1);
+    for (int i = 0; i < 320; i++) { /* 5 MB: more than the buffers */
+        wa_event_t ev;
+
+        if (wa_event_init(&ev, "bench0", WA_EV_MESSAGE) != WA_OK)
+            return -1;
+        ev.seq = ++*seq0;
+        if (cJSON_AddStringToObject(ev.data, "p", pad) == NULL) {
+            wa_event_clear(&ev);
+            return -1;
+        }
+        (void)wa_bus_publish(pub, &ev);
+        wa_event_clear(&ev);
+        if (i % 32 == 31)
+            sleep_ns(5 * 1000 * 1000);
+    }
+    sleep(1);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    long port, pid, users, per, rate, secs, stalled = 0, npub = 2, nrd = 2;
+    long rss0, rss1;
+    publisher_t *pubs;
+    reader_t *rds;
+    int64_t *seqs, t0, t_end, pub_start;
+    uint64_t published = 0, failed = 0, expect, got, over = 0;
+    uint32_t *hist;
     struct rlimit rl;
-    double cpu0, cpu1, self0, self1;
+    double cpu0, cpu1, self0, self1, wall, offered;
     char jwt[512], user[32];
 
-    if (argc < 9 || argc > 10) {
+    if (argc < 9 || argc > 12) {
         fprintf(stderr, "usage: notifier_bench <ws-port> <events-url> <secret> "
                         "<pid> <users> <subs-per-user> <events-per-s> "
-                        "<seconds> [stalled]\n");
+                        "<seconds> [stalled [publishers [readers]]]\n");
         return 2;
     }
     port = atol(argv[1]);
@@ -333,7 +460,12 @@ int main(int argc, char **argv)
     secs = atol(argv[8]);
     if (argc > 9)
         stalled = atol(argv[9]);
-    if (users < 1 || per < 1 || rate < 1 || secs < 1) {
+    if (argc > 10)
+        npub = atol(argv[10]);
+    if (argc > 11)
+        nrd = atol(argv[11]);
+    if (users < 1 || per < 1 || rate < 1 || secs < 1 || stalled < 0 ||
+        npub < 1 || npub > users || npub > 64 || nrd < 1 || nrd > 64) {
         fprintf(stderr, "notifier_bench: bad numbers\n");
         return 2;
     }
@@ -343,47 +475,34 @@ int main(int argc, char **argv)
 
     nclients = (size_t)(users * per);
     clients = calloc(nclients, sizeof(*clients));
-    hist = calloc(HIST_US, sizeof(*hist));
     seqs = calloc((size_t)users, sizeof(*seqs));
-    if (clients == NULL || hist == NULL || seqs == NULL)
+    pubs = calloc((size_t)npub, sizeof(*pubs));
+    rds = calloc((size_t)nrd, sizeof(*rds));
+    hist = calloc(HIST_US, sizeof(*hist));
+    if (clients == NULL || seqs == NULL || pubs == NULL || rds == NULL ||
+        hist == NULL)
         return 1;
-    if ((ep = epoll_create1(0)) < 0)
-        return 1;
-
-    if (wa_bus_open(WA_SOCK_PUB, WA_SOCK_DIAL, argv[2], &popts, &pub) != WA_OK)
-        return 1;
-    nng_socket_set_int(pub, NNG_OPT_SENDBUF, 8192);
-    while (pipes_of(pub) < 1) {
-        struct timespec ts = {.tv_nsec = 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    {
-        struct timespec ts = {.tv_nsec = 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    if (stalled > 0) {
-        static char pad[16001];
-
-        make_jwt(argv[3], "bench0", jwt, sizeof(jwt));
-        for (long k = 0; k < stalled; k++)
-            if (ws_open((int)port, jwt, 4096) < 0) /* never read */
-                return 1;
-        memset(pad, 'x', sizeof(pad) - 1);
-        for (int i = 0; i < 320; i++) { /* 5 MB: more than the buffers */
-            wa_event_t ev;
-
-            if (wa_event_init(&ev, "bench0", WA_EV_MESSAGE) != WA_OK)
-                return 1;
-            ev.seq = ++seqs[0];
-            cJSON_AddStringToObject(ev.data, "p", pad);
-            (void)wa_bus_publish(pub, &ev);
-            wa_event_clear(&ev);
-            if (i % 32 == 31) {
-                struct timespec ts = {.tv_nsec = 5 * 1000 * 1000};
-                nanosleep(&ts, NULL);
-            }
+    for (long i = 0; i < nrd; i++)
+        if ((rds[i].ep = epoll_create1(0)) < 0 ||
+            (rds[i].hist = calloc(HIST_US, sizeof(*rds[i].hist))) == NULL)
+            return 1;
+    for (long i = 0; i < npub; i++) {
+        if (open_pub(argv[2], &pubs[i].pub) != 0) {
+            fprintf(stderr, "notifier_bench: cannot publish on %s\n", argv[2]);
+            return 1;
         }
-        sleep(1);
+        pubs[i].index = i;
+        pubs[i].count = npub;
+        pubs[i].users = users;
+        pubs[i].seqs = seqs;
+        /* Spread the rate so that the sum is exactly rate. */
+        pubs[i].rate = rate / npub + (i < rate % npub ? 1 : 0);
+    }
+    sleep_ns(100 * 1000 * 1000);
+    if (stalled > 0 && stall(pubs[0].pub, (int)port, argv[3], stalled,
+                             &seqs[0]) != 0) {
+        fprintf(stderr, "notifier_bench: stalled clients failed\n");
+        return 1;
     }
 
     rss0 = rss_kib(pid);
@@ -392,98 +511,100 @@ int main(int argc, char **argv)
         snprintf(user, sizeof(user), "bench%ld", u);
         make_jwt(argv[3], user, jwt, sizeof(jwt));
         for (long k = 0; k < per; k++) {
-            client_t *c = &clients[u * per + k];
+            size_t i = (size_t)(u * per + k);
+            client_t *c = &clients[i];
             struct epoll_event ev = {.events = EPOLLIN | EPOLLET,
                                      .data.ptr = c};
 
             if ((c->fd = ws_open((int)port, jwt, 0)) < 0) {
-                fprintf(stderr, "notifier_bench: connect %zu failed\n",
-                        (size_t)(u * per + k));
+                fprintf(stderr, "notifier_bench: connect %zu failed\n", i);
                 return 1;
             }
-            epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+            if (epoll_ctl(rds[i % (size_t)nrd].ep, EPOLL_CTL_ADD, c->fd,
+                          &ev) != 0)
+                return 1;
         }
     }
-    {
-        struct timespec ts = {.tv_nsec = 500 * 1000 * 1000};
-        nanosleep(&ts, NULL); /* let writer threads settle */
-    }
+    sleep_ns(500 * 1000 * 1000); /* let writer threads settle */
     rss1 = rss_kib(pid);
     printf("connected %zu clients (+%ld stalled) in %.2f s; notifier RSS "
            "%ld -> %ld KiB: %.1f KiB per idle connection\n",
            nclients, stalled, (double)(now_ns() - t0) / 1e9, rss0, rss1,
            (double)(rss1 - rss0) / (double)nclients);
 
-    if ((rv = pthread_create(&rt, NULL, reader, &ep)) != 0)
-        return 1;
+    for (long i = 0; i < nrd; i++)
+        if (pthread_create(&rds[i].thread, NULL, reader_main, &rds[i]) != 0)
+            return 1;
 
-    /* Publish at `rate`: each millisecond, catch up to where we should be. */
     cpu0 = cpu_s(pid);
     self0 = cpu_s((long)getpid());
     pub_start = now_ns();
-    pub_end = pub_start + (int64_t)secs * 1000000000;
-    for (;;) {
-        int64_t now = now_ns();
-        uint64_t due;
-
-        if (now >= pub_end)
-            break;
-        due = (uint64_t)((double)(now - pub_start) / 1e9 * (double)rate);
-        while (published < due) {
-            wa_event_t ev;
-            long u = (long)(published % (uint64_t)users);
-
-            snprintf(user, sizeof(user), "bench%ld", u);
-            if (wa_event_init(&ev, user, WA_EV_MESSAGE) != WA_OK)
-                return 1;
-            ev.seq = ++seqs[u];
-            cJSON_AddNumberToObject(ev.data, "t", (double)now_ns());
-            if (wa_bus_publish(pub, &ev) != WA_OK)
-                fprintf(stderr, "publish failed\n");
-            wa_event_clear(&ev);
-            published++;
-        }
-        struct timespec ts = {.tv_nsec = 1000 * 1000};
-        nanosleep(&ts, NULL);
+    for (long i = 0; i < npub; i++) {
+        pubs[i].start = pub_start;
+        pubs[i].end = pub_start + (int64_t)secs * 1000000000;
+        if (pthread_create(&pubs[i].thread, NULL, publisher_main, &pubs[i]) !=
+            0)
+            return 1;
     }
-    t_end = now_ns();
+    t_end = pub_start;
+    for (long i = 0; i < npub; i++) {
+        pthread_join(pubs[i].thread, NULL);
+        published += pubs[i].published;
+        failed += pubs[i].failed;
+        if (pubs[i].finished > t_end)
+            t_end = pubs[i].finished;
+    }
 
     /* Wait for the tail to arrive (at most 5 s). */
     expect = published * (uint64_t)per;
     while (__atomic_load_n(&frames, __ATOMIC_RELAXED) < expect &&
-           now_ns() - t_end < 5000000000ll) {
-        struct timespec ts = {.tv_nsec = 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+           now_ns() - t_end < 5000000000ll)
+        sleep_ns(10 * 1000 * 1000);
     cpu1 = cpu_s(pid);
     self1 = cpu_s((long)getpid());
     stop_reader = 1;
-    pthread_join(rt, NULL);
+    for (long i = 0; i < nrd; i++) {
+        pthread_join(rds[i].thread, NULL);
+        for (size_t us = 0; us < HIST_US; us++)
+            hist[us] += rds[i].hist[us];
+        over += rds[i].over;
+    }
     got = frames;
 
-    printf("published %" PRIu64 " events in %.2f s (%.0f/s) to %ld users x "
-           "%ld sockets: %" PRIu64 " of %" PRIu64 " frames delivered "
-           "(%.2f%%), %.0f frames/s\n",
-           published, (double)(t_end - pub_start) / 1e9,
-           (double)published / ((double)(t_end - pub_start) / 1e9), users, per,
-           got, expect, 100.0 * (double)got / (double)expect,
-           (double)got / ((double)(t_end - pub_start) / 1e9));
+    wall = (double)(t_end - pub_start) / 1e9;
+    offered = (double)published / wall;
+    printf("published %" PRIu64 " events in %.2f s (%.0f/s of %ld/s asked, "
+           "%ld publishers%s) to %ld users x %ld sockets: %" PRIu64
+           " of %" PRIu64 " frames delivered (%.2f%%), %.0f frames/s\n",
+           published, wall, offered, rate, npub,
+           offered < 0.98 * (double)rate ? ", PUBLISHERS FELL BEHIND" : "",
+           users, per, got, expect, 100.0 * (double)got / (double)expect,
+           (double)got / wall);
+    if (failed > 0)
+        printf("publish failures: %" PRIu64 "\n", failed);
     printf("latency publish->receive: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f "
            "ms, over 10 s: %" PRIu64 "\n",
-           (double)percentile(0.50, got - over) / 1000.0,
-           (double)percentile(0.99, got - over) / 1000.0,
-           (double)percentile(0.999, got - over) / 1000.0, over);
+           (double)percentile(hist, 0.50, got - over) / 1000.0,
+           (double)percentile(hist, 0.99, got - over) / 1000.0,
+           (double)percentile(hist, 0.999, got - over) / 1000.0, over);
 
     printf("cpu: notifier %.2f s (%.1f us per frame), bench %.2f s, in "
            "%.2f s wall on %ld CPUs\n",
            cpu1 - cpu0, got > 0 ? (cpu1 - cpu0) * 1e6 / (double)got : 0.0,
            self1 - self0, (double)(now_ns() - pub_start) / 1e9,
            sysconf(_SC_NPROCESSORS_ONLN));
-    nng_close(pub);
+    for (long i = 0; i < npub; i++)
+        nng_close(pubs[i].pub);
     for (size_t i = 0; i < nclients; i++)
         close(clients[i].fd);
+    for (long i = 0; i < nrd; i++) {
+        close(rds[i].ep);
+        free(rds[i].hist);
+    }
     free(clients);
-    free(hist);
     free(seqs);
+    free(pubs);
+    free(rds);
+    free(hist);
     return 0;
 }
