@@ -64,6 +64,7 @@
     let phase = 'loading'; /* loading, qr, authenticated, ready, failed */
     let lastQR = null;
     let qrTimer = null;
+    let qrObserver = null;
     let meInfo = null;
 
     emit({t: 'hello', version: null});
@@ -72,8 +73,7 @@
         if (phase === 'failed')
             return;
         phase = 'failed';
-        if (qrTimer !== null)
-            clearInterval(qrTimer);
+        stopQRWatch();
         emit({t: 'error', message: String(message).slice(0, 180)});
     }
 
@@ -171,6 +171,37 @@
         }
     }
 
+    /*
+     * While a QR shows: the element's data-ref is watched, so a new code
+     * is reported as soon as the page renders it; the interval is the
+     * fallback for a page whose rendering the observer does not see.
+     */
+    function startQRWatch() {
+        if (qrTimer === null)
+            qrTimer = setInterval(checkQR, QR_POLL_MS);
+        if (qrObserver !== null || typeof MutationObserver !== 'function' ||
+            !document.documentElement)
+            return;
+        qrObserver = new MutationObserver(checkQR);
+        qrObserver.observe(document.documentElement, {
+            subtree: true,
+            childList: true,
+            attributes: true,
+            attributeFilter: ['data-ref'],
+        });
+    }
+
+    function stopQRWatch() {
+        if (qrTimer !== null) {
+            clearInterval(qrTimer);
+            qrTimer = null;
+        }
+        if (qrObserver !== null) {
+            qrObserver.disconnect();
+            qrObserver = null;
+        }
+    }
+
     function account() {
         let me = null, info = {};
         try {
@@ -233,10 +264,7 @@
             phase === 'failed')
             return;
         phase = 'authenticated';
-        if (qrTimer !== null) {
-            clearInterval(qrTimer);
-            qrTimer = null;
-        }
+        stopQRWatch();
         emit({t: 'authenticated'});
         becomeReady(0);
     }
@@ -250,8 +278,7 @@
             phase = 'qr';
             if (st === 'UNPAIRED_IDLE')
                 M.cmd.Cmd.refreshQR();
-            if (qrTimer === null)
-                qrTimer = setInterval(checkQR, QR_POLL_MS);
+            startQRWatch();
             checkQR();
         } else if (PENDING_STATES.indexOf(st) >= 0) {
             emit({t: 'loading', state: String(st)});
@@ -294,22 +321,67 @@
         onState();
     }
 
-    const started = Date.now();
-    (function waitForApp() {
+    /* The app starts once window.Debug.VERSION exists (WAWEB.md). */
+    let booted = false;
+    function tryBoot() {
         let version = null;
+        if (booted)
+            return true;
         try {
             version = window.Debug && window.Debug.VERSION;
         } catch (e) {
             version = null;
         }
-        if (version) {
-            try {
-                startApp();
-            } catch (e) {
-                fail('adapter failed to start: ' + (e && e.message));
-            }
-            return;
+        if (!version)
+            return false;
+        booted = true;
+        try {
+            startApp();
+        } catch (e) {
+            fail('adapter failed to start: ' + (e && e.message));
         }
+        return true;
+    }
+
+    /*
+     * The bundle announces itself by assigning window.Debug. A setter,
+     * installed before any page script runs, catches that assignment and
+     * boots at once (after the assigning script's turn, so VERSION is
+     * filled in); it then turns itself into the plain data property the
+     * page expects. The poll below stays as the fallback (a page that
+     * defines Debug some other way, or fills VERSION in later) and as the
+     * timeout.
+     */
+    function watchDebug() {
+        if (Object.getOwnPropertyDescriptor(window, 'Debug') !== undefined)
+            return;
+        try {
+            Object.defineProperty(window, 'Debug', {
+                configurable: true,
+                enumerable: false,
+                get() {
+                    return undefined;
+                },
+                set(v) {
+                    Object.defineProperty(window, 'Debug', {
+                        value: v,
+                        writable: true,
+                        configurable: true,
+                        enumerable: true,
+                    });
+                    setTimeout(tryBoot, 0);
+                },
+            });
+        } catch (e) {
+            /* not configurable here: the poll does the job */
+        }
+    }
+
+    const started = Date.now();
+    watchDebug();
+    (function waitForApp() {
+        if (tryBoot())
+            return;
         if (Date.now() - started > GIVE_UP_MS)
             return fail('WhatsApp Web did not load (no Debug.VERSION after ' +
                         GIVE_UP_MS / 1000 + ' s)');
