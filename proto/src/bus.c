@@ -7,6 +7,7 @@
  */
 #include "wa/bus.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -260,19 +261,182 @@ static wa_err_t decode_reply(nng_msg *msg, wa_reply_t *rep)
     return rep->err;
 }
 
+/*
+ * Each thread keeps, per REQ socket it calls on, one context and one aio
+ * between calls: opening and closing a context takes the socket's lock,
+ * which 64 gateway threads would otherwise fight over twice per request.
+ * A context is kept only after a call that got its reply (nothing pending
+ * on it); any failure closes it, which abandons a request still in flight.
+ * A socket closed meanwhile makes the next call fail with WA_ECLOSED and
+ * drops the slot. Slots are freed when the thread exits.
+ */
+#define CALL_SLOTS 4
+
+typedef struct call_slot {
+    uint32_t sock; /* nng_socket id; 0: empty */
+    nng_ctx ctx;
+    nng_aio *aio;
+    nng_duration resend; /* NNG_OPT_REQ_RESENDTIME now set on ctx */
+} call_slot_t;
+
+typedef struct call_cache {
+    call_slot_t slot[CALL_SLOTS];
+    unsigned victim; /* next slot to reuse when all are taken */
+} call_cache_t;
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static bool cache_ok;
+
+static void slot_drop(call_slot_t *sl)
+{
+    if (sl->sock != 0) {
+        nng_ctx_close(sl->ctx);
+        nng_aio_free(sl->aio);
+    }
+    memset(sl, 0, sizeof(*sl));
+}
+
+static void cache_free(void *arg)
+{
+    call_cache_t *cc = arg;
+
+    for (int i = 0; i < CALL_SLOTS; i++)
+        slot_drop(&cc->slot[i]);
+    free(cc);
+}
+
+static void cache_init(void)
+{
+    cache_ok = pthread_key_create(&cache_key, cache_free) == 0;
+}
+
+/* This thread's cache, or NULL (calls then use a one-off slot). */
+static call_cache_t *cache_get(void)
+{
+    call_cache_t *cc;
+
+    if (pthread_once(&cache_once, cache_init) != 0 || !cache_ok)
+        return NULL;
+    if ((cc = pthread_getspecific(cache_key)) != NULL)
+        return cc;
+    if ((cc = calloc(1, sizeof(*cc))) == NULL)
+        return NULL;
+    if (pthread_setspecific(cache_key, cc) != 0) {
+        free(cc);
+        return NULL;
+    }
+    return cc;
+}
+
+/* Open a context and aio on req into sl (checking req is a REQ socket). */
+static wa_err_t slot_open(call_slot_t *sl, nng_socket req)
+{
+    int rv;
+
+    memset(sl, 0, sizeof(*sl));
+    if (!is_proto(req, NNG_REQ0_SELF))
+        return WA_EINVAL;
+    if ((rv = nng_aio_alloc(&sl->aio, NULL, NULL)) != 0)
+        return wa_bus_err(rv);
+    if ((rv = nng_ctx_open(&sl->ctx, req)) != 0) {
+        nng_aio_free(sl->aio);
+        sl->aio = NULL;
+        return wa_bus_err(rv);
+    }
+    sl->sock = nng_socket_id(req);
+    return WA_OK;
+}
+
+/* The slot for req: this thread's cached one, or a new one. */
+static wa_err_t slot_take(call_cache_t *cc, nng_socket req, call_slot_t *tmp,
+                          call_slot_t **out)
+{
+    uint32_t id = nng_socket_id(req);
+    call_slot_t *sl = NULL;
+
+    if (id == 0 || id == (uint32_t)-1)
+        return WA_EINVAL;
+    if (cc == NULL) {
+        *out = tmp;
+        return slot_open(tmp, req);
+    }
+    for (int i = 0; i < CALL_SLOTS; i++) {
+        if (cc->slot[i].sock == id) {
+            *out = &cc->slot[i];
+            return WA_OK;
+        }
+        if (sl == NULL && cc->slot[i].sock == 0)
+            sl = &cc->slot[i];
+    }
+    if (sl == NULL) {
+        sl = &cc->slot[cc->victim++ % CALL_SLOTS];
+        slot_drop(sl);
+    }
+    *out = sl;
+    return slot_open(sl, req);
+}
+
+/* One request-reply on the slot's context. *replied tells whether the reply
+ * came (the context is idle again); otherwise a request may be pending. */
+static wa_err_t slot_call(call_slot_t *sl, nng_msg *msg, int timeout_ms,
+                          wa_reply_t *rep, bool *replied)
+{
+    nng_duration resend = resend_after(timeout_ms);
+    nng_time deadline = nng_clock() + (nng_time)timeout_ms;
+    nng_time now;
+    wa_err_t err;
+    int rv;
+
+    if (sl->resend != resend) {
+        if ((rv = nng_ctx_set_ms(sl->ctx, NNG_OPT_REQ_RESENDTIME, resend)) !=
+            0) {
+            nng_msg_free(msg);
+            return wa_bus_err(rv);
+        }
+        sl->resend = resend;
+    }
+
+    /* REQ's send waits for a connected peer, so it too uses the deadline. */
+    nng_aio_set_msg(sl->aio, msg);
+    nng_aio_set_timeout(sl->aio, timeout_ms);
+    nng_ctx_send(sl->ctx, sl->aio);
+    nng_aio_wait(sl->aio);
+    if ((rv = nng_aio_result(sl->aio)) != 0) {
+        /* A message that was not sent is still ours. */
+        if ((msg = nng_aio_get_msg(sl->aio)) != NULL)
+            nng_msg_free(msg);
+        nng_aio_set_msg(sl->aio, NULL);
+        return wa_bus_err(rv);
+    }
+
+    now = nng_clock();
+    if (now >= deadline)
+        return WA_ETIMEDOUT;
+    nng_aio_set_timeout(sl->aio, (nng_duration)(deadline - now));
+    nng_ctx_recv(sl->ctx, sl->aio);
+    nng_aio_wait(sl->aio);
+    if ((rv = nng_aio_result(sl->aio)) != 0)
+        return wa_bus_err(rv);
+    msg = nng_aio_get_msg(sl->aio);
+    nng_aio_set_msg(sl->aio, NULL);
+    *replied = true;
+    err = decode_reply(msg, rep);
+    nng_msg_free(msg);
+    return err;
+}
+
 wa_err_t wa_bus_call(nng_socket req, wa_op_t op, const char *user,
                      const char *rid, const cJSON *args, int timeout_ms,
                      wa_reply_t *rep)
 {
+    call_cache_t *cc;
+    call_slot_t tmp, *sl;
+    bool replied = false;
     nng_msg *msg = NULL;
-    nng_aio *aio = NULL;
-    nng_ctx ctx;
-    nng_time deadline;
-    nng_time now;
     char *buf = NULL;
     size_t len = 0;
     wa_err_t err;
-    int rv;
 
     if (rep == NULL)
         return WA_EINVAL;
@@ -281,9 +445,6 @@ wa_err_t wa_bus_call(nng_socket req, wa_op_t op, const char *user,
         return WA_EINVAL;
     if (timeout_ms == 0)
         timeout_ms = WA_BUS_DEFAULT_TIMEOUT_MS;
-    if (!is_proto(req, NNG_REQ0_SELF))
-        return WA_EINVAL;
-    deadline = nng_clock() + (nng_time)timeout_ms;
 
     /* The encoder refuses more than WA_ENVELOPE_MAX (WA_ETOOBIG), which a
      * peer with the default limit would drop along with its connection. */
@@ -293,56 +454,16 @@ wa_err_t wa_bus_call(nng_socket req, wa_op_t op, const char *user,
     free(buf);
     if (err != WA_OK)
         return err;
-    if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
+    cc = cache_get();
+    if ((err = slot_take(cc, req, &tmp, &sl)) != WA_OK) {
         nng_msg_free(msg);
-        return wa_bus_err(rv);
+        return err;
     }
-    if ((rv = nng_ctx_open(&ctx, req)) != 0) {
-        nng_msg_free(msg);
-        nng_aio_free(aio);
-        return wa_bus_err(rv);
-    }
-    if ((rv = nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME,
-                             resend_after(timeout_ms))) != 0) {
-        nng_msg_free(msg);
-        err = wa_bus_err(rv);
-        goto out;
-    }
-
-    /* REQ's send waits for a connected peer, so it too uses the deadline. */
-    nng_aio_set_msg(aio, msg);
-    nng_aio_set_timeout(aio, timeout_ms);
-    nng_ctx_send(ctx, aio);
-    nng_aio_wait(aio);
-    if ((rv = nng_aio_result(aio)) != 0) {
-        /* A message that was not sent is still ours. */
-        if ((msg = nng_aio_get_msg(aio)) != NULL)
-            nng_msg_free(msg);
-        nng_aio_set_msg(aio, NULL);
-        err = wa_bus_err(rv);
-        goto out;
-    }
-
-    now = nng_clock();
-    if (now >= deadline) {
-        err = WA_ETIMEDOUT;
-        goto out;
-    }
-    nng_aio_set_timeout(aio, (nng_duration)(deadline - now));
-    nng_ctx_recv(ctx, aio);
-    nng_aio_wait(aio);
-    if ((rv = nng_aio_result(aio)) != 0) {
-        err = wa_bus_err(rv);
-        goto out;
-    }
-    msg = nng_aio_get_msg(aio);
-    nng_aio_set_msg(aio, NULL);
-    err = decode_reply(msg, rep);
-    nng_msg_free(msg);
-
-out:
-    nng_ctx_close(ctx); /* abandons the request if it is still pending */
-    nng_aio_free(aio);
+    err = slot_call(sl, msg, timeout_ms, rep, &replied);
+    /* Without a reply a request may still be pending: closing the context
+     * abandons it. */
+    if (cc == NULL || !replied)
+        slot_drop(sl);
     return err;
 }
 

@@ -650,6 +650,53 @@ static void test_call_slow_server_times_out(void **state)
     assert_int_equal(atomic_load(&h.calls), 1);
 }
 
+/* The thread's kept context: reused after a reply, dropped after a timeout
+ * (the late reply must not reach the next call), dropped when its socket
+ * closes, and a new socket gets its own. */
+static void test_call_context_kept(void **state)
+{
+    handler_ctx_t h = {0};
+    wa_reply_t rep;
+    rig_t r;
+    nng_socket req2;
+    wa_sock_opts_t o;
+    (void)state;
+
+    rig_start(&r, true, 2, test_handler, &h, 2000);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(
+            wa_bus_call(r.req, WA_OP_PING, "", "keep", NULL, 1000, &rep),
+            WA_OK);
+        assert_echo(&rep, "ping", "", "keep");
+        wa_reply_clear(&rep);
+    }
+    h.delay_ms = 400;
+    assert_int_equal(
+        wa_bus_call(r.req, WA_OP_PING, "", "late", NULL, 100, &rep),
+        WA_ETIMEDOUT);
+    h.delay_ms = 0;
+    nng_msleep(500); /* the late reply has arrived and must be discarded */
+    assert_int_equal(
+        wa_bus_call(r.req, WA_OP_PING, "", "next", NULL, 1000, &rep), WA_OK);
+    assert_echo(&rep, "ping", "", "next");
+    wa_reply_clear(&rep);
+
+    /* Closed socket: an error, not a crash; a new socket works. */
+    nng_close(r.req);
+    assert_int_not_equal(
+        wa_bus_call(r.req, WA_OP_PING, "", "closed", NULL, 500, &rep), WA_OK);
+    assert_null(rep.data);
+    assert_int_equal(wa_bus_open(WA_SOCK_REQ, WA_SOCK_DIAL, r.url,
+                                 opts_timeouts(&o, 2000, 2000), &req2),
+                     WA_OK);
+    assert_int_equal(
+        wa_bus_call(req2, WA_OP_PING, "", "again", NULL, 1000, &rep), WA_OK);
+    assert_echo(&rep, "ping", "", "again");
+    wa_reply_clear(&rep);
+    r.req = req2;
+    rig_stop(&r);
+}
+
 static void test_call_slow_handler_not_resent(void **state)
 {
     handler_ctx_t h = {.delay_ms = 1200};
@@ -1280,6 +1327,7 @@ int main(void)
         cmocka_unit_test(test_call_concurrent),
         cmocka_unit_test(test_call_no_server_times_out),
         cmocka_unit_test(test_call_slow_server_times_out),
+        cmocka_unit_test(test_call_context_kept),
         cmocka_unit_test(test_call_slow_handler_not_resent),
         cmocka_unit_test(test_call_resent_on_lost_peer),
         cmocka_unit_test(test_malformed_request),

@@ -5,9 +5,10 @@
  * NNG_OPT_RECVMAXSZ and send/receive timeouts before the socket listens or
  * dials: nng's defaults (unlimited size, infinite wait) are never in force.
  *
- * Threading: a socket may be shared by many threads. wa_bus_call() opens one
- * nng context per call, so concurrent calls on one REQ socket do not wait for
- * each other. A wa_bus_server_t runs its handler on nng's callback threads.
+ * Threading: a socket may be shared by many threads. wa_bus_call() uses one
+ * nng context per calling thread (kept between calls, closed when the thread
+ * exits), so concurrent calls on one REQ socket do not wait for each other.
+ * A wa_bus_server_t runs its handler on nng's callback threads.
  */
 #ifndef WA_BUS_H
 #define WA_BUS_H
