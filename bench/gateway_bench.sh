@@ -7,7 +7,8 @@
 # rows) at 1 and 64 keep-alive connections, first with one user's token
 # (identical reads in flight share one bus call), then with 64 users'
 # tokens in rotation (every request is its own bus round trip). Prints
-# requests/s, p50 and p99, and the RSS (VmRSS) of both processes, idle
+# requests/s, p50 and p99, the CPU time gateway and store-svc spent per
+# request (user + system; steadier than req/s on a shared machine), and the RSS (VmRSS) of both processes, idle
 # before and after the load.
 #
 #   bench/gateway_bench.sh [build-dir] [seconds-per-run]   (default build, 10)
@@ -79,10 +80,19 @@ sleep 1
 IDLE_GW=$(rss_kb "$GW_PID") IDLE_STORE=$(rss_kb "$STORE_PID")
 
 echo "# gateway_bench: $(nproc) CPUs, ${DURATION}s per run, GATEWAY_THREADS=$GATEWAY_THREADS, load average before seeding $LOAD_BEFORE"
-printf '%-12s %5s %5s %10s %9s %9s %6s\n' route conns users req/s p50 p99 errors
+printf '%-12s %5s %5s %10s %9s %9s %8s %8s %6s\n' route conns users req/s p50 p99 \
+    gw_us/req st_us/req errors
+# CPU time (user + system, clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU microseconds per request from a tick delta: <ticks> <req/s>
+us_per_req() {
+    awk -v t="$1" -v r="$2" -v d="$DURATION" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.1f", (r > 0 ? t / hz * 1e6 / (r * d) : 0) }'
+}
 run() { # run <path> <conns> <users>
-    local path=$1 conns=$2 users=$3 threads=2 out
+    local path=$1 conns=$2 users=$3 threads=2 out gw0 st0 gw1 st1 rps
     [ "$conns" -eq 1 ] && threads=1
+    gw0=$(cpu_ticks "$GW_PID") st0=$(cpu_ticks "$STORE_PID")
     if [ "$users" -eq 1 ]; then
         out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency \
             -H "Authorization: Bearer $TOKEN" "$URL$path")
@@ -90,10 +100,13 @@ run() { # run <path> <conns> <users>
         out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency \
             -s "$HERE/gateway_bench.lua" "$URL$path" -- "$WORK/tokens")
     fi
-    printf '%-12s %5s %5s %10s %9s %9s %6s\n' "GET $path" "$conns" "$users" \
-        "$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")" \
+    gw1=$(cpu_ticks "$GW_PID") st1=$(cpu_ticks "$STORE_PID")
+    rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+    printf '%-12s %5s %5s %10s %9s %9s %8s %8s %6s\n' "GET $path" "$conns" "$users" \
+        "$rps" \
         "$(awk '$1 == "50%" {print $2}' <<<"$out")" \
         "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
+        "$(us_per_req $((gw1 - gw0)) "$rps")" "$(us_per_req $((st1 - st0)) "$rps")" \
         "$(awk '/Non-2xx|Socket errors/ {e = e $0 "; "} END {print (e == "" ? 0 : e)}' <<<"$out")"
 }
 for path in /status /logs; do
