@@ -20,6 +20,10 @@
 /* Placement is checked every this many heartbeats; a user missing from
  * two checks in a row is stopped (a connect may race one check). */
 #define PLACEMENT_EVERY 2
+/* A user whose status changed this recently (or during the round) is
+ * left to the next round: the store may not hold that change yet, and a
+ * stale "ready" read back would relaunch a user just disconnected. */
+#define SETTLE_MS 5000
 #define LOST_AFTER 2
 
 typedef enum round_kind {
@@ -36,6 +40,7 @@ struct ss_registry {
     bool restored;
     bool stopping;
     unsigned tick;
+    uint64_t tick_at; /* ms (uv_hrtime) when the round's snapshot was taken */
     /* One round's input and output. */
     round_kind_t kind;
     long sessions;
@@ -201,6 +206,8 @@ static void restore(ss_registry_t *r)
 
         if (sessions__get(ss, user, &s) != WA_OK)
             continue;
+        if (r->restored && s->changed_at + SETTLE_MS > r->tick_at)
+            continue;
         if (strcmp(st, "authenticated") == 0 || strcmp(st, "ready") == 0) {
             if (s->want)
                 continue;
@@ -309,6 +316,7 @@ static void on_tick(uv_timer_t *t)
     if (r->busy || r->stopping)
         return;
     r->tick++;
+    r->tick_at = uv_hrtime() / 1000000;
     r->kind = r->registered && r->restored ? ROUND_BEAT : ROUND_REGISTER;
     r->sessions = sessions__active(r->ss);
     r->check_placement = r->tick % PLACEMENT_EVERY == 0;

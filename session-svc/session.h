@@ -364,6 +364,7 @@ struct ss_session {
     uv_timer_t ready_timer;    /* gives up on a page that never loads */
     uint64_t backoff_ms;
     uint64_t launched_at; /* uv_now() of the last launch */
+    uint64_t changed_at;  /* ms (uv_hrtime) of the last status change */
     int lost_checks;      /* consecutive placement checks without us */
     int busy;             /* page calls in flight */
 };
