@@ -4,6 +4,9 @@
     session_bench.py <bin-dir> [runs=10] [sessions=1,5,10]
     session_bench.py <bin-dir> --flags        # Chromium flag sets compared
 
+The environment passes through to the services: SPARE_BROWSERS=0
+measures connects without a pre-warmed browser.
+
 Default mode starts the whole stack on free ports and reports:
   - POST /connect -> status qr, and scan -> status ready: median (and
     min/max) over `runs` users;
@@ -32,11 +35,32 @@ import stack  # noqa: E402
 from stack import http, wait_until  # noqa: E402
 
 
-def tree_mem_kb(sessions_dir):
+def spare_names(sessions_dir):
+    """Spare browsers' directories under sessions_dir that no user's
+    profile links to (not adopted yet)."""
+    try:
+        names = os.listdir(sessions_dir)
+    except OSError:
+        return set()
+    linked = set()
+    for n in names:
+        p = os.path.join(sessions_dir, n)
+        if os.path.islink(p):
+            linked.add(os.readlink(p))
+    return {n for n in names if n.startswith(".spare-") and n not in linked}
+
+
+def tree_mem_kb(sessions_dir, spare=None):
     """(Pss, private = USS, process count, process types) over every
-    process running on a profile under sessions_dir."""
+    process running on a profile under sessions_dir. Spare browsers
+    (session-svc's pre-warmed ones, not adopted) are left out; pass a dict
+    as spare to get their (pss, uss, procs) in it."""
     pss, uss, procs, types = 0, 0, 0, {}
     needle = ("--user-data-dir=" + sessions_dir).encode()
+    spares = {os.path.join(sessions_dir, n).encode()
+              for n in spare_names(sessions_dir)}
+    if spare is not None:
+        spare.update(pss=0, uss=0, procs=0)
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -45,6 +69,9 @@ def tree_mem_kb(sessions_dir):
                 cmd = f.read()
             if needle not in cmd:
                 continue
+            # Child processes rewrite their cmdline into one line.
+            m = re.search(rb"--user-data-dir=([^\0 ]+)", cmd)
+            is_spare = m is not None and m.group(1) in spares
             with open("/proc/%s/smaps_rollup" % d) as f:
                 roll = f.read()
         except OSError:
@@ -52,9 +79,16 @@ def tree_mem_kb(sessions_dir):
         m = re.search(r"^Pss:\s+(\d+) kB", roll, re.M)
         if not m:
             continue
-        pss += int(m.group(1))
-        uss += sum(int(x) for x in re.findall(
+        priv = sum(int(x) for x in re.findall(
             r"^Private_(?:Clean|Dirty):\s+(\d+) kB", roll, re.M))
+        if is_spare:
+            if spare is not None:
+                spare["pss"] += int(m.group(1))
+                spare["uss"] += priv
+                spare["procs"] += 1
+            continue
+        pss += int(m.group(1))
+        uss += priv
         procs += 1
         t = re.search(rb"--type=([a-z-]+)", cmd)
         t = t.group(1).decode() if t else "browser"
@@ -94,11 +128,10 @@ def link(st, user, phone):
 
 def bench_stack(bindir, runs, counts):
     work = tempfile.mkdtemp(prefix="session_bench.")
-    st = stack.Stack(bindir, work, {"LOG_LEVEL": "warn",
-                                    "RATE_LIMIT_RPS": "1000",
-                                    "RATE_LIMIT_BURST": "2000",
-                                    "FAKEWA_REF_INTERVAL_MS": "20000",
-                                    "MAX_SESSIONS": "50"})
+    env = {"LOG_LEVEL": "warn", "RATE_LIMIT_RPS": "1000",
+           "RATE_LIMIT_BURST": "2000", "FAKEWA_REF_INTERVAL_MS": "20000",
+           "MAX_SESSIONS": "50"}
+    st = stack.Stack(bindir, work, env)
     st.start_all(fakewa=True)
     try:
         qr, ready = [], []
@@ -118,10 +151,14 @@ def bench_stack(bindir, runs, counts):
                 link(st, "mem-%d" % n, "4179200%04d" % n)
                 n += 1
             time.sleep(5)  # let the pages settle after their sync
-            kb, uss, procs, _ = tree_mem_kb(st.env["SESSIONS_DIR"])
+            sp = {}
+            kb, uss, procs, _ = tree_mem_kb(st.env["SESSIONS_DIR"], sp)
             print("%2d ready sessions: PSS %.0f MiB in all, %.0f MiB per "
-                  "session (private %.0f MiB per session, %d processes)"
-                  % (n, kb / 1024, kb / 1024 / n, uss / 1024 / n, procs))
+                  "session (private %.0f MiB per session, %d processes); "
+                  "spare browsers apart: PSS %.0f MiB, private %.0f MiB, "
+                  "%d processes"
+                  % (n, kb / 1024, kb / 1024 / n, uss / 1024 / n, procs,
+                     sp["pss"] / 1024, sp["uss"] / 1024, sp["procs"]))
     finally:
         st.stop_all()
         shutil.rmtree(work, ignore_errors=True)

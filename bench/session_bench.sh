@@ -3,6 +3,9 @@
 # ready latency (median of 10) and PSS per ready session at 1, 5 and 10
 # sessions; `--flags` compares Chromium flag sets instead.
 #   bench/session_bench.sh [--flags]      (after cmake --build build)
+#   BIN_DIR=build-x/bin bench/session_bench.sh 10 1   (another build; runs,
+#                                          session counts)
+#   SPARE_BROWSERS=0 bench/session_bench.sh          (no pre-warmed browser)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec /usr/bin/python3 bench/session_bench.py build/bin "$@"
+exec /usr/bin/python3 bench/session_bench.py "${BIN_DIR:-build/bin}" "$@"

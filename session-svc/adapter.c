@@ -20,9 +20,17 @@
 
 #define SS_BODY_PAGE_MAX (256 * 1024) /* bytes of a body the page reports */
 #define STEP_TIMEOUT_MS 15000
-#define STEP_NAVIGATE 7
-#define STEP_LAST 7
+#define STEP_WARM 7 /* spares only: a small document of the site */
+#define STEP_NAVIGATE 8
+#define STEP_LAST 8
 #define REFERRER "https://whatsapp.com/"
+/* What a spare loads while it waits. Chromium gives a cross-site
+ * navigation a new renderer process; the spare's about:blank renderer
+ * would be thrown away on the real navigation and a new one started on
+ * the connect's critical path (measured: docs/architecture.md). A
+ * document of the same site keeps the renderer for it. Every site has
+ * this path; a 404 does as well. */
+#define WARM_PATH "/robots.txt"
 
 /* The one function declaration ever sent: it forwards to the script. */
 static const char call_fn[] =
@@ -414,16 +422,23 @@ static cdp_t *page_cdp(ss_session_t *s)
     return browser__cdp(s->browser);
 }
 
+/* A setup reply. arg is the browser, not the session: a spare adopted
+ * while its setup runs changes owner (browser__rebind), and the rest of
+ * the setup belongs to the new one. Replies come only while the browser
+ * lives (cdp fails what is pending when it closes, before the browser is
+ * freed). */
 static void step_done(void *arg, wa_err_t err, const cJSON *result,
                       const char *errmsg)
 {
-    ss_session_t *s = arg;
+    ss_session_t *s;
     const cJSON *arr, *it;
     const char *v;
     char why[160];
 
     if (err == WA_ECLOSED)
         return; /* the browser went away; its exit is handled there */
+    if ((s = browser__owner(arg)) == NULL)
+        return;
     if (err != WA_OK) {
         snprintf(why, sizeof(why), "devtools setup step %d failed: %s",
                  s->page.step, errmsg != NULL ? errmsg : wa_strerror(err));
@@ -459,10 +474,13 @@ static void step_done(void *arg, wa_err_t err, const cJSON *result,
         s->page.attached = true;
         s->page.step = 3;
         break;
+    case STEP_WARM: /* a failed load (errorText) only costs the warmth */
+        s->page.step = STEP_NAVIGATE;
+        break;
     default:
-        /* 3..6 went out together; navigate once all four are done. */
-        if (++s->page.replies == STEP_NAVIGATE - 3) {
-            s->page.step = STEP_NAVIGATE;
+        /* 3..6 went out together; go on once all four are done. */
+        if (++s->page.replies == STEP_WARM - 3) {
+            s->page.step = s->spare ? STEP_WARM : STEP_NAVIGATE;
             break;
         }
         return;
@@ -473,10 +491,25 @@ bad:
     sessions__page_failed(s, "devtools setup: malformed reply");
 }
 
+/* WA_WEB_URL's scheme and host, then WARM_PATH. */
+static bool warm_url(const char *base, char *out, size_t len)
+{
+    const char *host = strstr(base, "://"), *end;
+    int n;
+
+    if (host == NULL)
+        return false;
+    host += 3;
+    end = host + strcspn(host, "/?#");
+    n = snprintf(out, len, "%.*s%s", (int)(end - base), base, WARM_PATH);
+    return n > 0 && (size_t)n < len;
+}
+
 /* Build one setup command; NULL params means {}. false on OOM. */
 static bool command(ss_session_t *s, int n, const char **method,
                     const char **sid, cJSON **p)
 {
+    char warm[2048 + sizeof(WARM_PATH)];
     ss_t *ss = s->ss;
 
     *p = NULL;
@@ -512,6 +545,11 @@ static bool command(ss_session_t *s, int n, const char **method,
         *method = "Page.addScriptToEvaluateOnNewDocument";
         return (*p = cJSON_CreateObject()) != NULL &&
                cJSON_AddStringToObject(*p, "source", ss->script) != NULL;
+    case STEP_WARM:
+        *method = "Page.navigate";
+        return warm_url(ss->cfg.wa_web_url, warm, sizeof(warm)) &&
+               (*p = cJSON_CreateObject()) != NULL &&
+               cJSON_AddStringToObject(*p, "url", warm) != NULL;
     default:
         *method = "Page.navigate";
         return (*p = cJSON_CreateObject()) != NULL &&
@@ -525,7 +563,8 @@ static bool command(ss_session_t *s, int n, const char **method,
  * after the other; 3-6 (enables, binding, script) go out at once, so a
  * starved machine pays one round trip instead of four; navigate waits for
  * all of them: it is handled in the browser process and could otherwise
- * overtake the script's registration in the renderer.
+ * overtake the script's registration in the renderer. A spare loads
+ * WARM_PATH of the site in between and then waits for its user.
  */
 static void step(ss_session_t *s)
 {
@@ -536,11 +575,15 @@ static void step(ss_session_t *s)
     wa_err_t err;
 
     if (c == NULL || s->page.step > STEP_LAST ||
-        (s->page.step == STEP_NAVIGATE && s->page.navigated))
-        return;
-    if (s->page.step == STEP_NAVIGATE)
+        (s->page.step == STEP_NAVIGATE && (s->page.navigated || s->spare)))
+        return; /* a spare waits on about:blank for its user */
+    if (s->page.step == STEP_NAVIGATE) {
         s->page.navigated = true;
-    last = s->page.step == 3 ? STEP_NAVIGATE - 1 : s->page.step;
+        /* Until WhatsApp's document has its context, nothing speaks for
+         * the page (a spare's warm-up document no longer does). */
+        s->page.context_id = 0;
+    }
+    last = s->page.step == 3 ? STEP_WARM - 1 : s->page.step;
     for (n = s->page.step; n <= last; n++) {
         if (!command(s, n, &method, &sid, &p)) {
             cJSON_Delete(p);
@@ -548,7 +591,8 @@ static void step(ss_session_t *s)
             return;
         }
         wa_debug(NULL, "user %s: devtools %s", s->user, method);
-        err = cdp__call(c, sid, method, p, STEP_TIMEOUT_MS, step_done, s);
+        err = cdp__call(c, sid, method, p, STEP_TIMEOUT_MS, step_done,
+                        s->browser);
         if (err != WA_OK) {
             char why[128];
 
@@ -566,6 +610,12 @@ void adapter__start(ss_session_t *s)
     step(s);
 }
 
+void adapter__resume(ss_session_t *s)
+{
+    if (s->page.step == STEP_NAVIGATE)
+        step(s);
+}
+
 static void on_binding(ss_session_t *s, const cJSON *params)
 {
     const cJSON *ctx =
@@ -576,7 +626,7 @@ static void on_binding(ss_session_t *s, const cJSON *params)
     ss_transition_t t = {0};
     wa_err_t err;
 
-    if (name == NULL || strcmp(name, SS_BINDING) != 0)
+    if (name == NULL || strcmp(name, SS_BINDING) != 0 || s->spare)
         return;
     /* Only the top frame's main world speaks for the page. */
     if (!cJSON_IsNumber(ctx) || s->page.context_id == 0 ||

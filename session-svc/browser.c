@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -150,11 +151,28 @@ wa_err_t browser__mkdirs(const char *path)
     return WA_OK;
 }
 
-/* Does pid run a browser on profile (its cmdline holds the exact
- * --user-data-dir=profile argument)? */
+/* Does arg ("--user-data-dir=<dir>") name profile, as given or once both
+ * are resolved? Chromium resolves its --user-data-dir (a symlink is
+ * followed at launch), so an adopted spare (spare.c) runs on
+ * .spare-XXXXXX while the user's profile is a link to it. */
+static bool arg_names_profile(const char *arg, const char *want,
+                              const char *real)
+{
+    char buf[PATH_MAX];
+
+    if (strncmp(arg, "--user-data-dir=", 16) != 0)
+        return false;
+    if (strcmp(arg, want) == 0)
+        return true;
+    return real != NULL && realpath(arg + 16, buf) != NULL &&
+           strcmp(buf, real) == 0;
+}
+
+/* Does pid run a browser on profile (its cmdline holds a --user-data-dir
+ * argument naming it)? */
 static bool pid_uses_profile(long pid, const char *profile)
 {
-    char path[64], want[SS_PATH_MAX + 32], *buf;
+    char path[64], want[SS_PATH_MAX + 32], real[PATH_MAX], *buf;
     size_t cap = 256 * 1024, n = 0, off;
     ssize_t r;
     bool found = false;
@@ -173,7 +191,8 @@ static bool pid_uses_profile(long pid, const char *profile)
     close(fd);
     buf[n] = '\0';
     for (off = 0; off < n; off += strlen(buf + off) + 1) {
-        if (strcmp(buf + off, want) == 0) {
+        if (arg_names_profile(buf + off, want,
+                              realpath(profile, real) != NULL ? real : NULL)) {
             found = true;
             break;
         }
@@ -248,6 +267,76 @@ wa_err_t browser__remove_tree(const char *path)
     if (nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
         return WA_EUNAVAIL;
     return WA_OK;
+}
+
+/*
+ * Is profile a symlink to an adopted spare's directory (a sibling named
+ * SS_SPARE_PREFIX..., spare.c)? If so, that sibling's path into target.
+ */
+static bool spare_link(const char *profile, char *target, size_t len)
+{
+    char name[NAME_MAX + 1];
+    const char *slash;
+    ssize_t n;
+    int w;
+
+    n = readlink(profile, name, sizeof(name) - 1);
+    if (n <= 0 || (size_t)n >= sizeof(name) - 1)
+        return false;
+    name[n] = '\0';
+    if (strchr(name, '/') != NULL ||
+        strncmp(name, SS_SPARE_PREFIX, strlen(SS_SPARE_PREFIX)) != 0 ||
+        (slash = strrchr(profile, '/')) == NULL)
+        return false;
+    w = snprintf(target, len, "%.*s/%s", (int)(slash - profile), profile,
+                 name);
+    return w > 0 && (size_t)w < len;
+}
+
+wa_err_t browser__settle_profile(const char *profile)
+{
+    char target[SS_PATH_MAX + NAME_MAX + 2], owner[SS_PATH_MAX + 64];
+    struct stat st;
+    wa_err_t err;
+
+    if (profile == NULL)
+        return WA_EINVAL;
+    if (lstat(profile, &st) != 0)
+        return errno == ENOENT ? WA_OK : WA_EUNAVAIL;
+    if (!S_ISLNK(st.st_mode))
+        return WA_OK;
+    if (stat(profile, &st) != 0) {
+        /* Dangling: what it named is gone (a crash while deleting). */
+        return unlink(profile) == 0 || errno == ENOENT ? WA_OK : WA_EUNAVAIL;
+    }
+    if (!spare_link(profile, target, sizeof(target)))
+        return WA_OK; /* someone else's link: used as it is */
+    if ((err = browser__clear_singleton(target, NULL)) != WA_OK)
+        return err; /* a browser still runs on it */
+    /* Atomic: at every moment profile names the login. Afterwards the
+     * spare's name is the link, and goes. */
+    if (renameat2(AT_FDCWD, target, AT_FDCWD, profile, RENAME_EXCHANGE) != 0)
+        return WA_OK; /* no exchange here (filesystem): the link works */
+    if (unlink(target) != 0 && errno != ENOENT)
+        return WA_EUNAVAIL;
+    snprintf(owner, sizeof(owner), "%s/%s", profile, SS_SPARE_OWNER);
+    (void)unlink(owner);
+    return WA_OK;
+}
+
+wa_err_t browser__remove_profile(const char *profile)
+{
+    char target[SS_PATH_MAX + NAME_MAX + 2];
+    bool linked;
+
+    if (profile == NULL)
+        return WA_EINVAL;
+    linked = spare_link(profile, target, sizeof(target));
+    /* The link first: a crash between the two leaves an unreferenced
+     * spare directory, which the next sweep deletes (spare.c). */
+    if (browser__remove_tree(profile) != WA_OK)
+        return WA_EUNAVAIL;
+    return linked ? browser__remove_tree(target) : WA_OK;
 }
 
 uint64_t browser__backoff_next(uint64_t cur_ms, uint64_t max_ms)
@@ -491,6 +580,17 @@ wa_err_t browser__launch(uv_loop_t *loop, char **argv,
     }
     *out = b;
     return WA_OK;
+}
+
+void browser__rebind(ss_browser_t *b, const ss_browser_cb_t *cb)
+{
+    if (b != NULL && cb != NULL)
+        b->cb = *cb;
+}
+
+void *browser__owner(const ss_browser_t *b)
+{
+    return b == NULL ? NULL : b->cb.arg;
 }
 
 cdp_t *browser__cdp(ss_browser_t *b)

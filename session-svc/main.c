@@ -121,6 +121,7 @@ static void on_deadline(uv_timer_t *t)
                    "killing them");
     for (s = ss->sessions; s != NULL; s = s->next)
         browser__kill(s->browser);
+    spare__kill_all(ss);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -189,6 +190,7 @@ int main(void)
                         1000, 3600000),
         WA_CFG_INT_SPEC("STORE_TIMEOUT_MS", &cfg->store_timeout_ms, "3000", 100,
                         60000),
+        WA_CFG_INT_SPEC("SPARE_BROWSERS", &cfg->spares, "1", 0, 16),
         WA_CFG_STR_SPEC("PATH", &path_env, "/usr/local/bin:/usr/bin:/bin", 0,
                         65536),
         WA_LOG_LEVEL_SPEC(&cfg->log_level),
@@ -276,6 +278,7 @@ int main(void)
         wa_error(NULL, "cannot start the bus server: %s", wa_strerror(rv));
         goto out;
     }
+    spare__init(&ss);
     wa_info(NULL,
             "instance %s listening on %s (browser %s, adapter %s, at most "
             "%ld sessions)",
@@ -290,6 +293,7 @@ out:
         ss.stopping = true;
         ops__shutdown(&ss);
         registry__stop(&ss);
+        spare__free_all(&ss);
         uv_close((uv_handle_t *)&ss.deadline, close_noop);
         uv_close((uv_handle_t *)&ss.sigterm, close_noop);
         uv_close((uv_handle_t *)&ss.sigint, close_noop);

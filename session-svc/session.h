@@ -9,6 +9,7 @@
  *   adapter.c    waweb.js injected into the page; calls into it; the
  *                checking of everything the page sends back
  *   sessions.c   the per-user table: start, stop, crash relaunch
+ *   spare.c      pre-warmed browsers a connect adopts (SPARE_BROWSERS)
  *   state.c      the status machine: the one transition function
  *   storeio.c    worker threads writing transitions to store-svc, in order
  *                per user, before each event is published
@@ -57,6 +58,12 @@
 #define SS_QR_SCALE 6
 #define SS_QR_MARGIN 4
 
+/* A pre-warmed browser's profile: $SESSIONS_DIR/.spare-XXXXXX (user
+ * directory names never start with '.'), and the file in it its maker
+ * holds flock()ed (spare.c). */
+#define SS_SPARE_PREFIX ".spare-"
+#define SS_SPARE_OWNER ".wa-spare-owner"
+
 /* The binding the page reports through. */
 #define SS_BINDING "__waBridge"
 
@@ -81,6 +88,7 @@ typedef struct ss_config {
     long stop_timeout_ms;  /* BROWSER_STOP_TIMEOUT_MS: then SIGKILL */
     long backoff_max_ms;   /* BROWSER_BACKOFF_MAX_MS */
     long store_timeout_ms; /* STORE_TIMEOUT_MS: one store-svc call */
+    long spares;           /* SPARE_BROWSERS: pre-warmed browsers, 0 = off */
 } ss_config_t;
 
 typedef struct ss ss_t;
@@ -194,6 +202,19 @@ wa_err_t browser__clear_singleton(const char *profile, bool *cleared);
 /* rm -rf path without following symlinks. WA_OK if it did not exist. */
 wa_err_t browser__remove_tree(const char *path);
 
+/*
+ * Before launching on profile: if it is a link to an adopted spare's
+ * directory (spare.c), swap the two atomically (renameat2 RENAME_EXCHANGE)
+ * so profile is a plain directory again, and remove the spare's name; a
+ * dangling link is removed. WA_ECONFLICT when a live browser still runs on
+ * it; WA_OK (link kept, still valid) where the filesystem cannot exchange.
+ */
+wa_err_t browser__settle_profile(const char *profile);
+
+/* Delete profile: the directory, or a link to an adopted spare's
+ * directory together with that directory. */
+wa_err_t browser__remove_profile(const char *profile);
+
 /* Next relaunch delay: 1 s, doubling, capped at max_ms. */
 uint64_t browser__backoff_next(uint64_t cur_ms, uint64_t max_ms);
 
@@ -219,6 +240,11 @@ wa_err_t browser__launch(uv_loop_t *loop, char **argv,
                          const ss_browser_cb_t *cb, ss_browser_t **out);
 
 cdp_t *browser__cdp(ss_browser_t *b);
+
+/* Hand the browser to another owner: cb replaces the callbacks given at
+ * launch (an adopted spare). browser__owner is the current cb->arg. */
+void browser__rebind(ss_browser_t *b, const ss_browser_cb_t *cb);
+void *browser__owner(const ss_browser_t *b);
 int browser__pid(const ss_browser_t *b);
 
 /*
@@ -291,8 +317,12 @@ bool adapter__phone_normalize(const char *phone, char *out, size_t len);
 
 /* Begin driving a freshly launched browser: attach to its page, inject the
  * script, navigate to WA_WEB_URL. Progress and failures come back as state
- * transitions. Loop thread. */
+ * transitions. A spare stops before navigating. Loop thread. */
 void adapter__start(ss_session_t *s);
+
+/* An adopted spare's page: navigate now if its setup is done, else once
+ * it is (the setup's replies find the new owner through the browser). */
+void adapter__resume(ss_session_t *s);
 
 /* A DevTools event from s's browser. */
 void adapter__on_event(ss_session_t *s, const char *session, const char *method,
@@ -367,6 +397,8 @@ struct ss_session {
     uint64_t changed_at;  /* ms (uv_hrtime) of the last status change */
     int lost_checks;      /* consecutive placement checks without us */
     int busy;             /* page calls in flight */
+    bool spare;           /* a pre-warmed browser, no user (spare.c) */
+    int owner_fd;         /* spare: its SS_SPARE_OWNER, flock()ed; or -1 */
 };
 
 ss_session_t *sessions__find(ss_t *ss, const char *user);
@@ -376,6 +408,11 @@ long sessions__active(ss_t *ss);
 
 /* Find or create (status disconnected, no browser). */
 wa_err_t sessions__get(ss_t *ss, const char *user, ss_session_t **out);
+
+/* A zeroed record with its timers, in no list; sessions__release closes
+ * the timers and frees it (both loop thread). */
+ss_session_t *sessions__alloc(ss_t *ss);
+void sessions__release(ss_session_t *s);
 
 /*
  * Start user's browser (connect or restore). Already wanted: nothing.
@@ -404,6 +441,31 @@ void sessions__stop_all(ss_t *ss, void (*done)(ss_t *ss));
 
 /* Free every session (after stop_all completed). */
 void sessions__free_all(ss_t *ss);
+
+/* -------------------------------------------------------------- spare.c */
+
+/* Sweep spare directories nobody owns or links to, then start filling
+ * (SPARE_BROWSERS). Loop thread, at start. */
+void spare__init(ss_t *ss);
+
+/*
+ * Adopt a spare for a user whose profile does not exist yet: profile
+ * becomes a relative symlink to the spare's directory, and its browser
+ * and page setup go to the caller (*b, *page), who rebinds the browser.
+ * WA_ENOTFOUND when no spare runs, WA_ECONFLICT when profile exists.
+ */
+wa_err_t spare__take(ss_t *ss, const char *profile, ss_browser_t **b,
+                     ss_page_t *page);
+
+/* A spare's page setup failed: close it (a new one follows, with backoff). */
+void spare__failed(ss_session_t *sp, const char *why);
+
+/* Shutdown: no more spares; close each, calling gone(arg) once per spare
+ * when it has exited. Returns how many will call. kill_all SIGKILLs them;
+ * free_all releases what is left and the timer. */
+long spare__stop_all(ss_t *ss, ss_stopped_fn gone, void *arg);
+void spare__kill_all(ss_t *ss);
+void spare__free_all(ss_t *ss);
 
 /* ------------------------------------------------------------ storeio.c */
 
@@ -528,6 +590,10 @@ struct ss {
     wa_bus_server_t *server;
     storeio_t *io;
     ss_session_t *sessions;
+    ss_session_t *spares;     /* pre-warmed browsers (spare.c) */
+    uv_timer_t spare_timer;   /* fills up the spares */
+    uint64_t spare_backoff_ms;
+    bool spare_timer_ready;
     ss_opq_t *opq;
     ridcache_t *rids;
     ss_registry_t *registry;

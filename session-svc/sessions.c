@@ -44,6 +44,30 @@ long sessions__active(ss_t *ss)
     return n;
 }
 
+ss_session_t *sessions__alloc(ss_t *ss)
+{
+    ss_session_t *s;
+
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        return NULL;
+    s->ss = ss;
+    s->owner_fd = -1;
+    uv_timer_init(ss->loop, &s->relaunch);
+    uv_timer_init(ss->loop, &s->ready_timer);
+    s->relaunch.data = s;
+    s->ready_timer.data = s;
+    s->status = SS_DISCONNECTED;
+    return s;
+}
+
+static void on_session_closed(uv_handle_t *h);
+
+void sessions__release(ss_session_t *s)
+{
+    uv_close((uv_handle_t *)&s->relaunch, on_session_closed);
+    uv_close((uv_handle_t *)&s->ready_timer, on_session_closed);
+}
+
 wa_err_t sessions__get(ss_t *ss, const char *user, ss_session_t **out)
 {
     ss_session_t *s;
@@ -55,20 +79,14 @@ wa_err_t sessions__get(ss_t *ss, const char *user, ss_session_t **out)
     }
     if (wa_check_user(user) != WA_OK)
         return WA_EINVAL;
-    if ((s = calloc(1, sizeof(*s))) == NULL)
+    if ((s = sessions__alloc(ss)) == NULL)
         return WA_ENOMEM;
-    s->ss = ss;
     snprintf(s->user, sizeof(s->user), "%s", user);
     if ((err = browser__profile_path(ss->cfg.sessions_dir, user, s->profile,
                                      sizeof(s->profile))) != WA_OK) {
-        free(s);
+        sessions__release(s);
         return err;
     }
-    uv_timer_init(ss->loop, &s->relaunch);
-    uv_timer_init(ss->loop, &s->ready_timer);
-    s->relaunch.data = s;
-    s->ready_timer.data = s;
-    s->status = SS_DISCONNECTED;
     s->next = ss->sessions;
     ss->sessions = s;
     *out = s;
@@ -128,6 +146,27 @@ static void on_ready_timer(uv_timer_t *t)
         sessions__page_failed(s, "WhatsApp Web did not load in time");
 }
 
+/* A user with no profile yet takes a spare browser (spare.c): already
+ * started and set up, it only has to navigate. */
+static bool adopt(ss_session_t *s)
+{
+    ss_t *ss = s->ss;
+    ss_browser_cb_t cb = {0};
+
+    if (spare__take(ss, s->profile, &s->browser, &s->page) != WA_OK)
+        return false;
+    cb.on_event = on_browser_event;
+    cb.on_exit = on_browser_exit;
+    cb.arg = s;
+    browser__rebind(s->browser, &cb);
+    s->launched_at = uv_now(ss->loop);
+    wa_debug(NULL, "user %s: adopted the spare browser pid %d", s->user,
+             browser__pid(s->browser));
+    uv_timer_start(&s->ready_timer, on_ready_timer, PAGE_LOAD_MS, 0);
+    adapter__resume(s);
+    return true;
+}
+
 /* Launch the browser for a wanted session; failures go to the backoff. */
 static void launch(ss_session_t *s)
 {
@@ -140,6 +179,13 @@ static void launch(ss_session_t *s)
 
     if (s->browser != NULL || !s->want || s->stopping || ss->stopping)
         return;
+    if (adopt(s))
+        return;
+    if ((err = browser__settle_profile(s->profile)) != WA_OK) {
+        wa_warn(NULL, "user %s: cannot settle the profile directory: %s",
+                s->user, wa_strerror(err));
+        goto fail;
+    }
     if ((err = browser__mkdirs(s->profile)) != WA_OK) {
         wa_error(NULL, "user %s: cannot create the profile directory", s->user);
         goto fail;
@@ -243,7 +289,7 @@ static void finish_stop(ss_session_t *s)
     ss_stop_mode_t mode = s->stop_mode;
 
     if (mode == STOP_DELETE || mode == STOP_LOGOUT) {
-        if (browser__remove_tree(s->profile) != WA_OK)
+        if (browser__remove_profile(s->profile) != WA_OK)
             wa_error(NULL, "user %s: cannot delete the profile directory",
                      s->user);
     }
@@ -356,6 +402,10 @@ void sessions__page_logout(ss_session_t *s)
 
 void sessions__page_failed(ss_session_t *s, const char *message)
 {
+    if (s->spare) {
+        spare__failed(s, message);
+        return;
+    }
     if (s->stopping || !s->want || s->browser == NULL)
         return;
     wa_warn(NULL, "user %s: page failed: %s", s->user, message);
@@ -405,6 +455,7 @@ void sessions__stop_all(ss_t *ss, void (*done)(ss_t *ss))
     sa->ss = ss;
     sa->done = done;
     sa->left = 1; /* ours, dropped below */
+    sa->left += spare__stop_all(ss, one_stopped, sa);
     for (s = ss->sessions; s != NULL; s = s->next) {
         uv_timer_stop(&s->relaunch);
         uv_timer_stop(&s->ready_timer);
@@ -435,8 +486,8 @@ void sessions__free_all(ss_t *ss)
 
     for (s = ss->sessions; s != NULL; s = next) {
         next = s->next;
-        uv_close((uv_handle_t *)&s->relaunch, on_session_closed);
-        uv_close((uv_handle_t *)&s->ready_timer, on_session_closed);
+        sessions__release(s);
     }
     ss->sessions = NULL;
+    spare__free_all(ss);
 }

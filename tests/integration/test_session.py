@@ -13,7 +13,9 @@ X-Request-Id sends once -> chat-by-phone -> a second user never sees the
 first's chats -> kill -9 of session-svc and a restart bring both back
 ready without a scan, with no browser left over -> logout from the phone
 ends the session and deletes its profile -> /disconnect deletes the
-profile -> the event stream has every step with rising seq and the logs
+profile -> a user with no profile adopts the spare browser (its profile a
+link to the spare's directory until its next launch makes it a plain
+directory; /disconnect deletes both) -> the event stream has every step with rising seq and the logs
 hold no QR string and no body -> SIGTERM leaves no Chromium.
 
 mock part: hostile binding payloads are rejected without harm, a missing
@@ -23,6 +25,7 @@ decrypted, QR_MAX_REFRESHES ends in disconnected/qr_timeout.
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -74,6 +77,27 @@ def browsers(sessions_dir):
         if needle in cmd and st != "Z":
             out[int(d)] = cmd
     return out
+
+
+def user_browsers(sessions_dir, user_dir):
+    """Main browser processes running on user_dir's profile. A profile may
+    be a link to an adopted spare's directory (Chromium runs on the
+    resolved path), so both sides are compared resolved."""
+    want = os.path.realpath(os.path.join(sessions_dir, user_dir))
+    out = []
+    for pid, cmd in browsers(sessions_dir).items():
+        if b"--type=" in cmd:
+            continue
+        m = re.search(rb"--user-data-dir=([^\0 ]+)", cmd)
+        if m and os.path.realpath(m.group(1).decode()) == want:
+            out.append(pid)
+    return out
+
+
+def spare_dirs(sessions_dir):
+    """Entries of SESSIONS_DIR that are spare browsers' directories."""
+    return sorted(n for n in os.listdir(sessions_dir)
+                  if n.startswith(".spare-"))
 
 
 def decode_qr(data_url, work):
@@ -156,8 +180,7 @@ def main_fakewa(bindir, work):
         check(s["phoneNumber"] == pa and s["displayName"] == "Dr A \"quoted\"",
               "ready with phone and name (%r)" % s)
         check(s["qrCode"] is None, "the QR is cleared once linked")
-        check(len([p for p in browsers(sessions).values()
-                   if b"--type=" not in p]) == 1,
+        check(len(user_browsers(sessions, "doctor-a")) == 1,
               "one browser for the user after two connects")
 
         chats = wait_until("chats", lambda: (lambda r: r if r.status == 200
@@ -223,10 +246,19 @@ def main_fakewa(bindir, work):
                  body={"chatId": "not-a-chat", "message": "x"})
         check(r.status == 400, "a bad chatId is 400")
 
-        # A second user, at the same time.
+        # A second user, at the same time: by now a spare browser runs
+        # (SPARE_BROWSERS=1), and B, who has no profile, adopts it.
+        wait_until("a spare browser", lambda: spare_dirs(sessions), 60)
         link(st, tb, pb, "Dr B", work)
         wait_status(st, tb, "ready")
         ok("a second user is ready")
+        prof_b = os.path.join(sessions, "doctor-b")
+        check(os.path.islink(prof_b) and
+              os.readlink(prof_b).startswith(".spare-"),
+              "B's profile is a link to the spare it adopted (%s)"
+              % (os.path.islink(prof_b) and os.readlink(prof_b)))
+        check(len(user_browsers(sessions, "doctor-b")) == 1,
+              "one browser runs on B's profile")
         cb = http("GET", st.gw("/chats"), tb).json["chats"]
         check(chat not in [c["id"] for c in cb],
               "user B does not see user A's chats")
@@ -250,6 +282,12 @@ def main_fakewa(bindir, work):
                 lambda r: r if r.status == 200 else None)(
                 http("GET", st.gw("/chats"), t)), 90)
         ok("restart: both users ready again (%.1f s)" % (time.time() - t0))
+        check(os.path.isdir(prof_b) and not os.path.islink(prof_b),
+              "the relaunch made B's adopted profile a plain directory")
+        left = [n for n in spare_dirs(sessions)
+                if not user_browsers(sessions, n)]
+        check(not left, "no spare directory without a browser is left "
+              "after kill -9 and restart (%s)" % left)
         new = http("GET", st.gw("/logs?limit=500"), ta).json["logs"]
         new = [l["eventType"] + ":" + str(l["eventData"].get("status"))
                for l in new[:len(new) - nlogs]][::-1]
@@ -258,7 +296,6 @@ def main_fakewa(bindir, work):
               "without a QR scan (%s)" % new)
 
         # Logout from the phone.
-        prof_b = os.path.join(sessions, "doctor-b")
         check(os.path.isdir(prof_b), "user B has a profile directory")
         http("POST", st.fake("/_fake/logout"), body={"phone": pb})
         wait_status(st, tb, "disconnected", 30)
@@ -274,6 +311,21 @@ def main_fakewa(bindir, work):
         check(not os.path.exists(prof_a), "/disconnect deleted the profile")
         check(status(st, ta).get("status") == "disconnected",
               "status is disconnected")
+
+        # /disconnect of a user still on an adopted spare: link and the
+        # spare's directory both go.
+        tc = stack.token("doctor-c")
+        wait_until("a spare browser", lambda: spare_dirs(sessions), 60)
+        http("POST", st.gw("/connect"), tc)
+        wait_status(st, tc, "qr")
+        prof_c = os.path.join(sessions, "doctor-c")
+        target = os.path.islink(prof_c) and os.readlink(prof_c)
+        check(bool(target), "C adopted a spare (%r)" % target)
+        r = http("POST", st.gw("/disconnect"), tc)
+        check(r.status == 200, "POST /disconnect of C (%r)" % r)
+        check(not os.path.lexists(prof_c) and
+              not os.path.lexists(os.path.join(sessions, target)),
+              "/disconnect deleted C's link and the spare directory")
 
         # What the UI saw, and what the database keeps.
         ws = wsclient.connect("127.0.0.1", st.ports["nt"],
@@ -311,6 +363,8 @@ def main_fakewa(bindir, work):
     left = browsers(sessions)
     check(not left, "no Chromium process left after SIGTERM (%s)"
           % list(left))
+    check(not spare_dirs(sessions), "no spare directory left after SIGTERM "
+          "(%s)" % spare_dirs(sessions))
     logs = open(os.path.join(work, "session-svc.log"), "rb").read()
     check(b"only once" not in logs and qr.encode() not in logs,
           "session-svc never logged a body or a QR string")
@@ -342,8 +396,8 @@ def main_mock(bindir, work):
         wait_until("qr_timeout", lambda: "qr_timeout" in reasons(), 60, 0.5)
         check(status(st, td).get("status") == "disconnected",
               "QR refresh cap: disconnected with reason qr_timeout")
-        check(not [p for p in browsers(sessions).values()
-                   if b"mock-d" in p], "and its browser is closed")
+        check(not user_browsers(sessions, "mock-d"),
+              "and its browser is closed")
 
         # Hostile payloads while a QR shows, then a normal login.
         http("POST", st.gw("/connect"), tc)

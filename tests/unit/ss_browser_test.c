@@ -2,7 +2,9 @@
  * ss_browser_test.c - browser.c without a browser: argv building, profile
  * paths from hostile user ids, directory creation, SingletonLock clean-up
  * (stale, foreign host, live), profile removal without following
- * symlinks, and the relaunch backoff.
+ * symlinks, an adopted spare's link (settled into a plain directory, kept
+ * while a browser runs on it, removed with its directory), and the
+ * relaunch backoff.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -228,6 +230,115 @@ static void remove_tree_does_not_follow_links(void **state)
     assert_int_equal(browser__remove_tree(""), WA_EINVAL);
 }
 
+/* An adopted spare: the user's profile is a relative link to a sibling
+ * .spare-XXXXXX directory that a browser runs on. */
+static void adopted(char *user, char *spare, size_t len)
+{
+    char p[1024];
+
+    snprintf(spare, len, "%s/%sabc123", tmp, SS_SPARE_PREFIX);
+    snprintf(user, len, "%s/doctor-1", tmp);
+    assert_int_equal(browser__remove_tree(user), WA_OK); /* earlier tests */
+    assert_int_equal(browser__remove_tree(spare), WA_OK);
+    assert_int_equal(browser__mkdirs(spare), WA_OK);
+    snprintf(p, sizeof(p), "%s/Default", spare);
+    assert_int_equal(browser__mkdirs(p), WA_OK);
+    snprintf(p, sizeof(p), "%s/Default/login", spare);
+    fclose(fopen(p, "w"));
+    snprintf(p, sizeof(p), "%s/%s", spare, SS_SPARE_OWNER);
+    fclose(fopen(p, "w"));
+    assert_int_equal(symlink(SS_SPARE_PREFIX "abc123", user), 0);
+}
+
+static void settle_makes_a_plain_directory(void **state)
+{
+    char user[512], spare[512], p[1024];
+    struct stat st;
+
+    (void)state;
+    adopted(user, spare, sizeof(user));
+    assert_int_equal(browser__settle_profile(user), WA_OK);
+    assert_int_equal(lstat(user, &st), 0);
+    assert_true(S_ISDIR(st.st_mode)); /* no longer a link */
+    assert_true(exists(user, "Default/login"));
+    assert_false(exists(user, SS_SPARE_OWNER));
+    assert_int_equal(lstat(spare, &st), -1); /* the spare's name is gone */
+    /* Again, and on a missing profile: nothing to do. */
+    assert_int_equal(browser__settle_profile(user), WA_OK);
+    snprintf(p, sizeof(p), "%s/nobody", tmp);
+    assert_int_equal(browser__settle_profile(p), WA_OK);
+    /* A dangling link goes. */
+    snprintf(p, sizeof(p), "%s/dangling", tmp);
+    assert_int_equal(symlink(SS_SPARE_PREFIX "gone", p), 0);
+    assert_int_equal(browser__settle_profile(p), WA_OK);
+    assert_int_equal(lstat(p, &st), -1);
+    /* Someone else's link (not to a spare) is used as it is. */
+    snprintf(p, sizeof(p), "%s/foreign", tmp);
+    assert_int_equal(symlink(user, p), 0);
+    assert_int_equal(browser__settle_profile(p), WA_OK);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_true(exists(user, "Default/login"));
+}
+
+/* A live browser on the spare's path holds the user's profile: neither
+ * the lock is cleared nor the directories swapped. */
+static void settle_waits_for_a_live_browser(void **state)
+{
+    char host[256], target[512], user[512], spare[512], arg[1024];
+    struct stat st;
+    pid_t pid;
+
+    (void)state;
+    adopted(user, spare, sizeof(user));
+    snprintf(arg, sizeof(arg), "--user-data-dir=%s", spare);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", "sleep 30; :", "sh", arg, (char *)NULL);
+        _exit(127);
+    }
+    usleep(100 * 1000);
+    assert_int_equal(gethostname(host, sizeof(host)), 0);
+    snprintf(target, sizeof(target), "%s-%d", host, (int)pid);
+    lock(spare, target);
+    /* Seen through the user's link, the lock is live too. */
+    assert_int_equal(browser__clear_singleton(user, NULL), WA_ECONFLICT);
+    assert_int_equal(browser__settle_profile(user), WA_ECONFLICT);
+    assert_int_equal(lstat(user, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    kill(pid, 9);
+    waitpid(pid, NULL, 0);
+    assert_int_equal(browser__settle_profile(user), WA_OK);
+    assert_int_equal(lstat(user, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+}
+
+static void remove_profile_takes_the_spare_along(void **state)
+{
+    char user[512], spare[512], other[512], p[1024];
+    struct stat st;
+
+    (void)state;
+    adopted(user, spare, sizeof(user));
+    assert_int_equal(browser__remove_profile(user), WA_OK);
+    assert_int_equal(lstat(user, &st), -1);
+    assert_int_equal(lstat(spare, &st), -1);
+    /* A plain profile. */
+    assert_int_equal(browser__mkdirs(user), WA_OK);
+    assert_int_equal(browser__remove_profile(user), WA_OK);
+    assert_int_equal(lstat(user, &st), -1);
+    /* A link elsewhere: only the link goes. */
+    snprintf(other, sizeof(other), "%s/elsewhere", tmp);
+    assert_int_equal(browser__mkdirs(other), WA_OK);
+    assert_int_equal(symlink(other, user), 0);
+    assert_int_equal(browser__remove_profile(user), WA_OK);
+    assert_int_equal(lstat(user, &st), -1);
+    assert_int_equal(stat(other, &st), 0);
+    snprintf(p, sizeof(p), "%s/nobody", tmp);
+    assert_int_equal(browser__remove_profile(p), WA_OK);
+}
+
 static void backoff_doubles_to_the_cap(void **state)
 {
     uint64_t b = 0;
@@ -250,6 +361,9 @@ int main(void)
         cmocka_unit_test(singleton_lock_cleanup),
         cmocka_unit_test(singleton_lock_live_is_kept),
         cmocka_unit_test(remove_tree_does_not_follow_links),
+        cmocka_unit_test(settle_makes_a_plain_directory),
+        cmocka_unit_test(settle_waits_for_a_live_browser),
+        cmocka_unit_test(remove_profile_takes_the_spare_along),
         cmocka_unit_test(backoff_doubles_to_the_cap),
     };
 

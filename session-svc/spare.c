@@ -1,0 +1,392 @@
+/*
+ * spare.c - pre-warmed browsers (SPARE_BROWSERS, default 1, 0 = off).
+ *
+ * Starting Chromium and setting up its page on about:blank is most of a
+ * connect's wait for the QR code (docs/architecture.md). A spare is a
+ * browser started ahead on a profile of its own,
+ * $SESSIONS_DIR/.spare-XXXXXX, attached and set up on about:blank (the
+ * adapter stops it before navigating). A connect of a user who has no
+ * profile yet adopts it: the user's profile path becomes a relative
+ * symlink to the spare's directory, the browser and its page move to the
+ * session, and the adapter navigates. A new spare follows.
+ *
+ * Why a link and not a rename: Chromium resolves --user-data-dir once, at
+ * launch (a symlink is followed: chrome://version shows the target), and
+ * uses that path from then on; a directory renamed under a running
+ * browser would lose every file the browser creates afterwards (the
+ * page's IndexedDB, for one). So the spare's directory stays where it is
+ * while its browser runs, and the user's name points at it. The user's
+ * next launch, with no browser on the profile, swaps the two atomically
+ * (browser__settle_profile) and the profile is a plain directory again;
+ * until then restarts and moves follow the link. /disconnect deletes link
+ * and directory (browser__remove_profile).
+ *
+ * Instances may share SESSIONS_DIR. A spare's directory holds
+ * SS_SPARE_OWNER, flock()ed by the session-svc that made it until the
+ * spare is adopted or gone. The sweep at start deletes a .spare-*
+ * directory only when it gets that lock and, checked after getting it, no
+ * profile links there (an adoption links before it unlocks).
+ *
+ * Loop thread only.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "session.h"
+#include "wa/config.h"
+#include "wa/log.h"
+
+/* First fill after start (restored users launch first), and the refill
+ * after an adoption (the adopted page loads first). */
+#define SPARE_START_MS 500
+#define SPARE_REFILL_MS 0
+
+static long count(const ss_t *ss)
+{
+    const ss_session_t *sp;
+    long n = 0;
+
+    for (sp = ss->spares; sp != NULL; sp = sp->next)
+        n++;
+    return n;
+}
+
+static void unlink_spare(ss_t *ss, ss_session_t *sp)
+{
+    ss_session_t **pp;
+
+    for (pp = &ss->spares; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == sp) {
+            *pp = sp->next;
+            sp->next = NULL;
+            return;
+        }
+    }
+}
+
+/* The spare's directory goes, then its lock. */
+static void drop_dir(ss_session_t *sp)
+{
+    if (sp->profile[0] != '\0' && browser__remove_tree(sp->profile) != WA_OK)
+        wa_warn(NULL, "cannot delete the spare profile %s", sp->profile);
+    sp->profile[0] = '\0';
+    if (sp->owner_fd >= 0) {
+        close(sp->owner_fd);
+        sp->owner_fd = -1;
+    }
+}
+
+static void on_fill(uv_timer_t *t);
+
+static void schedule(ss_t *ss, uint64_t ms)
+{
+    if (ss->stopping || ss->cfg.spares <= 0 || !ss->spare_timer_ready)
+        return;
+    uv_timer_stop(&ss->spare_timer);
+    uv_timer_start(&ss->spare_timer, on_fill, ms, 0);
+}
+
+static void on_spare_event(void *arg, const char *session, const char *method,
+                     const cJSON *params)
+{
+    adapter__on_event(arg, session, method, params);
+}
+
+static void on_spare_exit(void *arg, int64_t status, int sig)
+{
+    ss_session_t *sp = arg;
+    ss_t *ss = sp->ss;
+    ss_stop_waiter_t *w, *next;
+
+    sp->browser = NULL;
+    drop_dir(sp);
+    unlink_spare(ss, sp);
+    if (!sp->stopping) {
+        ss->spare_backoff_ms = browser__backoff_next(
+            ss->spare_backoff_ms, (uint64_t)ss->cfg.backoff_max_ms);
+        wa_warn(NULL,
+                "spare browser exited (status %lld, signal %d); another "
+                "in %llu ms",
+                (long long)status, sig,
+                (unsigned long long)ss->spare_backoff_ms);
+        schedule(ss, ss->spare_backoff_ms);
+    }
+    for (w = sp->waiters, sp->waiters = NULL; w != NULL; w = next) {
+        next = w->next;
+        w->fn(w->arg, NULL);
+        free(w);
+    }
+    sessions__release(sp);
+}
+
+/* Make the spare's directory and take its owner lock. */
+static wa_err_t make_dir(ss_t *ss, ss_session_t *sp)
+{
+    char owner[SS_PATH_MAX + 64];
+    int n;
+
+    n = snprintf(sp->profile, sizeof(sp->profile), "%s/%sXXXXXX",
+                 ss->cfg.sessions_dir, SS_SPARE_PREFIX);
+    if (n < 0 || (size_t)n >= sizeof(sp->profile))
+        return WA_ETOOBIG;
+    if (mkdtemp(sp->profile) == NULL) {
+        sp->profile[0] = '\0';
+        return WA_EUNAVAIL;
+    }
+    snprintf(owner, sizeof(owner), "%s/%s", sp->profile, SS_SPARE_OWNER);
+    sp->owner_fd =
+        open(owner, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (sp->owner_fd < 0 || flock(sp->owner_fd, LOCK_EX | LOCK_NB) != 0)
+        return WA_EUNAVAIL;
+    return WA_OK;
+}
+
+static wa_err_t launch_one(ss_t *ss)
+{
+    ss_browser_opts_t o = {0};
+    ss_browser_cb_t cb = {0};
+    ss_session_t *sp;
+    char **argv = NULL;
+    wa_err_t err;
+
+    if ((sp = sessions__alloc(ss)) == NULL)
+        return WA_ENOMEM;
+    sp->spare = true;
+    sp->owner_fd = -1;
+    snprintf(sp->user, sizeof(sp->user), "(spare)");
+    if ((err = make_dir(ss, sp)) != WA_OK)
+        goto fail;
+    o.exe = ss->chromium;
+    o.profile = sp->profile;
+    o.user_agent = ss->user_agent;
+    o.extra = ss->cfg.browser_flags;
+    o.no_sandbox = ss->is_root;
+    if ((err = browser__argv(&o, &argv)) != WA_OK)
+        goto fail;
+    cb.on_event = on_spare_event;
+    cb.on_exit = on_spare_exit;
+    cb.arg = sp;
+    err = browser__launch(ss->loop, argv, &cb, &sp->browser);
+    wa_strv_free(argv);
+    if (err != WA_OK)
+        goto fail;
+    sp->launched_at = uv_now(ss->loop);
+    sp->next = ss->spares;
+    ss->spares = sp;
+    wa_debug(NULL, "spare browser pid %d on %s", browser__pid(sp->browser),
+             sp->profile);
+    adapter__start(sp);
+    return WA_OK;
+fail:
+    drop_dir(sp);
+    sessions__release(sp);
+    return err;
+}
+
+static void on_fill(uv_timer_t *t)
+{
+    ss_t *ss = t->data;
+    wa_err_t err;
+
+    while (!ss->stopping && count(ss) < ss->cfg.spares &&
+           sessions__active(ss) < ss->cfg.max_sessions) {
+        if ((err = launch_one(ss)) != WA_OK) {
+            ss->spare_backoff_ms = browser__backoff_next(
+                ss->spare_backoff_ms, (uint64_t)ss->cfg.backoff_max_ms);
+            wa_warn(NULL, "cannot start a spare browser: %s; again in %llu ms",
+                    wa_strerror(err),
+                    (unsigned long long)ss->spare_backoff_ms);
+            schedule(ss, ss->spare_backoff_ms);
+            return;
+        }
+    }
+}
+
+/* Does an entry of dir link to name? (Cannot tell: yes, keep it.) */
+static bool linked(const char *dir, const char *name)
+{
+    char buf[NAME_MAX + 1];
+    struct dirent *e;
+    bool found = false;
+    ssize_t n;
+    DIR *d;
+
+    if ((d = opendir(dir)) == NULL)
+        return true;
+    while (!found && (e = readdir(d)) != NULL) {
+        if (e->d_type != DT_LNK && e->d_type != DT_UNKNOWN)
+            continue;
+        n = readlinkat(dirfd(d), e->d_name, buf, sizeof(buf) - 1);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        found = strcmp(buf, name) == 0;
+    }
+    closedir(d);
+    return found;
+}
+
+/* One .spare-* entry of the sweep. */
+static void sweep_one(const char *dir, const char *name)
+{
+    char path[SS_PATH_MAX + NAME_MAX + 2], owner[sizeof(path) + 32];
+    struct stat st;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (lstat(path, &st) != 0)
+        return;
+    if (S_ISLNK(st.st_mode)) {
+        /* A settle's leftover: the exchanged name. */
+        (void)unlink(path);
+        return;
+    }
+    if (!S_ISDIR(st.st_mode))
+        return;
+    snprintf(owner, sizeof(owner), "%s/%s", path, SS_SPARE_OWNER);
+    if ((fd = open(owner, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) < 0)
+        return; /* being made, or not a spare of ours: left alone */
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0 && !linked(dir, name)) {
+        if (browser__remove_tree(path) == WA_OK)
+            wa_info(NULL, "removed the orphaned spare profile %s", name);
+        else
+            wa_warn(NULL, "cannot delete the orphaned spare profile %s", name);
+    }
+    close(fd);
+}
+
+static void sweep(const char *dir)
+{
+    char (*names)[NAME_MAX + 1] = NULL, (*grown)[NAME_MAX + 1];
+    size_t n = 0, cap = 0, i;
+    struct dirent *e;
+    DIR *d;
+
+    /* Names first: the directory changes while we delete. */
+    if ((d = opendir(dir)) == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, SS_SPARE_PREFIX, strlen(SS_SPARE_PREFIX)) != 0)
+            continue;
+        if (n == cap) {
+            cap = cap == 0 ? 8 : cap * 2;
+            if ((grown = realloc(names, cap * sizeof(*names))) == NULL)
+                break;
+            names = grown;
+        }
+        snprintf(names[n++], sizeof(names[0]), "%s", e->d_name);
+    }
+    closedir(d);
+    for (i = 0; i < n; i++)
+        sweep_one(dir, names[i]);
+    free(names);
+}
+
+void spare__init(ss_t *ss)
+{
+    if (uv_timer_init(ss->loop, &ss->spare_timer) != 0)
+        return;
+    ss->spare_timer.data = ss;
+    ss->spare_timer_ready = true;
+    sweep(ss->cfg.sessions_dir);
+    schedule(ss, SPARE_START_MS);
+}
+
+wa_err_t spare__take(ss_t *ss, const char *profile, ss_browser_t **b,
+                     ss_page_t *page)
+{
+    ss_session_t *sp;
+    struct stat st;
+    const char *name;
+
+    for (sp = ss->spares; sp != NULL; sp = sp->next) {
+        if (!sp->stopping && browser__cdp(sp->browser) != NULL)
+            break;
+    }
+    if (sp == NULL)
+        return WA_ENOTFOUND;
+    if (lstat(profile, &st) == 0 || errno != ENOENT)
+        return WA_ECONFLICT;
+    name = strrchr(sp->profile, '/') + 1;
+    if (symlink(name, profile) != 0)
+        return errno == EEXIST ? WA_ECONFLICT : WA_EUNAVAIL;
+    /* Linked: from now on the link keeps the directory, not the lock. */
+    unlink_spare(ss, sp);
+    close(sp->owner_fd);
+    sp->owner_fd = -1;
+    *b = sp->browser;
+    *page = sp->page;
+    sp->browser = NULL;
+    sessions__release(sp);
+    ss->spare_backoff_ms = 0;
+    schedule(ss, SPARE_REFILL_MS);
+    return WA_OK;
+}
+
+void spare__failed(ss_session_t *sp, const char *why)
+{
+    if (sp->browser == NULL || sp->stopping)
+        return;
+    wa_warn(NULL, "spare browser failed: %s", why);
+    browser__stop(sp->browser, (uint64_t)sp->ss->cfg.stop_timeout_ms);
+}
+
+long spare__stop_all(ss_t *ss, ss_stopped_fn gone, void *arg)
+{
+    ss_stop_waiter_t *w;
+    ss_session_t *sp;
+    long n = 0;
+
+    if (ss->spare_timer_ready)
+        uv_timer_stop(&ss->spare_timer);
+    for (sp = ss->spares; sp != NULL; sp = sp->next) {
+        if (sp->stopping || (w = calloc(1, sizeof(*w))) == NULL)
+            continue;
+        w->fn = gone;
+        w->arg = arg;
+        sp->waiters = w;
+        sp->stopping = true;
+        browser__stop(sp->browser, (uint64_t)ss->cfg.stop_timeout_ms);
+        n++;
+    }
+    return n;
+}
+
+void spare__kill_all(ss_t *ss)
+{
+    ss_session_t *sp;
+
+    for (sp = ss->spares; sp != NULL; sp = sp->next)
+        browser__kill(sp->browser);
+}
+
+void spare__free_all(ss_t *ss)
+{
+    ss_session_t *sp, *next;
+
+    for (sp = ss->spares; sp != NULL; sp = next) {
+        next = sp->next;
+        if (sp->browser != NULL) {
+            /* Still running (only after a failed shutdown): its exit must
+             * not reach the freed record. */
+            ss_browser_cb_t none = {0};
+
+            browser__rebind(sp->browser, &none);
+        }
+        drop_dir(sp);
+        sessions__release(sp);
+    }
+    ss->spares = NULL;
+    if (ss->spare_timer_ready) {
+        ss->spare_timer_ready = false;
+        uv_close((uv_handle_t *)&ss->spare_timer, NULL);
+    }
+}
