@@ -2,7 +2,7 @@
  * store_bench.c - throughput of a running store-svc through the bus.
  *
  * Usage: STORE_URL=tcp://127.0.0.1:5560 store_bench [--only=<op>]
- *            [--socket-per-thread] [seconds] [threads...]
+ *            [--socket-per-thread] [--rows=N] [seconds] [threads...]
  *        defaults: log.append, session.get and ping; 3 seconds per figure;
  *        1 16 64 client threads.
  *
@@ -11,6 +11,8 @@
  * with a fresh rid, for the given time:
  *
  *   log.append   every row committed before its answer (group commit);
+ *                --rows=N (2..256) sends N rows per call in "rows", as a
+ *                producer with a backlog does; rows/s counts rows;
  *   session.get  the read path;
  *   ping         no database at all: the ceiling of the bus itself on this
  *                machine, to read the other two against.
@@ -44,6 +46,7 @@ typedef struct bench {
     const char *url;
     nng_socket shared; /* or per thread */
     bool per_thread;
+    int rows; /* log.append rows per call; 1: the single-row form */
     wa_op_t op;
     double until; /* monotonic seconds */
     atomic_ullong ok;
@@ -74,20 +77,40 @@ static wa_err_t open_req(const char *url, nng_socket *out)
     return wa_bus_open(WA_SOCK_REQ, WA_SOCK_DIAL, url, &opts, out);
 }
 
-/* A log.append's arguments: a small message-like event. */
-static cJSON *append_args(int id)
+/* One log row: a small message-like event, into obj. */
+static bool add_row(cJSON *obj, int id)
 {
-    cJSON *args = cJSON_CreateObject(), *data;
+    cJSON *data;
 
-    if (args == NULL ||
-        !cJSON_AddStringToObject(args, "eventType", "bench.append") ||
-        (data = cJSON_AddObjectToObject(args, "eventData")) == NULL ||
-        !cJSON_AddStringToObject(data, "chatId", "41791234567@c.us") ||
-        !cJSON_AddNumberToObject(data, "client", id)) {
-        cJSON_Delete(args);
+    return cJSON_AddStringToObject(obj, "eventType", "bench.append") &&
+           (data = cJSON_AddObjectToObject(obj, "eventData")) != NULL &&
+           cJSON_AddStringToObject(data, "chatId", "41791234567@c.us") &&
+           cJSON_AddNumberToObject(data, "client", id);
+}
+
+/* A log.append's arguments: one row, or {"rows":[...]} of rows rows. */
+static cJSON *append_args(int id, int rows)
+{
+    cJSON *args = cJSON_CreateObject(), *arr, *row;
+
+    if (args == NULL)
         return NULL;
+    if (rows == 1) {
+        if (add_row(args, id))
+            return args;
+        goto fail;
+    }
+    if ((arr = cJSON_AddArrayToObject(args, "rows")) == NULL)
+        goto fail;
+    for (int i = 0; i < rows; i++) {
+        if ((row = cJSON_CreateObject()) == NULL ||
+            !cJSON_AddItemToArray(arr, row) || !add_row(row, id))
+            goto fail;
     }
     return args;
+fail:
+    cJSON_Delete(args);
+    return NULL;
 }
 
 static void *client_main(void *arg)
@@ -101,7 +124,8 @@ static void *client_main(void *arg)
     double t0, ms;
     size_t slot;
 
-    if (b->op == WA_OP_LOG_APPEND && (args = append_args(cl->id)) == NULL) {
+    if (b->op == WA_OP_LOG_APPEND &&
+        (args = append_args(cl->id, b->rows)) == NULL) {
         atomic_fetch_add(&b->errors, 1);
         return NULL;
     }
@@ -143,7 +167,7 @@ static int run(bench_t *b, wa_op_t op, int threads, double seconds)
     static client_t clients[MAX_THREADS];
     static pthread_t tids[MAX_THREADS];
     unsigned long long ok;
-    double start, elapsed;
+    double start, elapsed, per;
     int started = 0, opened = 0, rv = 0;
 
     b->op = op;
@@ -172,12 +196,16 @@ static int run(bench_t *b, wa_op_t op, int threads, double seconds)
         pthread_join(tids[i], NULL);
     elapsed = now_s() - start;
     ok = atomic_load(&b->ok);
+    per = op == WA_OP_LOG_APPEND ? (double)b->rows : 1.0;
     printf("%-12s threads=%-3d %s=%-8.0f p50_ms=%-6.1f p99_ms=%-6.1f "
-           "errors=%llu\n",
+           "errors=%llu",
            wa_op_name(op), started,
-           op == WA_OP_LOG_APPEND ? "rows/s" : "reqs/s", (double)ok / elapsed,
-           quantile(b, ok, 0.50), quantile(b, ok, 0.99),
-           atomic_load(&b->errors));
+           op == WA_OP_LOG_APPEND ? "rows/s" : "reqs/s",
+           (double)ok * per / elapsed, quantile(b, ok, 0.50),
+           quantile(b, ok, 0.99), atomic_load(&b->errors));
+    if (op == WA_OP_LOG_APPEND)
+        printf(" rows_per_call=%d", b->rows);
+    printf("\n");
     fflush(stdout);
 out:
     for (int i = 0; b->per_thread && i < opened; i++)
@@ -188,7 +216,8 @@ out:
 static void usage(void)
 {
     fprintf(stderr, "usage: store_bench [--only=log.append|session.get|ping] "
-                    "[--socket-per-thread] [seconds] [threads...]\n");
+                    "[--socket-per-thread] [--rows=2..256] [seconds] "
+                    "[threads...]\n");
 }
 
 int main(int argc, char **argv)
@@ -204,7 +233,7 @@ int main(int argc, char **argv)
     char err[256], rid[WA_RID_MAX + 1];
     wa_reply_t rep;
     wa_err_t rv;
-    int status = 0, i = 1;
+    int status = 0, i = 1, rows = 1;
 
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strncmp(argv[i], "--only=", 7) == 0 &&
@@ -212,6 +241,12 @@ int main(int argc, char **argv)
             (ops[0] == WA_OP_LOG_APPEND || ops[0] == WA_OP_SESSION_GET ||
              ops[0] == WA_OP_PING)) {
             nops = 1;
+        } else if (strncmp(argv[i], "--rows=", 7) == 0) {
+            rows = atoi(argv[i] + 7);
+            if (rows < 2 || rows > 256) {
+                usage();
+                return 2;
+            }
         } else if (strcmp(argv[i], "--socket-per-thread") != 0) {
             usage();
             return 2;
@@ -242,6 +277,7 @@ int main(int argc, char **argv)
         goto out;
     }
     b->url = url;
+    b->rows = rows;
     for (int k = 1; k < argc; k++)
         b->per_thread |= strcmp(argv[k], "--socket-per-thread") == 0;
     if ((rv = open_req(url, &b->shared)) != WA_OK) {

@@ -64,6 +64,12 @@ struct call {
         } list;
     } a;
     char *data_json; /* log.append, event.record: the data as JSON text */
+    /* log.append with "rows": each row's type (in args) and data as JSON */
+    struct {
+        const char **type;
+        char **data;
+        int n;
+    } rows;
     cJSON *result;
     wa_err_t err;
     char msg[WA_MESSAGE_MAX + 1];
@@ -304,7 +310,7 @@ static const char *const f_upsert[] = {
 };
 static const char *const f_page[] = {"limit", "offset", NULL};
 static const char *const f_limit[] = {"limit", NULL};
-static const char *const f_log[] = {"eventType", "eventData", NULL};
+static const char *const f_log[] = {"eventType", "eventData", "rows", NULL};
 static const char *const f_event[] = {"type", "data", NULL};
 static const char *const f_register[] = {"instance", "url", "capacity", NULL};
 static const char *const f_beat[] = {"instance", "sessions", NULL};
@@ -369,17 +375,75 @@ static wa_err_t parse_log_list(call_t *c)
                    &c->a.list.limit);
 }
 
-static wa_err_t parse_log_append(call_t *c)
+static wa_err_t check_event_type(call_t *c, const char *name,
+                                 const char *type)
 {
+    if (!event_type_valid(type))
+        return invalid(c, "%s: must be 1..%d characters of a-z, '_' and '.'",
+                       name, STORE_EVENT_TYPE_MAX);
+    return WA_OK;
+}
+
+/* One row of "rows": {"eventType","eventData"}, nothing else. */
+static wa_err_t parse_log_row(call_t *c, const cJSON *row, int i)
+{
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(row, "eventType");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(row, "eventData");
+
+    if (!cJSON_IsObject(row) || cJSON_GetArraySize(row) != 2 ||
+        !cJSON_IsString(type) || data == NULL)
+        return invalid(c,
+                       "rows[%d]: must be an object of exactly eventType "
+                       "(a string) and eventData",
+                       i);
+    if (!event_type_valid(type->valuestring))
+        return invalid(c,
+                       "rows[%d].eventType: must be 1..%d characters of "
+                       "a-z, '_' and '.'",
+                       i, STORE_EVENT_TYPE_MAX);
+    c->rows.type[i] = type->valuestring;
+    if ((c->rows.data[i] = cJSON_PrintUnformatted(data)) == NULL)
+        return WA_ENOMEM;
+    if (strlen(c->rows.data[i]) > STORE_EVENT_DATA_MAX)
+        return invalid(c, "rows[%d].eventData: must be at most %d bytes of JSON",
+                       i, STORE_EVENT_DATA_MAX);
+    return WA_OK;
+}
+
+/* "rows": 1..STORE_LOG_BATCH_MAX rows, appended in one transaction. */
+static wa_err_t parse_log_rows(call_t *c, const cJSON *rows)
+{
+    int n = cJSON_GetArraySize(rows), i = 0;
     wa_err_t e;
 
-    if ((e = string_arg(c, "eventType", &c->a.log.type)) != WA_OK)
+    if (arg(c, "eventType") != NULL || arg(c, "eventData") != NULL)
+        return invalid(c, "rows: give either rows or eventType and "
+                          "eventData, not both");
+    if (!cJSON_IsArray(rows) || n < 1 || n > STORE_LOG_BATCH_MAX)
+        return invalid(c, "rows: must be an array of 1..%d rows",
+                       STORE_LOG_BATCH_MAX);
+    c->rows.type = calloc((size_t)n, sizeof(*c->rows.type));
+    c->rows.data = calloc((size_t)n, sizeof(*c->rows.data));
+    if (c->rows.type == NULL || c->rows.data == NULL)
+        return WA_ENOMEM;
+    c->rows.n = n;
+    for (const cJSON *row = rows->child; row != NULL; row = row->next, i++) {
+        if ((e = parse_log_row(c, row, i)) != WA_OK)
+            return e;
+    }
+    return WA_OK;
+}
+
+static wa_err_t parse_log_append(call_t *c)
+{
+    const cJSON *rows = arg(c, "rows");
+    wa_err_t e;
+
+    if (rows != NULL)
+        return parse_log_rows(c, rows);
+    if ((e = string_arg(c, "eventType", &c->a.log.type)) != WA_OK ||
+        (e = check_event_type(c, "eventType", c->a.log.type)) != WA_OK)
         return e;
-    if (!event_type_valid(c->a.log.type))
-        return invalid(c,
-                       "eventType: must be 1..%d characters of a-z, '_' "
-                       "and '.'",
-                       STORE_EVENT_TYPE_MAX);
     return json_arg(c, "eventData", false, STORE_EVENT_DATA_MAX);
 }
 
@@ -562,6 +626,27 @@ static wa_err_t exec_upsert(call_t *c, db_conn_t *conn)
     return sessions__upsert(conn, c->req->user, &c->a.upsert, now, &c->result);
 }
 
+/* "rows": every row in this transaction; {"ids":[...],"timestamp"}. */
+static wa_err_t exec_log_rows(call_t *c, db_conn_t *conn, const char *now)
+{
+    cJSON *ids;
+    int64_t id;
+    wa_err_t e;
+
+    if ((c->result = cJSON_CreateObject()) == NULL ||
+        (ids = cJSON_AddArrayToObject(c->result, "ids")) == NULL ||
+        !cJSON_AddStringToObject(c->result, "timestamp", now))
+        return WA_ENOMEM;
+    for (int i = 0; i < c->rows.n; i++) {
+        if ((e = logs__append(conn, c->req->user, c->rows.type[i],
+                              c->rows.data[i], now, &id)) != WA_OK)
+            return e;
+        if (!cJSON_AddItemToArray(ids, cJSON_CreateNumber((double)id)))
+            return WA_ENOMEM;
+    }
+    return WA_OK;
+}
+
 static wa_err_t exec_log_append(call_t *c, db_conn_t *conn)
 {
     char now[WA_TIMESTAMP_MAX + 1];
@@ -569,6 +654,8 @@ static wa_err_t exec_log_append(call_t *c, db_conn_t *conn)
     wa_err_t e;
 
     wa_timestamp_now(now, sizeof(now));
+    if (c->rows.n > 0)
+        return exec_log_rows(c, conn, now);
     if ((e = logs__append(conn, c->req->user, c->a.log.type, c->data_json, now,
                           &id)) != WA_OK)
         return e;
@@ -722,6 +809,16 @@ static void answer_waiter(void *waiter, void *arg)
     }
 }
 
+/* Free what parse allocated. */
+static void call_free_args(call_t *c)
+{
+    for (int i = 0; i < c->rows.n; i++)
+        free(c->rows.data[i]);
+    free(c->rows.data);
+    free(c->rows.type);
+    free(c->data_json);
+}
+
 /* A write is over (err final): record it, answer duplicates that waited,
  * answer it, free it. */
 static void finish_write(call_t *c, wa_err_t err)
@@ -737,7 +834,7 @@ static void finish_write(call_t *c, wa_err_t err)
               err == WA_OK ? text : NULL, wa_now_ms(), answer_waiter, c);
     free(text);
     answer(c);
-    free(c->data_json);
+    call_free_args(c);
     free(c);
 }
 
@@ -777,13 +874,13 @@ static wa_err_t fingerprint(const wa_request_t *req, uint64_t *fp)
 /* Free a call that never reached the writer. */
 static void drop_call(call_t *c)
 {
-    free(c->data_json);
+    call_free_args(c);
     free(c);
 }
 
 /* Start a write: answer duplicates from the cache, else queue it. Takes
  * over the stack call s (its job is answered now or later). */
-static void start_write(const call_t *s)
+static void start_write(call_t *s)
 {
     store_t *st = s->st;
     idem_state_t state;
@@ -794,7 +891,7 @@ static void start_write(const call_t *s)
 
     if ((c = malloc(sizeof(*c))) == NULL) {
         wa_bus_reply_err(s->job, WA_ENOMEM, NULL);
-        free(s->data_json);
+        call_free_args(s);
         return;
     }
     *c = *s;
@@ -882,5 +979,5 @@ void ops__handle(void *arg, wa_bus_job_t *job)
     return;
 answer:
     answer(&c);
-    free(c.data_json);
+    call_free_args(&c);
 }

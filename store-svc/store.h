@@ -41,6 +41,8 @@
 #define STORE_EVENT_DATA_MAX (64 * 1024)
 #define STORE_LIST_MAX 500
 #define STORE_LOG_LIST_DEFAULT 50
+/* Rows one log.append may carry in "rows". */
+#define STORE_LOG_BATCH_MAX 256
 #define STORE_SESSION_LIST_DEFAULT 100
 #define STORE_OFFSET_MAX 1000000000L
 #define STORE_INSTANCE_MAX 100

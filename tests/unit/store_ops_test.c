@@ -282,6 +282,72 @@ static void test_logs(void **state)
     cJSON_Delete(d);
 }
 
+/* log.append with "rows": all rows in one answer, ids in order, newest
+ * first in the list; a bad row refuses the whole batch. */
+static void test_log_rows(void **state)
+{
+    fx_t *f = *state;
+    cJSON *d, *ids, *logs;
+    char *big;
+    size_t len;
+
+    d = ok(f, WA_OP_LOG_APPEND, "batch",
+           "{\"rows\":[{\"eventType\":\"message\",\"eventData\":{\"n\":1}},"
+           "{\"eventType\":\"status\",\"eventData\":\"two\"},"
+           "{\"eventType\":\"message\",\"eventData\":[3]}]}");
+    ids = cJSON_GetObjectItem(d, "ids");
+    assert_int_equal(cJSON_GetArraySize(ids), 3);
+    assert_true(cJSON_GetArrayItem(ids, 1)->valuedouble >
+                cJSON_GetArrayItem(ids, 0)->valuedouble);
+    assert_true(cJSON_GetArrayItem(ids, 2)->valuedouble >
+                cJSON_GetArrayItem(ids, 1)->valuedouble);
+    assert_int_equal(strlen(s(d, "timestamp")), 24);
+    cJSON_Delete(d);
+    d = ok(f, WA_OP_LOG_LIST, "batch", NULL);
+    logs = cJSON_GetObjectItem(d, "logs");
+    assert_int_equal(cJSON_GetArraySize(logs), 3);
+    assert_string_equal(s(cJSON_GetArrayItem(logs, 1), "eventData"), "two");
+    assert_int_equal(cJSON_GetArrayItem(
+                         cJSON_GetObjectItem(cJSON_GetArrayItem(logs, 0),
+                                             "eventData"),
+                         0)
+                         ->valueint,
+                     3);
+    cJSON_Delete(d);
+
+    fails(f, WA_OP_LOG_APPEND, "batch", "{\"rows\":[]}", WA_EINVAL,
+          "rows: must be an array of 1..256 rows");
+    fails(f, WA_OP_LOG_APPEND, "batch", "{\"rows\":{}}", WA_EINVAL, "rows");
+    fails(f, WA_OP_LOG_APPEND, "batch",
+          "{\"rows\":[{\"eventType\":\"a\",\"eventData\":1}],"
+          "\"eventType\":\"a\"}",
+          WA_EINVAL, "not both");
+    fails(f, WA_OP_LOG_APPEND, "batch",
+          "{\"rows\":[{\"eventType\":\"a\",\"eventData\":1},"
+          "{\"eventType\":\"Bad\",\"eventData\":1}]}",
+          WA_EINVAL, "rows[1].eventType");
+    fails(f, WA_OP_LOG_APPEND, "batch",
+          "{\"rows\":[{\"eventType\":\"a\",\"eventData\":1,\"x\":2}]}",
+          WA_EINVAL, "rows[0]: must be an object");
+    fails(f, WA_OP_LOG_APPEND, "batch", "{\"rows\":[{\"eventType\":\"a\"}]}",
+          WA_EINVAL, "rows[0]");
+    fails(f, WA_OP_LOG_APPEND, "batch", "{\"rows\":[7]}", WA_EINVAL,
+          "rows[0]");
+    /* 257 rows: over the limit. */
+    len = 10 + 257 * 40;
+    big = malloc(len);
+    assert_non_null(big);
+    strcpy(big, "{\"rows\":[");
+    for (int i = 0; i < 257; i++)
+        strcat(big, i ? ",{\"eventType\":\"a\",\"eventData\":1}"
+                      : "{\"eventType\":\"a\",\"eventData\":1}");
+    strcat(big, "]}");
+    fails(f, WA_OP_LOG_APPEND, "batch", big, WA_EINVAL, "1..256");
+    free(big);
+    /* Nothing of the refused batches was written. */
+    assert_int_equal(log_rows(f, "batch"), 3);
+}
+
 /* seq rises by one per user and keeps rising across a restart. */
 static void test_event_record(void **state)
 {
@@ -839,6 +905,7 @@ int main(void)
         T(test_ping),
         T(test_sessions),
         T(test_logs),
+        T(test_log_rows),
         T(test_event_record),
         T(test_placement),
         T(test_placement_capacity),
