@@ -55,6 +55,12 @@ static const char *const migrations[DB_SCHEMA_VERSION] = {
     "instance TEXT NOT NULL, placed_at TEXT NOT NULL) WITHOUT ROWID;"
     "CREATE INDEX placements_instance ON placements (instance, user_id);"
     "PRAGMA user_version = 2;",
+    /* 2 -> 3: the answers of writes that must never run twice (rids.c). */
+    "CREATE TABLE bus_requests (op TEXT NOT NULL, user_id TEXT NOT NULL, "
+    "rid TEXT NOT NULL, fingerprint INTEGER NOT NULL, reply TEXT NOT NULL, "
+    "at_ms INTEGER NOT NULL, PRIMARY KEY (op, user_id, rid)) WITHOUT ROWID;"
+    "CREATE INDEX bus_requests_at ON bus_requests (at_ms);"
+    "PRAGMA user_version = 3;",
 };
 
 #define SESSION_COLS                                                           \
@@ -161,6 +167,13 @@ static const struct {
     [ST_PLACEMENT_USERS] = {"SELECT user_id FROM placements WHERE instance = "
                             "?1 ORDER BY user_id",
                             ON_WR | ON_RD},
+    [ST_RID_GET] = {"SELECT fingerprint, reply FROM bus_requests WHERE op = "
+                    "?1 AND user_id = ?2 AND rid = ?3",
+                    ON_WR},
+    [ST_RID_PUT] = {"INSERT INTO bus_requests (op, user_id, rid, fingerprint, "
+                    "reply, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    ON_WR},
+    [ST_RID_PRUNE] = {"DELETE FROM bus_requests WHERE at_ms < ?1", ON_WR},
 };
 
 static _Thread_local const char *current_rid;

@@ -35,6 +35,9 @@ typedef struct op_desc {
     wa_err_t (*read)(call_t *c, db_conn_t *conn);
     /* A write, on the writer thread inside its transaction. */
     wa_err_t (*exec)(call_t *c, db_conn_t *conn);
+    /* A write that must never run twice: its answer is kept in the
+     * database with its rid (rids.c), not only in the idem cache. */
+    bool durable;
 } op_desc_t;
 
 /* One request being served; on the heap while it waits for the writer. */
@@ -71,6 +74,8 @@ struct call {
         int n;
     } rows;
     cJSON *result;
+    uint64_t fp;      /* fingerprint of args (writes) */
+    char *reply_text; /* result as JSON text, once printed */
     wa_err_t err;
     char msg[WA_MESSAGE_MAX + 1];
 };
@@ -744,25 +749,28 @@ static wa_err_t exec_placement_resolve(call_t *c, db_conn_t *conn)
 /* ---- the table ---- */
 
 static const op_desc_t ops[] = {
-    {WA_OP_PING, false, NULL, NULL, read_ping, NULL},
-    {WA_OP_SESSION_GET, true, NULL, NULL, read_session_get, NULL},
-    {WA_OP_SESSION_UPSERT, true, f_upsert, parse_upsert, NULL, exec_upsert},
+    {WA_OP_PING, false, NULL, NULL, read_ping, NULL, false},
+    {WA_OP_SESSION_GET, true, NULL, NULL, read_session_get, NULL, false},
+    {WA_OP_SESSION_UPSERT, true, f_upsert, parse_upsert, NULL, exec_upsert,
+     false},
     {WA_OP_SESSION_LIST, false, f_page, parse_session_list, read_session_list,
-     NULL},
-    {WA_OP_LOG_APPEND, true, f_log, parse_log_append, NULL, exec_log_append},
-    {WA_OP_LOG_LIST, true, f_limit, parse_log_list, read_log_list, NULL},
+     NULL, false},
+    {WA_OP_LOG_APPEND, true, f_log, parse_log_append, NULL, exec_log_append,
+     true},
+    {WA_OP_LOG_LIST, true, f_limit, parse_log_list, read_log_list, NULL,
+     false},
     {WA_OP_EVENT_RECORD, true, f_event, parse_event_record, NULL,
-     exec_event_record},
+     exec_event_record, true},
     {WA_OP_INSTANCE_REGISTER, false, f_register, parse_register, NULL,
-     exec_register},
+     exec_register, false},
     {WA_OP_INSTANCE_HEARTBEAT, false, f_beat, parse_heartbeat, NULL,
-     exec_heartbeat},
-    {WA_OP_INSTANCE_LIST, false, NULL, NULL, read_instance_list, NULL},
+     exec_heartbeat, false},
+    {WA_OP_INSTANCE_LIST, false, NULL, NULL, read_instance_list, NULL, false},
     {WA_OP_PLACEMENT_RESOLVE, true, NULL, NULL, read_placement_resolve,
-     exec_placement_resolve},
+     exec_placement_resolve, false},
     {WA_OP_PLACEMENT_LIST, false, f_instance, parse_placement_list,
-     read_placement_list, NULL},
-    {WA_OP_DIAG, false, NULL, NULL, read_diag, NULL},
+     read_placement_list, NULL, false},
+    {WA_OP_DIAG, false, NULL, NULL, read_diag, NULL, false},
 };
 
 static const op_desc_t *find_op(wa_op_t op)
@@ -817,6 +825,7 @@ static void call_free_args(call_t *c)
     free(c->rows.data);
     free(c->rows.type);
     free(c->data_json);
+    free(c->reply_text);
 }
 
 /* A write is over (err final): record it, answer duplicates that waited,
@@ -828,27 +837,96 @@ static void finish_write(call_t *c, wa_err_t err)
     if (err != WA_OK && c->err == WA_OK)
         c->msg[0] = '\0'; /* the commit failed, not the operation */
     c->err = err;
-    if (err == WA_OK)
+    if (err == WA_OK && c->reply_text == NULL)
         text = cJSON_PrintUnformatted(c->result); /* NULL: not recorded */
     idem__end(c->st->idem, c->req->op, c->req->user, c->req->rid,
-              err == WA_OK ? text : NULL, wa_now_ms(), answer_waiter, c);
+              err == WA_OK ? (c->reply_text != NULL ? c->reply_text : text)
+                           : NULL,
+              wa_now_ms(), answer_waiter, c);
     free(text);
     answer(c);
     call_free_args(c);
     free(c);
 }
 
+/* How often the writer forgets durable answers older than
+ * STORE_RID_KEEP_MS. */
+#define RID_PRUNE_EVERY_MS (60 * 1000)
+
+static void prune_rids(call_t *c, db_conn_t *conn)
+{
+    int64_t now = c->st->now_ms();
+    int n;
+
+    if (now - c->st->rids_pruned_ms < RID_PRUNE_EVERY_MS)
+        return;
+    c->st->rids_pruned_ms = now;
+    /* A failure is logged by db__fail and retried at the next interval;
+     * it must not fail the write that happened to run it. */
+    if (rids__prune(conn, now - STORE_RID_KEEP_MS, &n) == WA_OK && n > 0)
+        wa_info(c->req->rid, "forgot %d write answers older than %lld h", n,
+                STORE_RID_KEEP_MS / 3600000);
+}
+
+/* A durable write answered before, maybe before a restart: *found, and
+ * its first answer in c->result (or a conflict if the args differ). */
+static wa_err_t replay_durable(call_t *c, db_conn_t *conn, bool *found)
+{
+    uint64_t fp;
+    char *reply;
+    wa_err_t e;
+
+    *found = false;
+    e = rids__get(conn, c->req->op, c->req->user, c->req->rid, &fp, &reply);
+    if (e == WA_ENOTFOUND)
+        return WA_OK;
+    if (e != WA_OK)
+        return e;
+    *found = true;
+    if (fp != c->fp) {
+        free(reply);
+        snprintf(c->msg, sizeof(c->msg),
+                 "rid was already used for a different request");
+        return WA_ECONFLICT;
+    }
+    c->reply_text = reply;
+    if ((c->result = cJSON_Parse(reply)) == NULL)
+        return WA_ENOMEM;
+    atomic_fetch_add(&c->st->stats.idem_hits, 1);
+    wa_debug(c->req->rid, "%s: repeated request (recorded), first answer sent "
+                          "again",
+             wa_op_name(c->req->op));
+    return WA_OK;
+}
+
 /* writer_job_t callbacks. */
 static wa_err_t wj_exec(writer_job_t *j, db_conn_t *conn)
 {
     call_t *c = (call_t *)j;
+    const wa_request_t *req = c->req;
+    bool found = false;
     wa_err_t e;
 
+    if (c->desc->durable) {
+        prune_rids(c, conn);
+        if ((e = replay_durable(c, conn, &found)) != WA_OK || found)
+            goto out;
+    }
     e = c->desc->exec(c, conn);
+    if (e == WA_OK && c->desc->durable) {
+        if ((c->reply_text = cJSON_PrintUnformatted(c->result)) == NULL)
+            e = WA_ENOMEM;
+        else
+            e = rids__put(conn, req->op, req->user, req->rid, c->fp,
+                          c->reply_text, c->st->now_ms());
+    }
+out:
     if (e != WA_OK) {
         /* The savepoint is rolled back: forget a half-built result. */
         cJSON_Delete(c->result);
         c->result = NULL;
+        free(c->reply_text);
+        c->reply_text = NULL;
         c->err = e;
     }
     return e;
@@ -885,7 +963,6 @@ static void start_write(call_t *s)
     store_t *st = s->st;
     idem_state_t state;
     char *reply = NULL;
-    uint64_t fp;
     call_t *c;
     wa_err_t e;
 
@@ -895,8 +972,8 @@ static void start_write(call_t *s)
         return;
     }
     *c = *s;
-    if ((e = fingerprint(c->req, &fp)) != WA_OK ||
-        (e = idem__begin(st->idem, c->req->op, c->req->user, c->req->rid, fp,
+    if ((e = fingerprint(c->req, &c->fp)) != WA_OK ||
+        (e = idem__begin(st->idem, c->req->op, c->req->user, c->req->rid, c->fp,
                          c->job, wa_now_ms(), &state, &reply)) != WA_OK) {
         c->err = e;
         goto answer;

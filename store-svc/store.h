@@ -57,7 +57,7 @@
 /* ------------------------------------------------------------------ db.c */
 
 /* Schema version this binary migrates to (PRAGMA user_version). */
-#define DB_SCHEMA_VERSION 2
+#define DB_SCHEMA_VERSION 3
 
 /* Every statement, prepared once per connection at open. */
 typedef enum db_stmt {
@@ -83,6 +83,9 @@ typedef enum db_stmt {
     ST_PLACEMENT_GET,
     ST_PLACEMENT_PUT,
     ST_PLACEMENT_USERS,
+    ST_RID_GET,
+    ST_RID_PUT,
+    ST_RID_PRUNE,
     ST_COUNT
 } db_stmt_t;
 
@@ -356,6 +359,32 @@ size_t idem__size(idem_t *c);
 #define IDEM_FNV_INIT 0xcbf29ce484222325ULL
 uint64_t idem__hash(uint64_t h, const void *buf, size_t len);
 
+/* ---------------------------------------------------------------- rids.c */
+
+/* How long the answer of a durable write is kept in the database: far
+ * beyond any client's retry of one logical request. */
+#define STORE_RID_KEEP_MS (24LL * 3600 * 1000)
+
+/*
+ * The durable side of idempotency, on the writer connection inside the
+ * write's transaction: a write that must never run twice (a log row, an
+ * event's seq) stores its answer with its (op, user, rid) in the same
+ * commit, so a resend after a crash or restart of store-svc, which the
+ * in-memory idem cache has forgotten, still gets the first answer.
+ */
+
+/* WA_OK with *reply (malloc'd JSON text) and *fp if (op, user, rid) was
+ * answered before; WA_ENOTFOUND if not. */
+wa_err_t rids__get(db_conn_t *c, wa_op_t op, const char *user, const char *rid,
+                   uint64_t *fp, char **reply);
+
+/* Record the answer (JSON text) of (op, user, rid) at now_ms. */
+wa_err_t rids__put(db_conn_t *c, wa_op_t op, const char *user, const char *rid,
+                   uint64_t fp, const char *reply, int64_t now_ms);
+
+/* Forget answers recorded before before_ms; *deleted is how many. */
+wa_err_t rids__prune(db_conn_t *c, int64_t before_ms, int *deleted);
+
 /* --------------------------------------------------------------- store.c */
 
 /* Wall clock in milliseconds since the epoch; injectable for tests. */
@@ -379,6 +408,7 @@ typedef struct store {
     long long started_ms; /* monotonic */
     int64_t log_rows;     /* logs__count state, under the read lock */
     int64_t log_max_id;
+    int64_t rids_pruned_ms; /* rids__prune's last run; writer thread only */
     store_stats_t stats;
 } store_t;
 

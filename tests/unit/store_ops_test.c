@@ -774,6 +774,59 @@ static void test_repeated_rid(void **state)
     }
 }
 
+/* A resend after a restart (the in-memory cache is gone) still writes
+ * once: log.append and event.record keep their answers in the database,
+ * for STORE_RID_KEEP_MS. */
+static void test_rid_survives_restart(void **state)
+{
+    fx_t *f = *state;
+    const char *args = "{\"eventType\":\"status\",\"eventData\":{\"a\":1}}";
+    const char *ev = "{\"type\":\"message\",\"data\":{}}";
+    wa_reply_t r1, r2;
+    char *t1, *t2;
+
+    assert_int_equal(call_rid(f, WA_OP_LOG_APPEND, "u", args, "d-1", &r1),
+                     WA_OK);
+    assert_int_equal(call_rid(f, WA_OP_EVENT_RECORD, "u", ev, "d-2", &r2),
+                     WA_OK);
+    assert_int_equal(n(r2.data, "seq"), 1);
+    stop_store(f);
+    start_store(f);
+    assert_int_equal(idem__size(f->st->idem), 0);
+
+    wa_reply_clear(&r2);
+    assert_int_equal(call_rid(f, WA_OP_LOG_APPEND, "u", args, "d-1", &r2),
+                     WA_OK);
+    t1 = cJSON_PrintUnformatted(r1.data);
+    t2 = cJSON_PrintUnformatted(r2.data);
+    assert_string_equal(t1, t2); /* the same id and timestamp */
+    free(t1);
+    free(t2);
+    wa_reply_clear(&r1);
+    wa_reply_clear(&r2);
+    assert_int_equal(call_rid(f, WA_OP_EVENT_RECORD, "u", ev, "d-2", &r1),
+                     WA_OK);
+    assert_int_equal(n(r1.data, "seq"), 1); /* not a second seq */
+    wa_reply_clear(&r1);
+    assert_int_equal(log_rows(f, "u"), 2);
+    /* Other arguments under a recorded rid: a conflict, also now. */
+    assert_int_equal(call_rid(f, WA_OP_LOG_APPEND, "u",
+                              "{\"eventType\":\"other\",\"eventData\":1}",
+                              "d-1", &r1),
+                     WA_ECONFLICT);
+    wa_reply_clear(&r1);
+
+    /* After the keep time the answers are pruned (on a later write). */
+    stop_store(f);
+    start_store(f);
+    atomic_fetch_add(&fake_now, STORE_RID_KEEP_MS + 120000);
+    cJSON_Delete(ok(f, WA_OP_LOG_APPEND, "w", args));
+    assert_int_equal(call_rid(f, WA_OP_LOG_APPEND, "u", args, "d-1", &r1),
+                     WA_OK);
+    wa_reply_clear(&r1);
+    assert_int_equal(log_rows(f, "u"), 3);
+}
+
 /* A failed operation is not remembered: the retry runs again. */
 static void test_errors_not_cached(void **state)
 {
@@ -915,6 +968,7 @@ int main(void)
         T(test_bad_arguments),
         T(test_limits),
         T(test_repeated_rid),
+        T(test_rid_survives_restart),
         T(test_errors_not_cached),
         T(test_concurrent_duplicates),
         T(test_req_resend_writes_once),
