@@ -8,8 +8,10 @@
 # (identical reads in flight share one bus call), then with 64 users'
 # tokens in rotation (every request is its own bus round trip). Prints
 # requests/s, p50 and p99, the CPU time gateway and store-svc spent per
-# request (user + system; steadier than req/s on a shared machine), and the RSS (VmRSS) of both processes, idle
-# before and after the load.
+# request (user + system; steadier than req/s on a shared machine), and the
+# memory of both processes (RSS, its anonymous part, PSS), idle before and
+# after the load. Use an optimised build (the default RelWithDebInfo, or
+# Release), not a Debug one.
 #
 #   bench/gateway_bench.sh [build-dir] [seconds-per-run]   (default build, 10)
 #
@@ -37,7 +39,16 @@ trap cleanup EXIT
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# "VmRSS x MiB (anon y, PSS z)": RSS counts the shared libraries' pages in
+# full; anon is the process's own memory; PSS shares the rest out.
+mem_of() {
+    local rss anon pss
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status")
+    anon=$(awk '/^RssAnon:/ {print $2}' "/proc/$1/status")
+    pss=$(awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup")
+    awk -v r="$rss" -v a="$anon" -v p="$pss" \
+        'BEGIN { printf "RSS %.1f MiB (anon %.1f, PSS %.1f)", r / 1024, a / 1024, p / 1024 }'
+}
 
 export JWT_SECRET=gateway-bench-secret-0123456789abcdef
 export STORE_URL=tcp://127.0.0.1:$(free_port) PORT=$(free_port)
@@ -77,7 +88,7 @@ for u in $(seq 64); do
 done
 TOKEN=$(head -1 "$WORK/tokens")
 sleep 1
-IDLE_GW=$(rss_kb "$GW_PID") IDLE_STORE=$(rss_kb "$STORE_PID")
+IDLE_GW=$(mem_of "$GW_PID") IDLE_STORE=$(mem_of "$STORE_PID")
 
 echo "# gateway_bench: $(nproc) CPUs, ${DURATION}s per run, GATEWAY_THREADS=$GATEWAY_THREADS, load average before seeding $LOAD_BEFORE"
 printf '%-12s %5s %5s %10s %9s %9s %8s %8s %6s\n' route conns users req/s p50 p99 \
@@ -115,7 +126,6 @@ for path in /status /logs; do
     run "$path" 64 64
 done
 sleep 1
-echo "RSS idle (before load): gateway $((IDLE_GW / 1024)).$((IDLE_GW % 1024 * 10 / 1024)) MiB, store-svc $((IDLE_STORE / 1024)).$((IDLE_STORE % 1024 * 10 / 1024)) MiB"
-AFTER_GW=$(rss_kb "$GW_PID") AFTER_STORE=$(rss_kb "$STORE_PID")
-echo "RSS idle (after load):  gateway $((AFTER_GW / 1024)).$((AFTER_GW % 1024 * 10 / 1024)) MiB, store-svc $((AFTER_STORE / 1024)).$((AFTER_STORE % 1024 * 10 / 1024)) MiB"
+echo "idle before load: gateway $IDLE_GW; store-svc $IDLE_STORE"
+echo "idle after load:  gateway $(mem_of "$GW_PID"); store-svc $(mem_of "$STORE_PID")"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (a shared machine skews figures: compare runs)"
