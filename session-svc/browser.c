@@ -175,7 +175,7 @@ static bool pid_uses_profile(long pid, const char *profile)
     char path[64], want[SS_PATH_MAX + 32], real[PATH_MAX], *buf;
     size_t cap = 256 * 1024, n = 0, off;
     ssize_t r;
-    bool found = false;
+    bool found = false, have_real;
     int fd;
 
     snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
@@ -190,9 +190,9 @@ static bool pid_uses_profile(long pid, const char *profile)
         n += (size_t)r;
     close(fd);
     buf[n] = '\0';
+    have_real = realpath(profile, real) != NULL;
     for (off = 0; off < n; off += strlen(buf + off) + 1) {
-        if (arg_names_profile(buf + off, want,
-                              realpath(profile, real) != NULL ? real : NULL)) {
+        if (arg_names_profile(buf + off, want, have_real ? real : NULL)) {
             found = true;
             break;
         }

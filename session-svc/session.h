@@ -397,6 +397,7 @@ struct ss_session {
     uint64_t changed_at;  /* ms (uv_hrtime) of the last status change */
     int lost_checks;      /* consecutive placement checks without us */
     int busy;             /* page calls in flight */
+    int closing;          /* timers still closing (sessions__release) */
     bool spare;           /* a pre-warmed browser, no user (spare.c) */
     int owner_fd;         /* spare: its SS_SPARE_OWNER, flock()ed; or -1 */
 };
@@ -456,6 +457,10 @@ void spare__init(ss_t *ss);
  */
 wa_err_t spare__take(ss_t *ss, const char *profile, ss_browser_t **b,
                      ss_page_t *page);
+
+/* Start spares up to SPARE_BROWSERS now (a session ended: capacity may
+ * have come free), unless a start is already scheduled. */
+void spare__fill(ss_t *ss);
 
 /* A spare's page setup failed: close it (a new one follows, with backoff). */
 void spare__failed(ss_session_t *sp, const char *why);

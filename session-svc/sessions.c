@@ -64,6 +64,7 @@ static void on_session_closed(uv_handle_t *h);
 
 void sessions__release(ss_session_t *s)
 {
+    s->closing = 2;
     uv_close((uv_handle_t *)&s->relaunch, on_session_closed);
     uv_close((uv_handle_t *)&s->ready_timer, on_session_closed);
 }
@@ -307,6 +308,7 @@ static void finish_stop(ss_session_t *s)
         s->qr_raw = s->qr_url = NULL;
     }
     s->stopping = false;
+    spare__fill(s->ss);
     w = s->waiters;
     s->waiters = NULL;
     for (; w != NULL; w = next) {
@@ -472,8 +474,9 @@ static void on_session_closed(uv_handle_t *h)
 {
     ss_session_t *s = h->data;
 
-    /* Two timers: the second close frees. */
-    if (h == (uv_handle_t *)&s->ready_timer) {
+    /* Two timers: whichever closes last frees (libuv runs close
+     * callbacks in no promised order; it is LIFO today). */
+    if (--s->closing == 0) {
         free(s->qr_raw);
         free(s->qr_url);
         free(s);

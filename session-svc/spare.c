@@ -44,8 +44,10 @@
 #include "wa/config.h"
 #include "wa/log.h"
 
-/* First fill after start (restored users launch first), and the refill
- * after an adoption (the adopted page loads first). */
+/* First fill after start (restored users launch first). The refill after
+ * an adoption starts at once: the next connect may come within seconds,
+ * and a spare takes seconds to start on a loaded machine
+ * (docs/architecture.md). */
 #define SPARE_START_MS 500
 #define SPARE_REFILL_MS 0
 
@@ -298,6 +300,14 @@ void spare__init(ss_t *ss)
     ss->spare_timer_ready = true;
     sweep(ss->cfg.sessions_dir);
     schedule(ss, SPARE_START_MS);
+}
+
+void spare__fill(ss_t *ss)
+{
+    if (ss->spare_timer_ready &&
+        !uv_is_active((uv_handle_t *)&ss->spare_timer) &&
+        count(ss) < ss->cfg.spares)
+        schedule(ss, 0);
 }
 
 wa_err_t spare__take(ss_t *ss, const char *profile, ss_browser_t **b,
