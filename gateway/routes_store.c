@@ -3,8 +3,9 @@
  * user's session row) and GET /logs (the user's event log).
  *
  * The user is always r->who.user, from the verified token; no parameter can
- * name another. Answers are rebuilt field by field from the store's rows, so
- * a column added to the store never leaks through the REST API unnoticed.
+ * name another. Answers keep only the fields named here, so a column added
+ * to the store never leaks through the REST API unnoticed. Field names are
+ * string literals, added with the cJSON *CS calls (no copy of the key).
  */
 #include <string.h>
 
@@ -17,7 +18,7 @@ static bool move_string(cJSON *out, cJSON *obj, const char *name)
 
     if (cJSON_IsString(v)) {
         cJSON_DetachItemViaPointer(obj, v);
-        if (cJSON_AddItemToObject(out, name, v))
+        if (cJSON_AddItemToObjectCS(out, name, v))
             return true;
         cJSON_Delete(v);
         return false;
@@ -25,17 +26,26 @@ static bool move_string(cJSON *out, cJSON *obj, const char *name)
     return cJSON_AddNullToObject(out, name) != NULL;
 }
 
-/* Move obj[name] into out whatever its type (null when absent). */
-static bool move_any(cJSON *out, cJSON *obj, const char *name)
+/* Keep in row only the members named in fields (each once), adding null
+ * for a missing one. */
+static bool keep_fields(cJSON *row, const char *const *fields, size_t n)
 {
-    cJSON *v = cJSON_DetachItemFromObjectCaseSensitive(obj, name);
+    cJSON *m = row->child, *next;
+    size_t i;
 
-    if (v == NULL)
-        return cJSON_AddNullToObject(out, name) != NULL;
-    if (cJSON_AddItemToObject(out, name, v))
-        return true;
-    cJSON_Delete(v);
-    return false;
+    for (; m != NULL; m = next) {
+        next = m->next;
+        for (i = 0; i < n && strcmp(m->string, fields[i]) != 0; i++)
+            ;
+        if (i == n)
+            cJSON_Delete(cJSON_DetachItemViaPointer(row, m));
+    }
+    for (i = 0; i < n; i++) {
+        if (cJSON_GetObjectItemCaseSensitive(row, fields[i]) == NULL &&
+            cJSON_AddNullToObject(row, fields[i]) == NULL)
+            return false;
+    }
+    return true;
 }
 
 void gw_route_status(gw_req_t *r)
@@ -79,7 +89,7 @@ void gw_route_logs(gw_req_t *r)
     static const char *const fields[] = {"id", "eventType", "eventData",
                                          "timestamp"};
     wa_reply_t rep = {0};
-    cJSON *args = NULL, *body = NULL, *logs, *out_logs, *row;
+    cJSON *args = NULL, *body = NULL, *logs, *row, *next;
     long limit;
     wa_err_t rv;
 
@@ -100,29 +110,23 @@ void gw_route_logs(gw_req_t *r)
         gw_reply_bus_error(r, "store-svc", WA_OP_LOG_LIST, WA_EPROTO, NULL);
         goto out;
     }
-    if ((body = cJSON_CreateObject()) == NULL ||
-        (out_logs = cJSON_AddArrayToObject(body, "logs")) == NULL) {
-        gw_reply_error(r, WA_ENOMEM, NULL);
-        goto out;
-    }
-    cJSON_ArrayForEach(row, logs)
-    {
-        cJSON *item;
-
-        if (!cJSON_IsObject(row))
-            continue;
-        if ((item = cJSON_CreateObject()) == NULL ||
-            !cJSON_AddItemToArray(out_logs, item)) {
-            cJSON_Delete(item);
+    /* The rows are filtered in place and the array moved, not copied. */
+    for (row = logs->child; row != NULL; row = next) {
+        next = row->next;
+        if (!cJSON_IsObject(row)) {
+            cJSON_Delete(cJSON_DetachItemViaPointer(logs, row));
+        } else if (!keep_fields(row, fields,
+                                sizeof(fields) / sizeof(fields[0]))) {
             gw_reply_error(r, WA_ENOMEM, NULL);
             goto out;
         }
-        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-            if (!move_any(item, row, fields[i])) {
-                gw_reply_error(r, WA_ENOMEM, NULL);
-                goto out;
-            }
-        }
+    }
+    cJSON_DetachItemViaPointer(rep.data, logs);
+    if ((body = cJSON_CreateObject()) == NULL ||
+        !cJSON_AddItemToObjectCS(body, "logs", logs)) {
+        cJSON_Delete(logs);
+        gw_reply_error(r, WA_ENOMEM, NULL);
+        goto out;
     }
     gw_reply_json(r, 200, body, NULL);
 out:
