@@ -391,16 +391,19 @@ static bool queue_to(nt_hub_t *hub, nt_sub_t *sub, nt_frame_t *f)
 /*
  * Pending pushes of a fan-out: (connection, frame) pairs in event order,
  * handed to the writer pool in chunks under one pool lock each. Caller
- * holds the hub lock throughout.
+ * holds the hub lock throughout. A chunk is bounded in bytes too: the
+ * writers cannot drain a queue while the pump holds the pool lock, so one
+ * chunk must never carry enough to overflow a healthy connection's queue.
  */
 #define FANOUT_CHUNK 128
+#define FANOUT_BYTES 65536
 
 typedef struct fanout {
     nt_sub_t *subs[FANOUT_CHUNK];
     nt_outq_t *qs[FANOUT_CHUNK];
     nt_frame_t *fs[FANOUT_CHUNK];
     wa_err_t rv[FANOUT_CHUNK];
-    size_t n;
+    size_t n, bytes;
 } fanout_t;
 
 static void fanout_flush(nt_hub_t *hub, fanout_t *fo)
@@ -411,6 +414,7 @@ static void fanout_flush(nt_hub_t *hub, fanout_t *fo)
     for (size_t i = 0; i < fo->n; i++)
         (void)account(hub, fo->subs[i], fo->rv[i]);
     fo->n = 0;
+    fo->bytes = 0;
 }
 
 /* Queue f to every sub of u (references are taken by the queues). */
@@ -418,12 +422,13 @@ static void fanout_add(nt_hub_t *hub, fanout_t *fo, nt_user_t *u,
                        nt_frame_t *f)
 {
     for (nt_sub_t *s = u->subs; s != NULL; s = s->next) {
-        if (fo->n == FANOUT_CHUNK)
+        if (fo->n == FANOUT_CHUNK || fo->bytes >= FANOUT_BYTES)
             fanout_flush(hub, fo);
         fo->subs[fo->n] = s;
         fo->qs[fo->n] = s->q;
         fo->fs[fo->n] = f;
         fo->n++;
+        fo->bytes += f->len;
     }
 }
 
@@ -531,7 +536,7 @@ void nt_hub_publish_many(nt_hub_t *hub, const wa_event_t *evs, size_t n,
             frames[i] = NULL;
             results[i] = event_frame(&evs[i], &frames[i]);
         }
-        fo.n = 0;
+        fo.n = fo.bytes = 0;
         pthread_mutex_lock(&hub->mu);
         for (size_t i = 0; i < k; i++)
             if (results[i] == WA_OK)

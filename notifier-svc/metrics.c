@@ -136,6 +136,9 @@ wa_err_t nt_metrics_render(const nt_metrics_t *m, const nt_gauges_t *g,
             "Frames replayed from the buffers.", &m->replayed_frames);
     counter(&b, "notifier_resyncs_total",
             "Resync frames sent (since older than the buffer).", &m->resyncs);
+    counter(&b, "notifier_writers_replaced_total",
+            "Writer threads replaced while stuck in one write.",
+            &m->writers_replaced);
     counter(&b, "notifier_evicted_users_total",
             "Replay buffers dropped by the users bound (LRU).",
             &m->evicted_users);

@@ -76,6 +76,7 @@ typedef struct nt_metrics {
     uint64_t replayed_frames;   /* frames sent from a ring on attach */
     uint64_t resyncs;           /* resync frames sent */
     uint64_t evicted_users;     /* rings dropped by the LRU bound */
+    uint64_t writers_replaced;  /* writers given up as stuck in a write */
     uint64_t refused[NT_REFUSED_COUNT];
     uint64_t drops[NT_DROP_COUNT];
 } nt_metrics_t;
@@ -143,6 +144,17 @@ size_t nt_close_frame(uint16_t code, const char *reason, unsigned char *buf,
 typedef struct nt_writers nt_writers_t;
 
 #define NT_WRITER_STALL_MS 50
+
+/*
+ * Write coalescing: a connection is written at most once per epoch of
+ * this many milliseconds, except that the first write after a quiet epoch
+ * goes at once. Frames queued to a connection already written in the
+ * current epoch go out together at the next one. So a client receiving
+ * fewer than ~1000/NT_WRITE_EPOCH_MS frames/s sees no added latency, and a
+ * busy one costs one send() (and one client wake-up) per epoch instead of
+ * one per frame, at most NT_WRITE_EPOCH_MS later.
+ */
+#define NT_WRITE_EPOCH_MS 20
 
 /* Start `threads` (>= 1) workers. WA_OK, WA_EINVAL, WA_EINTERNAL. */
 wa_err_t nt_writers_new(size_t threads, nt_metrics_t *metrics,

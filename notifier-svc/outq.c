@@ -26,7 +26,10 @@
 #define WRITER_BATCH 64       /* frames taken per turn */
 #define WRITER_COALESCE 16384 /* small frames are copied into one write */
 #define WRITER_STACK (256 * 1024)
-#define MONITOR_TICK_MS 10
+/* The monitor's period, and the length of a write epoch (see
+ * NT_WRITE_EPOCH_MS in notifier.h). */
+#define MONITOR_TICK_MS NT_WRITE_EPOCH_MS
+#define EPOCH_NEVER UINT64_MAX
 
 typedef struct worker {
     nt_writers_t *pool;
@@ -41,23 +44,26 @@ struct nt_writers {
     pthread_mutex_t mu;
     pthread_cond_t work;    /* workers wait for the ready list */
     pthread_cond_t done;    /* nt_outq_stop waits for a worker to let go */
-    pthread_cond_t tick;    /* the monitor's timed sleep */
     nt_outq_t *head, *tail; /* ready list: queues with something to write */
+    nt_outq_t *dhead, *dtail; /* delayed list: ready at the next epoch */
+    uint64_t epoch;           /* atomic: write epochs since start */
     worker_t *workers;
     size_t want;   /* workers that should be unstuck */
     size_t active; /* unstuck workers */
     size_t alive;  /* worker threads not yet joined */
     size_t idle;   /* workers waiting on `work` */
     size_t wakes;  /* signals sent to idle workers not yet awake */
-    bool deferred; /* the pump is mid-burst: wake workers at its end */
-    bool stopping;
+    bool deferred;  /* the pump is mid-burst: wake workers at its end */
+    bool stopping;  /* written under mu, atomically (the monitor reads) */
+    bool attention; /* atomic: the monitor must look under the lock */
+    bool delayed;   /* atomic: the delayed list is not empty */
     pthread_t monitor;
     nt_metrics_t *metrics;
 };
 
 struct nt_outq {
     nt_writers_t *pool;
-    nt_outq_t *rnext;  /* ready list link */
+    nt_outq_t *rnext, *rprev; /* ready or delayed list links */
     nt_frame_t **ring; /* circular, cap entries */
     size_t cap, head, count, bytes;
     size_t max_frames, max_bytes;
@@ -65,6 +71,8 @@ struct nt_outq {
     bool close_pending; /* a close frame is still to be written */
     bool finished;      /* a close frame went out, or a write failed */
     bool ready;         /* on the ready list */
+    bool waiting;       /* on the delayed list */
+    uint64_t written;   /* epoch of the last data write, or EPOCH_NEVER */
     bool running;       /* a worker is writing it */
     bool started, stopped;
     uint16_t close_code;
@@ -181,6 +189,7 @@ nt_outq_t *nt_outq_new(const nt_outq_opts_t *opts)
     if ((q = calloc(1, sizeof(*q))) == NULL)
         return NULL;
     q->pool = opts->writers;
+    q->written = EPOCH_NEVER;
     q->max_frames = opts->max_frames;
     q->max_bytes = opts->max_bytes;
     return q;
@@ -205,45 +214,99 @@ static bool has_work(const nt_outq_t *q)
            (q->count > 0 || q->close_pending);
 }
 
-/* Put q on the ready list if it has work and is not there or being
- * written. Returns whether a sleeping worker should be woken. */
-static bool schedule_locked(nt_outq_t *q)
+static void list_append(nt_outq_t **head, nt_outq_t **tail, nt_outq_t *q)
 {
-    nt_writers_t *w = q->pool;
-
-    if (q->ready || q->running || !has_work(q))
-        return false;
-    q->ready = true;
     q->rnext = NULL;
-    if (w->tail != NULL)
-        w->tail->rnext = q;
+    q->rprev = *tail;
+    if (*tail != NULL)
+        (*tail)->rnext = q;
     else
-        w->head = q;
-    w->tail = q;
-    /* One signal per sleeping worker is enough: a fan-out to a thousand
-     * queues wakes the pool, not a thousand times. */
-    if (!w->deferred && w->idle > w->wakes) {
-        w->wakes++;
-        return true;
-    }
-    return false;
+        *head = q;
+    *tail = q;
 }
 
+static void list_remove(nt_outq_t **head, nt_outq_t **tail, nt_outq_t *q)
+{
+    if (q->rprev != NULL)
+        q->rprev->rnext = q->rnext;
+    else
+        *head = q->rnext;
+    if (q->rnext != NULL)
+        q->rnext->rprev = q->rprev;
+    else
+        *tail = q->rprev;
+    q->rnext = q->rprev = NULL;
+}
+
+/* Take q off whichever list it is on (O(1)). */
 static void unready_locked(nt_outq_t *q)
 {
     nt_writers_t *w = q->pool;
-    nt_outq_t **p = &w->head, *prev = NULL;
 
-    if (!q->ready)
-        return;
-    while (*p != q) {
-        prev = *p;
-        p = &(*p)->rnext;
+    if (q->ready)
+        list_remove(&w->head, &w->tail, q);
+    else if (q->waiting)
+        list_remove(&w->dhead, &w->dtail, q);
+    q->ready = q->waiting = false;
+}
+
+/* Is what q holds less than one full write? Only then is it worth waiting
+ * for more: a full write goes out at once, so coalescing never slows a
+ * client that could take more. */
+static bool below_one_write(const nt_outq_t *q)
+{
+    return q->count < WRITER_BATCH && q->bytes < WRITER_COALESCE;
+}
+
+/* Count a signal for one sleeping worker, if one sleeps unsignalled: one
+ * signal per sleeping worker is enough, so a fan-out to a thousand queues
+ * wakes the pool, not a thousand times. */
+static bool wake_one_locked(nt_writers_t *w)
+{
+    if (w->idle <= w->wakes)
+        return false;
+    w->wakes++;
+    return true;
+}
+
+/*
+ * Put q on the ready list if it has work and is not listed or being
+ * written. Write coalescing: a queue already written in this epoch goes on
+ * the delayed list instead, which the monitor moves to the ready list at
+ * the next epoch, so a busy connection gets one write per epoch carrying
+ * everything queued meanwhile, while a quiet one is written at once. A
+ * close, or a full write's worth of frames, goes at once. While the pump
+ * defers wake-ups, only a queue holding a full write wakes a worker.
+ * Returns whether a sleeping worker should be woken.
+ */
+static bool enqueue_locked(nt_outq_t *q, bool coalesce)
+{
+    nt_writers_t *w = q->pool;
+    bool delay;
+
+    if (q->ready || q->running || !has_work(q))
+        return false;
+    delay = coalesce && !q->close_pending && below_one_write(q) &&
+            q->written == __atomic_load_n(&w->epoch, __ATOMIC_RELAXED);
+    if (q->waiting) {
+        if (delay)
+            return false;
+        unready_locked(q); /* promoted: a close or a full write */
     }
-    *p = q->rnext;
-    if (w->tail == q)
-        w->tail = prev;
-    q->ready = false;
+    if (delay) {
+        q->waiting = true;
+        list_append(&w->dhead, &w->dtail, q);
+        __atomic_store_n(&w->delayed, true, __ATOMIC_RELEASE);
+        return false;
+    }
+    q->ready = true;
+    list_append(&w->head, &w->tail, q);
+    return (!w->deferred || !below_one_write(q)) && wake_one_locked(w);
+}
+
+static bool schedule_locked(nt_outq_t *q)
+{
+    return enqueue_locked(q, true);
 }
 
 static void request_close_locked(nt_outq_t *q, uint16_t code,
@@ -303,6 +366,9 @@ static wa_err_t push_locked(nt_outq_t *q, nt_frame_t *f, bool *wake)
     }
     if (schedule_locked(q))
         *wake = true;
+    else if (q->ready && q->pool->deferred && !below_one_write(q) &&
+             wake_one_locked(q->pool))
+        *wake = true; /* a big burst is not held back by the deferral */
     return rv;
 }
 
@@ -506,6 +572,8 @@ static void run_turn(worker_t *me, nt_outq_t *q)
         q->close_pending = false;
         q->finished = true; /* nothing follows a close frame */
     }
+    if (n > 0)
+        q->written = __atomic_load_n(&w->epoch, __ATOMIC_RELAXED);
     q->running = true;
     pthread_mutex_unlock(&w->mu);
 
@@ -536,7 +604,9 @@ static void run_turn(worker_t *me, nt_outq_t *q)
     q->running = false;
     if (q->stopped)
         pthread_cond_broadcast(&w->done);
-    else if (schedule_locked(q)) /* back to the tail: others go first */
+    else if (enqueue_locked(q, n < WRITER_BATCH))
+        /* Back to the tail (others go first), at once if this turn left
+         * a backlog, else coalescing what came in during the write. */
         pthread_cond_signal(&w->work);
 }
 
@@ -545,6 +615,7 @@ static void *worker_main(void *arg)
     worker_t *me = arg;
     nt_writers_t *w = me->pool;
 
+    (void)pthread_setname_np(pthread_self(), "nt-writer");
     pthread_mutex_lock(&w->mu);
     for (;;) {
         nt_outq_t *q;
@@ -559,9 +630,7 @@ static void *worker_main(void *arg)
         if (w->stopping)
             break;
         q = w->head;
-        w->head = q->rnext;
-        if (w->head == NULL)
-            w->tail = NULL;
+        list_remove(&w->head, &w->tail, q);
         q->ready = false;
         run_turn(me, q);
         if (me->stuck) {
@@ -575,6 +644,7 @@ static void *worker_main(void *arg)
     if (!me->stuck)
         w->active--;
     me->exited = true;
+    __atomic_store_n(&w->attention, true, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&w->mu);
     return NULL;
 }
@@ -631,26 +701,74 @@ static void reap_locked(nt_writers_t *w)
     }
 }
 
+/*
+ * Does the monitor have anything to do: a worker inside one write for
+ * longer than stall, or a worker exited or missing? Read without the pool
+ * lock, which the workers and the pump keep busy: busy_since and
+ * attention are atomics, and the worker list is changed by the monitor
+ * alone (and by nt_writers_new before it starts).
+ */
+static bool monitor_due(nt_writers_t *w, int64_t now, int64_t stall)
+{
+    if (__atomic_load_n(&w->attention, __ATOMIC_ACQUIRE))
+        return true;
+    for (worker_t *me = w->workers; me != NULL; me = me->next) {
+        int64_t since = __atomic_load_n(&me->busy_since, __ATOMIC_RELAXED);
+
+        if (since != 0 && now - since >= stall)
+            return true;
+    }
+    return false;
+}
+
+/* Start a new epoch: every delayed queue becomes ready. Returns how many
+ * sleeping workers to wake. Caller holds the lock. */
+static size_t next_epoch_locked(nt_writers_t *w)
+{
+    size_t wake = 0;
+
+    __atomic_add_fetch(&w->epoch, 1, __ATOMIC_RELAXED);
+    if (w->dhead == NULL)
+        return 0;
+    for (nt_outq_t *q = w->dhead; q != NULL; q = q->rnext) {
+        q->waiting = false;
+        q->ready = true;
+    }
+    w->dhead->rprev = w->tail;
+    if (w->tail != NULL)
+        w->tail->rnext = w->dhead;
+    else
+        w->head = w->dhead;
+    w->tail = w->dtail;
+    w->dhead = w->dtail = NULL;
+    __atomic_store_n(&w->delayed, false, __ATOMIC_RELAXED);
+    while (wake_one_locked(w))
+        wake++;
+    return wake;
+}
+
 static void *monitor_main(void *arg)
 {
     nt_writers_t *w = arg;
     const int64_t stall = (int64_t)NT_WRITER_STALL_MS * 1000000;
+    const struct timespec tick = {.tv_nsec = MONITOR_TICK_MS * 1000000L};
 
-    pthread_mutex_lock(&w->mu);
-    while (!w->stopping) {
-        struct timespec ts;
+    (void)pthread_setname_np(pthread_self(), "nt-monitor");
+    while (!__atomic_load_n(&w->stopping, __ATOMIC_ACQUIRE)) {
+        size_t wake = 0;
         int64_t now;
 
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += MONITOR_TICK_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&w->tick, &w->mu, &ts);
-        if (w->stopping)
-            break;
+        nanosleep(&tick, NULL);
         now = mono_ns();
+        if (!__atomic_load_n(&w->delayed, __ATOMIC_ACQUIRE) &&
+            !monitor_due(w, now, stall)) {
+            /* Nothing waits for the epoch: no need for the lock. A queue
+             * delayed right now waits one epoch more, at worst. */
+            __atomic_add_fetch(&w->epoch, 1, __ATOMIC_RELAXED);
+            continue;
+        }
+        pthread_mutex_lock(&w->mu);
+        wake = next_epoch_locked(w);
         for (worker_t *me = w->workers; me != NULL; me = me->next) {
             int64_t since = __atomic_load_n(&me->busy_since, __ATOMIC_RELAXED);
 
@@ -658,12 +776,21 @@ static void *monitor_main(void *arg)
                 continue;
             me->stuck = true;
             w->active--;
+            if (w->metrics != NULL)
+                nt_metrics_add(&w->metrics->writers_replaced, 1);
         }
         while (w->active < w->want && spawn_locked(w) == WA_OK)
             ;
         reap_locked(w);
+        /* Come back next tick while a stuck worker may still retire or
+         * the pool is short. */
+        __atomic_store_n(&w->attention,
+                         w->active < w->want || w->alive > w->want,
+                         __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&w->mu);
+        while (wake-- > 0)
+            pthread_cond_signal(&w->work);
     }
-    pthread_mutex_unlock(&w->mu);
     return NULL;
 }
 
@@ -671,7 +798,6 @@ wa_err_t nt_writers_new(size_t threads, nt_metrics_t *metrics,
                         nt_writers_t **out)
 {
     nt_writers_t *w;
-    pthread_condattr_t ca;
     wa_err_t rv = WA_OK;
 
     if (threads == 0 || out == NULL)
@@ -683,10 +809,6 @@ wa_err_t nt_writers_new(size_t threads, nt_metrics_t *metrics,
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->work, NULL);
     pthread_cond_init(&w->done, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->tick, &ca);
-    pthread_condattr_destroy(&ca);
 
     pthread_mutex_lock(&w->mu);
     for (size_t i = 0; i < threads && rv == WA_OK; i++)
@@ -696,7 +818,7 @@ wa_err_t nt_writers_new(size_t threads, nt_metrics_t *metrics,
         rv = WA_EINTERNAL;
     if (rv != WA_OK) {
         pthread_mutex_lock(&w->mu);
-        w->stopping = true;
+        __atomic_store_n(&w->stopping, true, __ATOMIC_RELEASE);
         pthread_cond_broadcast(&w->work);
         pthread_mutex_unlock(&w->mu);
         for (worker_t *me = w->workers, *next; me != NULL; me = next) {
@@ -704,8 +826,7 @@ wa_err_t nt_writers_new(size_t threads, nt_metrics_t *metrics,
             pthread_join(me->thread, NULL);
             free(me);
         }
-        pthread_cond_destroy(&w->tick);
-        pthread_cond_destroy(&w->done);
+            pthread_cond_destroy(&w->done);
         pthread_cond_destroy(&w->work);
         pthread_mutex_destroy(&w->mu);
         free(w);
@@ -745,9 +866,8 @@ void nt_writers_free(nt_writers_t *w)
     if (w == NULL)
         return;
     pthread_mutex_lock(&w->mu);
-    w->stopping = true;
+    __atomic_store_n(&w->stopping, true, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&w->work);
-    pthread_cond_signal(&w->tick);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->monitor, NULL);
     /* Every queue is stopped, so no worker is inside a write. */
@@ -756,7 +876,6 @@ void nt_writers_free(nt_writers_t *w)
         pthread_join(me->thread, NULL);
         free(me);
     }
-    pthread_cond_destroy(&w->tick);
     pthread_cond_destroy(&w->done);
     pthread_cond_destroy(&w->work);
     pthread_mutex_destroy(&w->mu);
