@@ -81,19 +81,24 @@ static int recv_msg(nt_pump_t *p, nng_duration timeout, nng_msg **out)
 
 /*
  * Receive up to NT_PUMP_BATCH well-formed events into p->evs: the first
- * waiting up to wait_ms, the rest only if nng holds them already.
- * Malformed ones are counted and skipped. Returns how many were decoded.
+ * waiting up to wait_ms if none is queued, the rest only if nng holds
+ * them already. (A receive with a timeout goes on nng's timer list and
+ * wakes its expiry thread, so under load, when something is always
+ * queued, the pump never arms one.) Malformed ones are counted and
+ * skipped. Returns how many were decoded.
  */
 static size_t recv_batch(nt_pump_t *p)
 {
     size_t n = 0;
 
     for (size_t tries = 0; tries < NT_PUMP_BATCH; tries++) {
-        nng_duration t = tries == 0 ? p->wait_ms : NNG_DURATION_ZERO;
         nng_msg *msg;
         wa_err_t rv;
+        int nrv = recv_msg(p, NNG_DURATION_ZERO, &msg);
 
-        if (recv_msg(p, t, &msg) != 0)
+        if (nrv == NNG_ETIMEDOUT && tries == 0)
+            nrv = recv_msg(p, p->wait_ms, &msg);
+        if (nrv != 0)
             break; /* nothing (more) queued, or the socket closed */
         rv = wa_event_decode(nng_msg_body(msg), nng_msg_len(msg), &p->evs[n]);
         nng_msg_free(msg);
