@@ -25,6 +25,14 @@
  * The client must not be the bottleneck it measures: readers stop reading a
  * socket at the first short read (an edge-triggered epoll reports data
  * arriving later), so a frame costs one read(), not two.
+ *
+ *   notifier_bench --bus <users> <events-per-s> <seconds> [publishers]
+ *
+ * The ceiling of the bus itself on this machine: the same publishers into a
+ * SUB socket in this process that only receives and decodes (what the
+ * notifier's pump does before its own work), with no notifier and no
+ * WebSocket. Reports events offered, received (the rest were dropped by
+ * the SUB queue) and the CPU that took.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -433,6 +441,117 @@ static int stall(nng_socket pub, int port, const char *secret, long stalled,
     return 0;
 }
 
+/* The bus alone: publishers -> SUB (receive + decode) in this process. */
+static int bus_only(int argc, char **argv)
+{
+    const wa_sock_opts_t sopts = {.recv_timeout_ms = 100};
+    long users, rate, secs, npub = 2;
+    char url[96], ipc[64];
+    nng_socket sub;
+    nng_aio *aio;
+    publisher_t *pubs;
+    int64_t *seqs, start, end, last = 0;
+    uint64_t published = 0, received = 0, bad = 0;
+    double cpu0, cpu1;
+
+    if (argc < 5 || argc > 6)
+        return 2;
+    users = atol(argv[2]);
+    rate = atol(argv[3]);
+    secs = atol(argv[4]);
+    if (argc > 5)
+        npub = atol(argv[5]);
+    if (users < 1 || rate < 1 || secs < 1 || npub < 1 || npub > users ||
+        npub > 64)
+        return 2;
+    /* wa_bus_open wants a fixed address: an ipc:// path of ours, then a
+     * tcp:// listener on an ephemeral port (read back), which is the one
+     * the publishers dial, as session-svc dials the notifier. */
+    snprintf(ipc, sizeof(ipc), "/tmp/notifier_bench_bus_%ld", (long)getpid());
+    snprintf(url, sizeof(url), "ipc://%s", ipc);
+    if (wa_bus_open(WA_SOCK_SUB, WA_SOCK_LISTEN, url, &sopts, &sub) != WA_OK ||
+        wa_bus_subscribe(sub, NULL) != WA_OK ||
+        nng_socket_set_int(sub, NNG_OPT_RECVBUF, 8192) != 0 ||
+        nng_aio_alloc(&aio, NULL, NULL) != 0)
+        return 1;
+    {
+        nng_listener l;
+        nng_sockaddr sa;
+
+        snprintf(url, sizeof(url), "tcp://127.0.0.1:0");
+        if (nng_listen(sub, url, &l, 0) != 0 ||
+            nng_listener_get_addr(l, NNG_OPT_LOCADDR, &sa) != 0)
+            return 1;
+        snprintf(url, sizeof(url), "tcp://127.0.0.1:%u",
+                 (unsigned)ntohs(sa.s_in.sa_port));
+    }
+    seqs = calloc((size_t)users, sizeof(*seqs));
+    pubs = calloc((size_t)npub, sizeof(*pubs));
+    if (seqs == NULL || pubs == NULL)
+        return 1;
+    for (long i = 0; i < npub; i++) {
+        if (open_pub(url, &pubs[i].pub) != 0)
+            return 1;
+        pubs[i].index = i;
+        pubs[i].count = npub;
+        pubs[i].users = users;
+        pubs[i].seqs = seqs;
+        pubs[i].rate = rate / npub + (i < rate % npub ? 1 : 0);
+    }
+    sleep_ns(100 * 1000 * 1000);
+    cpu0 = cpu_s((long)getpid());
+    start = now_ns();
+    for (long i = 0; i < npub; i++) {
+        pubs[i].start = start;
+        pubs[i].end = start + (int64_t)secs * 1000000000;
+        if (pthread_create(&pubs[i].thread, NULL, publisher_main, &pubs[i]) !=
+            0)
+            return 1;
+    }
+    /* Receive until the publishers are done and nothing came for 500 ms. */
+    end = start + (int64_t)secs * 1000000000;
+    for (;;) {
+        wa_event_t ev;
+
+        nng_recv_aio(sub, aio);
+        nng_aio_wait(aio);
+        if (nng_aio_result(aio) == 0) {
+            nng_msg *m = nng_aio_get_msg(aio);
+
+            if (wa_event_decode(nng_msg_body(m), nng_msg_len(m), &ev) == WA_OK) {
+                received++;
+                wa_event_clear(&ev);
+            } else {
+                bad++;
+            }
+            nng_msg_free(m);
+            last = now_ns();
+        } else if (now_ns() > end && now_ns() - last > 500000000) {
+            break;
+        }
+    }
+    cpu1 = cpu_s((long)getpid());
+    for (long i = 0; i < npub; i++) {
+        pthread_join(pubs[i].thread, NULL);
+        published += pubs[i].published;
+        nng_close(pubs[i].pub);
+    }
+    printf("bus only (%ld publishers -> 1 SUB, tcp, receive + decode): "
+           "offered %" PRIu64 " events in %ld s (%.0f/s of %ld/s asked), "
+           "received %" PRIu64 " (%.2f%%), malformed %" PRIu64
+           "; cpu %.2f s in all, %.1f us per offered event, %ld CPUs\n",
+           npub, published, secs, (double)published / (double)secs, rate,
+           received, 100.0 * (double)received / (double)published, bad,
+           cpu1 - cpu0, (cpu1 - cpu0) * 1e6 / (double)published,
+           sysconf(_SC_NPROCESSORS_ONLN));
+    nng_aio_free(aio);
+    nng_close(sub);
+    unlink(ipc);
+    free(pubs);
+    free(seqs);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     long port, pid, users, per, rate, secs, stalled = 0, npub = 2, nrd = 2;
@@ -446,6 +565,14 @@ int main(int argc, char **argv)
     double cpu0, cpu1, self0, self1, wall, offered;
     char jwt[512], user[32];
 
+    if (argc > 1 && strcmp(argv[1], "--bus") == 0) {
+        int rv = bus_only(argc, argv);
+
+        if (rv == 2)
+            fprintf(stderr, "usage: notifier_bench --bus <users> "
+                            "<events-per-s> <seconds> [publishers]\n");
+        return rv;
+    }
     if (argc < 9 || argc > 12) {
         fprintf(stderr, "usage: notifier_bench <ws-port> <events-url> <secret> "
                         "<pid> <users> <subs-per-user> <events-per-s> "

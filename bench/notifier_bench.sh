@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Fan-out benchmark of notifier-svc: four runs against a fresh notifier each.
+# Fan-out benchmark of notifier-svc: the bus's own ceiling, then four runs
+# against a fresh notifier each.
+#   0. the bus alone: the same publishers into a SUB socket that only
+#      receives and decodes (no notifier, no WebSocket), at RATE_USERS
 #   1. one user x 1,000 sockets
 #   2. 1,000 users x 1 socket
 #   3. as 1, plus one stalled subscriber of that user (never reads)
@@ -57,6 +60,8 @@ run() {
 LOGDIR=$(mktemp -d)
 trap 'rm -rf "$LOGDIR"' EXIT
 echo "machine: $(nproc) CPUs, $(uname -r); notifier and bench share them"
+echo "== the bus alone, 1000 users, $RATE_USERS events/s"
+"$BENCH" --bus 1000 "$RATE_USERS" "$SECS" "$PUBLISHERS"
 run "1 user x 1000 sockets, $RATE_FANOUT events/s" 0 1 1000 "$RATE_FANOUT" "$SECS"
 run "1000 users x 1 socket, $RATE_USERS events/s" 0 1000 1 "$RATE_USERS" "$SECS"
 # Twice as long, so the stalled client overflows its queue (512 frames).
