@@ -384,10 +384,51 @@ static void test_attach_race(void **state)
     }
 }
 
+/* A batch relays in order per user, drops a duplicate, counts a gap, and
+ * reports each event's result. */
+static void test_publish_many(void **state)
+{
+    nt_metrics_t m = {0};
+    nt_hub_t *hub = hub_new(16, 1 << 20, 100, &m);
+    const char *users[] = {"u1", "u2", "u1", "u2", "u1", "u1", "u2"};
+    const int64_t evseq[] = {1, 1, 2, 2, 2, 5, 3};
+    wa_event_t evs[7];
+    wa_err_t rv[7];
+    char types[8][16];
+    int64_t seqs[8];
+    sub_t a, b;
+
+    (void)state;
+    sub_open(hub, &a, "u1", -1, NULL);
+    sub_open(hub, &b, "u2", -1, NULL);
+    for (size_t i = 0; i < 7; i++) {
+        assert_int_equal(wa_event_init(&evs[i], users[i], WA_EV_STATUS), WA_OK);
+        evs[i].seq = evseq[i];
+    }
+    nt_hub_publish_many(hub, evs, 7, rv);
+    for (size_t i = 0; i < 7; i++) {
+        assert_int_equal(rv[i], WA_OK);
+        wa_event_clear(&evs[i]);
+    }
+    /* u1: 1, 2, (2 again: dropped), 5 (3 and 4 never came). */
+    assert_int_equal(sub_close(hub, &a, types, seqs, 8), 3);
+    assert_int_equal(seqs[0], 1);
+    assert_int_equal(seqs[1], 2);
+    assert_int_equal(seqs[2], 5);
+    assert_int_equal(sub_close(hub, &b, types, seqs, 8), 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(seqs[i], i + 1);
+    assert_int_equal(nt_metrics_get(&m.events_duplicate), 1);
+    assert_int_equal(nt_metrics_get(&m.events_gap), 2);
+    assert_int_equal(nt_metrics_get(&m.frames_queued), 6);
+    nt_hub_free(hub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routing),
+        cmocka_unit_test(test_publish_many),
         cmocka_unit_test(test_replay_since),
         cmocka_unit_test(test_resync),
         cmocka_unit_test(test_resync_payload),

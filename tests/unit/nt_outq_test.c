@@ -316,6 +316,94 @@ static void test_defer(void **state)
     nt_writers_free(w);
 }
 
+/* While deferred, a queue holding a full write's worth wakes a worker all
+ * the same: a burst is never held back until it overflows. */
+static void test_defer_full_write(void **state)
+{
+    static char blob[6000];
+    nt_writers_t *w = NULL;
+    nt_outq_opts_t o = {.max_frames = 64, .max_bytes = 1 << 20};
+    nt_outq_t *q;
+    nt_frame_t *f;
+    capture_t c;
+    long long deadline;
+
+    (void)state;
+    memset(blob, 'x', sizeof(blob) - 1);
+    f = text(blob, 1);
+    assert_int_equal(nt_writers_new(1, NULL, &w), WA_OK);
+    o.writers = w;
+    q = nt_outq_new(&o);
+    capture_init(&c);
+    assert_int_equal(nt_outq_start(q, capture_sink, &c), WA_OK);
+    nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+    nt_writers_defer(w, true); /* the worker is asleep now */
+    for (int i = 0; i < 4; i++) /* 24 KB: more than one write */
+        assert_int_equal(nt_outq_push(q, f), WA_OK);
+    deadline = wa_now_ms() + 5000;
+    while (nt_outq_frames(q) > 0 && wa_now_ms() < deadline) {
+        struct timespec ts = {.tv_nsec = 1000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(nt_outq_frames(q), 0); /* written, still deferred */
+    nt_writers_defer(w, false);
+    nt_outq_close(q, NT_CLOSE_NORMAL, "", false);
+    assert_true(capture_wait_close(&c));
+    nt_outq_free(q);
+    nt_frame_unref(f);
+    capture_fini(&c);
+    nt_writers_free(w);
+}
+
+/* Frames pushed one by one, as a live stream is, arrive complete and in
+ * order whatever the write coalescing makes of them. */
+static void test_coalesced_stream_order(void **state)
+{
+    nt_writers_t *w = NULL;
+    nt_outq_opts_t o = {.max_frames = 1000, .max_bytes = 1 << 20};
+    nt_outq_t *q;
+    capture_t c;
+    frame_t fr = {0};
+    size_t off = 0;
+    int n = 0;
+
+    (void)state;
+    assert_int_equal(nt_writers_new(2, NULL, &w), WA_OK);
+    o.writers = w;
+    q = nt_outq_new(&o);
+    capture_init(&c);
+    assert_int_equal(nt_outq_start(q, capture_sink, &c), WA_OK);
+    for (int i = 0; i < 300; i++) {
+        char s[32];
+        nt_frame_t *f;
+
+        snprintf(s, sizeof(s), "{\"n\":%d}", i);
+        f = text(s, i + 1);
+        assert_int_equal(nt_outq_push(q, f), WA_OK);
+        nt_frame_unref(f);
+        if (i % 50 == 49) {
+            struct timespec ts = {.tv_nsec = 5 * 1000 * 1000};
+            nanosleep(&ts, NULL); /* let some go out on their own */
+        }
+    }
+    nt_outq_close(q, NT_CLOSE_NORMAL, "", false);
+    assert_true(capture_wait_close(&c));
+    nt_outq_stop(q);
+    while (capture_next(&c, &off, &fr)) {
+        char want[32];
+
+        if (fr.opcode != MG_WEBSOCKET_OPCODE_TEXT)
+            continue;
+        snprintf(want, sizeof(want), "{\"n\":%d}", n++);
+        assert_int_equal(fr.len, strlen(want));
+        assert_memory_equal(fr.payload, want, fr.len);
+    }
+    assert_int_equal(n, 300);
+    nt_outq_free(q);
+    capture_fini(&c);
+    nt_writers_free(w);
+}
+
 static void test_failing_sink(void **state)
 {
     nt_metrics_t m = {0};
@@ -381,6 +469,8 @@ int main(void)
         cmocka_unit_test(test_close_discard),
         cmocka_unit_test(test_stalled_client_delays_nobody),
         cmocka_unit_test(test_defer),
+        cmocka_unit_test(test_defer_full_write),
+        cmocka_unit_test(test_coalesced_stream_order),
         cmocka_unit_test(test_failing_sink),
         cmocka_unit_test(test_stop_without_close),
     };
