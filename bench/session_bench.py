@@ -5,7 +5,9 @@
     session_bench.py <bin-dir> --flags        # Chromium flag sets compared
 
 The environment passes through to the services: SPARE_BROWSERS=0
-measures connects without a pre-warmed browser.
+measures connects without a pre-warmed browser. GAP_S=<seconds> pauses
+between one latency run's disconnect and the next connect (default 0:
+back to back, which gives a spare the least time to start).
 
 Default mode starts the whole stack on free ports and reports:
   - POST /connect -> status qr, and scan -> status ready: median (and
@@ -101,6 +103,11 @@ def tree_mem_kb(sessions_dir, spare=None):
     return pss, uss, procs, types
 
 
+# Seconds between one user's disconnect and the next connect (GAP_S):
+# 0 is back to back, the worst case for a pre-warmed browser.
+GAP_S = float(os.environ.get("GAP_S", "0"))
+
+
 def status(st, tok):
     return http("GET", st.gw("/status"), tok).json or {}
 
@@ -141,6 +148,7 @@ def bench_stack(bindir, runs, counts):
             ready.append(b)
             r = http("POST", st.gw("/disconnect"), tok, timeout=30)
             assert r.status == 200, r
+            time.sleep(GAP_S)
         print("connect -> qr:   median %.2f s (min %.2f, max %.2f, n=%d)"
               % (statistics.median(qr), min(qr), max(qr), runs))
         print("scan -> ready:   median %.2f s (min %.2f, max %.2f, n=%d)"

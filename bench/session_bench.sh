@@ -6,6 +6,7 @@
 #   BIN_DIR=build-x/bin bench/session_bench.sh 10 1   (another build; runs,
 #                                          session counts)
 #   SPARE_BROWSERS=0 bench/session_bench.sh          (no pre-warmed browser)
+#   GAP_S=8 bench/session_bench.sh 10 1     (8 s between connects)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec /usr/bin/python3 bench/session_bench.py "${BIN_DIR:-build/bin}" "$@"

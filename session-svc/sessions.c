@@ -161,8 +161,8 @@ static bool adopt(ss_session_t *s)
     cb.arg = s;
     browser__rebind(s->browser, &cb);
     s->launched_at = uv_now(ss->loop);
-    wa_debug(NULL, "user %s: adopted the spare browser pid %d", s->user,
-             browser__pid(s->browser));
+    wa_debug(NULL, "user %s: adopted the spare browser pid %d (setup step %d)",
+             s->user, browser__pid(s->browser), s->page.step);
     uv_timer_start(&s->ready_timer, on_ready_timer, PAGE_LOAD_MS, 0);
     adapter__resume(s);
     return true;

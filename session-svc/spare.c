@@ -193,11 +193,31 @@ fail:
     return err;
 }
 
+/* Users waiting for their browser to come up (initializing). */
+static long starting(const ss_t *ss)
+{
+    const ss_session_t *s;
+    long n = 0;
+
+    for (s = ss->sessions; s != NULL; s = s->next) {
+        if (s->browser != NULL && s->status == SS_INITIALIZING)
+            n++;
+    }
+    return n;
+}
+
+/*
+ * Start spares up to SPARE_BROWSERS. Not while a user waits on a browser
+ * start: a spare starting beside it competes for the CPU and makes that
+ * user wait longer; the user's leaving initializing calls spare__fill.
+ */
 static void on_fill(uv_timer_t *t)
 {
     ss_t *ss = t->data;
     wa_err_t err;
 
+    if (starting(ss) > 0)
+        return;
     while (!ss->stopping && count(ss) < ss->cfg.spares &&
            sessions__active(ss) < ss->cfg.max_sessions) {
         if ((err = launch_one(ss)) != WA_OK) {
@@ -313,13 +333,19 @@ void spare__fill(ss_t *ss)
 wa_err_t spare__take(ss_t *ss, const char *profile, ss_browser_t **b,
                      ss_page_t *page)
 {
-    ss_session_t *sp;
+    ss_session_t *sp = NULL, *it;
     struct stat st;
     const char *name;
 
-    for (sp = ss->spares; sp != NULL; sp = sp->next) {
-        if (!sp->stopping && browser__cdp(sp->browser) != NULL)
-            break;
+    /* The one furthest along: parked on the site beats one still
+     * starting; among equals, the oldest. */
+    for (it = ss->spares; it != NULL; it = it->next) {
+        if (it->stopping || browser__cdp(it->browser) == NULL)
+            continue;
+        if (sp == NULL || it->page.step > sp->page.step ||
+            (it->page.step == sp->page.step &&
+             it->launched_at < sp->launched_at))
+            sp = it;
     }
     if (sp == NULL)
         return WA_ENOTFOUND;

@@ -172,6 +172,8 @@ wa_err_t state__set(ss_session_t *s, const ss_transition_t *t)
     s->qr_url = url;
     s->status = to;
     s->changed_at = uv_hrtime() / 1000000;
+    if (from == SS_INITIALIZING && to != SS_INITIALIZING)
+        spare__fill(s->ss); /* spares start when no user waits on a start */
     if (to == SS_READY) {
         snprintf(s->phone, sizeof(s->phone), "%s",
                  t->phone != NULL ? t->phone : "");
