@@ -49,12 +49,15 @@ run() {
         sleep 0.05
     done
     echo "== $title"
+    local rc=0
     "$BENCH" "$port" "$events" "$SECRET" "$pid" "$@" "$stalled" \
-        "$PUBLISHERS" "$READERS"
+        "$PUBLISHERS" "$READERS" || rc=$?
     curl -s "http://127.0.0.1:$port/metrics" |
-        grep -E '^notifier_(events_in_total|events_gap_total|frames_out_total|drops_total)'
+        grep -E '^notifier_(events_in_total|events_gap_total|frames_out_total|drops_total)' || true
+    # Stop this notifier whatever the bench did, then report its failure.
     kill -TERM "$pid"
-    wait "$pid"
+    wait "$pid" || true
+    return "$rc"
 }
 
 LOGDIR=$(mktemp -d)

@@ -325,6 +325,8 @@ size_t nt_hub_ring_seqs(nt_hub_t *hub, const char *user, int64_t *out,
 
 /* Most events received and relayed as one batch. */
 #define NT_PUMP_BATCH 256
+/* How long the pump lets events gather after waking on an empty queue. */
+#define NT_PUMP_LINGER_US 500
 
 typedef struct nt_pump nt_pump_t;
 

@@ -15,6 +15,7 @@
  * wa_bus_recv_event, minus the per-call aio.
  */
 #include <stdlib.h>
+#include <time.h>
 
 #include "notifier.h"
 #include "wa/log.h"
@@ -80,6 +81,21 @@ static int recv_msg(nt_pump_t *p, nng_duration timeout, nng_msg **out)
 }
 
 /*
+ * After waking for an event that found the queue empty, let the next ones
+ * gather for NT_PUMP_LINGER_US before relaying. Without it, a moderate
+ * stream (each event arriving after the last was relayed) costs a wake-up
+ * of the pump and of a writer per event, the most expensive thing here;
+ * with it, one of each per linger. Under load the queue is never empty and
+ * the pump never lingers.
+ */
+static void linger(void)
+{
+    const struct timespec ts = {.tv_nsec = NT_PUMP_LINGER_US * 1000L};
+
+    nanosleep(&ts, NULL);
+}
+
+/*
  * Receive up to NT_PUMP_BATCH well-formed events into p->evs: the first
  * waiting up to wait_ms if none is queued, the rest only if nng holds
  * them already. (A receive with a timeout goes on nng's timer list and
@@ -96,8 +112,9 @@ static size_t recv_batch(nt_pump_t *p)
         wa_err_t rv;
         int nrv = recv_msg(p, NNG_DURATION_ZERO, &msg);
 
-        if (nrv == NNG_ETIMEDOUT && tries == 0)
-            nrv = recv_msg(p, p->wait_ms, &msg);
+        if (nrv == NNG_ETIMEDOUT && tries == 0 &&
+            (nrv = recv_msg(p, p->wait_ms, &msg)) == 0)
+            linger();
         if (nrv != 0)
             break; /* nothing (more) queued, or the socket closed */
         rv = wa_event_decode(nng_msg_body(msg), nng_msg_len(msg), &p->evs[n]);
