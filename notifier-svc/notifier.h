@@ -323,8 +323,11 @@ size_t nt_hub_ring_seqs(nt_hub_t *hub, const char *user, int64_t *out,
 
 /* ---- pump.c ------------------------------------------------------------- */
 
-/* Most events received and relayed as one batch. */
+/* Most events received and relayed as one batch, and about the most bytes:
+ * big events make short batches, so the writers, woken at the end of each,
+ * drain the queues before a burst of them can overflow a healthy one. */
 #define NT_PUMP_BATCH 256
+#define NT_PUMP_BATCH_BYTES 65536
 /* How long the pump lets events gather after waking on an empty queue. */
 #define NT_PUMP_LINGER_US 500
 

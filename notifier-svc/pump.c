@@ -96,7 +96,8 @@ static void linger(void)
 }
 
 /*
- * Receive up to NT_PUMP_BATCH well-formed events into p->evs: the first
+ * Receive up to NT_PUMP_BATCH well-formed events (and about
+ * NT_PUMP_BATCH_BYTES) into p->evs: the first
  * waiting up to wait_ms if none is queued, the rest only if nng holds
  * them already. (A receive with a timeout goes on nng's timer list and
  * wakes its expiry thread, so under load, when something is always
@@ -105,9 +106,10 @@ static void linger(void)
  */
 static size_t recv_batch(nt_pump_t *p)
 {
-    size_t n = 0;
+    size_t n = 0, bytes = 0;
 
-    for (size_t tries = 0; tries < NT_PUMP_BATCH; tries++) {
+    for (size_t tries = 0; tries < NT_PUMP_BATCH && bytes < NT_PUMP_BATCH_BYTES;
+         tries++) {
         nng_msg *msg;
         wa_err_t rv;
         int nrv = recv_msg(p, NNG_DURATION_ZERO, &msg);
@@ -117,6 +119,7 @@ static size_t recv_batch(nt_pump_t *p)
             linger();
         if (nrv != 0)
             break; /* nothing (more) queued, or the socket closed */
+        bytes += nng_msg_len(msg);
         rv = wa_event_decode(nng_msg_body(msg), nng_msg_len(msg), &p->evs[n]);
         nng_msg_free(msg);
         if (rv != WA_OK) {
