@@ -576,7 +576,7 @@ static void step(ss_session_t *s)
 
     if (c == NULL || s->page.step > STEP_LAST ||
         (s->page.step == STEP_NAVIGATE && (s->page.navigated || s->spare)))
-        return; /* a spare waits on about:blank for its user */
+        return; /* a spare waits, parked on the site, for its user */
     if (s->page.step == STEP_NAVIGATE) {
         s->page.navigated = true;
         /* Until WhatsApp's document has its context, nothing speaks for

@@ -153,9 +153,14 @@ static bool adopt(ss_session_t *s)
 {
     ss_t *ss = s->ss;
     ss_browser_cb_t cb = {0};
+    wa_err_t err;
 
-    if (spare__take(ss, s->profile, &s->browser, &s->page) != WA_OK)
+    if ((err = spare__take(ss, s->profile, &s->browser, &s->page)) != WA_OK) {
+        if (err == WA_EUNAVAIL)
+            wa_warn(NULL, "user %s: cannot link the profile to a spare",
+                    s->user);
         return false;
+    }
     cb.on_event = on_browser_event;
     cb.on_exit = on_browser_exit;
     cb.arg = s;
