@@ -4,8 +4,8 @@
     session_bench.py <bin-dir> [runs=10] [sessions=1,5,10]
     session_bench.py <bin-dir> --flags        # Chromium flag sets compared
 
-The environment passes through to the services: SPARE_BROWSERS=0
-measures connects without a pre-warmed browser. GAP_S=<seconds> pauses
+The environment passes through to the services: SPARE_BROWSERS=1
+measures connects with a pre-warmed browser (the default, 0, without). GAP_S=<seconds> pauses
 between one latency run's disconnect and the next connect (default 0:
 back to back, which gives a spare the least time to start).
 

@@ -5,7 +5,7 @@
 #   bench/session_bench.sh [--flags]      (after cmake --build build)
 #   BIN_DIR=build-x/bin bench/session_bench.sh 10 1   (another build; runs,
 #                                          session counts)
-#   SPARE_BROWSERS=0 bench/session_bench.sh          (no pre-warmed browser)
+#   SPARE_BROWSERS=1 bench/session_bench.sh          (one pre-warmed browser)
 #   GAP_S=8 bench/session_bench.sh 10 1     (8 s between connects)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -190,7 +190,7 @@ int main(void)
                         1000, 3600000),
         WA_CFG_INT_SPEC("STORE_TIMEOUT_MS", &cfg->store_timeout_ms, "3000", 100,
                         60000),
-        WA_CFG_INT_SPEC("SPARE_BROWSERS", &cfg->spares, "1", 0, 16),
+        WA_CFG_INT_SPEC("SPARE_BROWSERS", &cfg->spares, "0", 0, 16),
         WA_CFG_STR_SPEC("PATH", &path_env, "/usr/local/bin:/usr/bin:/bin", 0,
                         65536),
         WA_LOG_LEVEL_SPEC(&cfg->log_level),

@@ -1,5 +1,5 @@
 /*
- * spare.c - pre-warmed browsers (SPARE_BROWSERS, default 1, 0 = off).
+ * spare.c - pre-warmed browsers (SPARE_BROWSERS, default 0 = off).
  *
  * Starting Chromium and setting up its page on about:blank is most of a
  * connect's wait for the QR code (docs/architecture.md). A spare is a

@@ -161,7 +161,8 @@ def main_fakewa(bindir, work):
     # A fixed INSTANCE_ID, as a container's hostname-1 would be: the
     # restarted session-svc is the same instance and restores its users.
     st = stack.Stack(bindir, work, {"FAKEWA_REF_INTERVAL_MS": "15000",
-                                    "INSTANCE_ID": "it-session-1"})
+                                    "INSTANCE_ID": "it-session-1",
+                                    "SPARE_BROWSERS": "1"})
     sessions = st.env["SESSIONS_DIR"]
     st.start_all(fakewa=True)
     try:
