@@ -323,6 +323,19 @@ static void finish_stop(ss_session_t *s)
     }
 }
 
+/*
+ * How long a closing browser may take before it is killed. A stop that
+ * deletes the profile has nothing to save, so it kills at once: a browser
+ * still starting may otherwise not notice its closed pipe for seconds,
+ * and /disconnect would outlive the gateway's budget.
+ */
+static uint64_t stop_grace_ms(const ss_session_t *s)
+{
+    if (s->stop_mode == STOP_DELETE || s->stop_mode == STOP_LOGOUT)
+        return 0;
+    return (uint64_t)s->ss->cfg.stop_timeout_ms;
+}
+
 static void logout_done(void *arg, wa_err_t err, cJSON *data,
                         const char *message)
 {
@@ -336,7 +349,7 @@ static void logout_done(void *arg, wa_err_t err, cJSON *data,
                 "anyway",
                 s->user, wa_err_code(err));
     if (s->browser != NULL)
-        browser__stop(s->browser, (uint64_t)s->ss->cfg.stop_timeout_ms);
+        browser__stop(s->browser, stop_grace_ms(s));
 }
 
 /* How destructive a mode is: a stop in progress is upgraded, never
@@ -396,7 +409,7 @@ void sessions__stop(ss_session_t *s, ss_stop_mode_t mode, const char *reason,
         adapter__call(s, "logout", NULL, LOGOUT_MS, logout_done, s);
         return;
     }
-    browser__stop(s->browser, (uint64_t)s->ss->cfg.stop_timeout_ms);
+    browser__stop(s->browser, stop_grace_ms(s));
 }
 
 void sessions__page_logout(ss_session_t *s)

@@ -400,6 +400,18 @@ def main_mock(bindir, work):
         check(not user_browsers(sessions, "mock-d"),
               "and its browser is closed")
 
+        # A disconnect while the browser is still starting: answered, the
+        # profile deleted, the browser gone.
+        r = http("POST", st.gw("/connect"), td)
+        check(r.status in (200, 202), "connect again (%r)" % r)
+        r = http("POST", st.gw("/disconnect"), td)
+        check(r.status == 200 and r.json.get("status") == "disconnected",
+              "disconnect while the browser starts is answered (%r)" % r)
+        check(not os.path.exists(os.path.join(sessions, "mock-d")),
+              "and the profile is gone")
+        wait_until("browser gone", lambda: not user_browsers(sessions,
+                                                             "mock-d"), 10)
+
         # Hostile payloads while a QR shows, then a normal login.
         http("POST", st.gw("/connect"), tc)
         wait_status(st, tc, "qr")
