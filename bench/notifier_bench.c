@@ -342,8 +342,8 @@ static void *publisher_main(void *arg)
             break;
         due = (uint64_t)((double)(now - p->start) / 1e9 * (double)p->rate);
         while (p->published < due) {
-            long u = p->index +
-                     (long)(p->published % (uint64_t)mine) * p->count;
+            long u =
+                p->index + (long)(p->published % (uint64_t)mine) * p->count;
             wa_event_t ev;
 
             snprintf(user, sizeof(user), "bench%ld", u);
@@ -519,7 +519,8 @@ static int bus_only(int argc, char **argv)
         if (nng_aio_result(aio) == 0) {
             nng_msg *m = nng_aio_get_msg(aio);
 
-            if (wa_event_decode(nng_msg_body(m), nng_msg_len(m), &ev) == WA_OK) {
+            if (wa_event_decode(nng_msg_body(m), nng_msg_len(m), &ev) ==
+                WA_OK) {
                 received++;
                 wa_event_clear(&ev);
             } else {
@@ -629,8 +630,8 @@ int main(int argc, char **argv)
         pubs[i].rate = rate / npub + (i < rate % npub ? 1 : 0);
     }
     sleep_ns(100 * 1000 * 1000);
-    if (stalled > 0 && stall(pubs[0].pub, (int)port, argv[3], stalled,
-                             &seqs[0]) != 0) {
+    if (stalled > 0 &&
+        stall(pubs[0].pub, (int)port, argv[3], stalled, &seqs[0]) != 0) {
         fprintf(stderr, "notifier_bench: stalled clients failed\n");
         return 1;
     }
@@ -650,8 +651,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "notifier_bench: connect %zu failed\n", i);
                 return 1;
             }
-            if (epoll_ctl(rds[i % (size_t)nrd].ep, EPOLL_CTL_ADD, c->fd,
-                          &ev) != 0)
+            if (epoll_ctl(rds[i % (size_t)nrd].ep, EPOLL_CTL_ADD, c->fd, &ev) !=
+                0)
                 return 1;
         }
     }

@@ -418,8 +418,7 @@ static void fanout_flush(nt_hub_t *hub, fanout_t *fo)
 }
 
 /* Queue f to every sub of u (references are taken by the queues). */
-static void fanout_add(nt_hub_t *hub, fanout_t *fo, nt_user_t *u,
-                       nt_frame_t *f)
+static void fanout_add(nt_hub_t *hub, fanout_t *fo, nt_user_t *u, nt_frame_t *f)
 {
     for (nt_sub_t *s = u->subs; s != NULL; s = s->next) {
         if (fo->n == FANOUT_CHUNK || fo->bytes >= FANOUT_BYTES)

@@ -42,17 +42,17 @@ typedef struct worker {
 
 struct nt_writers {
     pthread_mutex_t mu;
-    pthread_cond_t work;    /* workers wait for the ready list */
-    pthread_cond_t done;    /* nt_outq_stop waits for a worker to let go */
-    nt_outq_t *head, *tail; /* ready list: queues with something to write */
+    pthread_cond_t work;      /* workers wait for the ready list */
+    pthread_cond_t done;      /* nt_outq_stop waits for a worker to let go */
+    nt_outq_t *head, *tail;   /* ready list: queues with something to write */
     nt_outq_t *dhead, *dtail; /* delayed list: ready at the next epoch */
     uint64_t epoch;           /* atomic: write epochs since start */
     worker_t *workers;
-    size_t want;   /* workers that should be unstuck */
-    size_t active; /* unstuck workers */
-    size_t alive;  /* worker threads not yet joined */
-    size_t idle;   /* workers waiting on `work` */
-    size_t wakes;  /* signals sent to idle workers not yet awake */
+    size_t want;    /* workers that should be unstuck */
+    size_t active;  /* unstuck workers */
+    size_t alive;   /* worker threads not yet joined */
+    size_t idle;    /* workers waiting on `work` */
+    size_t wakes;   /* signals sent to idle workers not yet awake */
     bool deferred;  /* the pump is mid-burst: wake workers at its end */
     bool stopping;  /* written under mu, atomically (the monitor reads) */
     bool attention; /* atomic: the monitor must look under the lock */
@@ -64,7 +64,7 @@ struct nt_writers {
 struct nt_outq {
     nt_writers_t *pool;
     nt_outq_t *rnext, *rprev; /* ready or delayed list links */
-    nt_frame_t **ring; /* circular, cap entries */
+    nt_frame_t **ring;        /* circular, cap entries */
     size_t cap, head, count, bytes;
     size_t max_frames, max_bytes;
     bool closing;       /* no more frames accepted */
@@ -826,7 +826,7 @@ wa_err_t nt_writers_new(size_t threads, nt_metrics_t *metrics,
             pthread_join(me->thread, NULL);
             free(me);
         }
-            pthread_cond_destroy(&w->done);
+        pthread_cond_destroy(&w->done);
         pthread_cond_destroy(&w->work);
         pthread_mutex_destroy(&w->mu);
         free(w);

@@ -288,8 +288,7 @@ static bool spare_link(const char *profile, char *target, size_t len)
         strncmp(name, SS_SPARE_PREFIX, strlen(SS_SPARE_PREFIX)) != 0 ||
         (slash = strrchr(profile, '/')) == NULL)
         return false;
-    w = snprintf(target, len, "%.*s/%s", (int)(slash - profile), profile,
-                 name);
+    w = snprintf(target, len, "%.*s/%s", (int)(slash - profile), profile, name);
     return w > 0 && (size_t)w < len;
 }
 

@@ -595,8 +595,8 @@ struct ss {
     wa_bus_server_t *server;
     storeio_t *io;
     ss_session_t *sessions;
-    ss_session_t *spares;     /* pre-warmed browsers (spare.c) */
-    uv_timer_t spare_timer;   /* fills up the spares */
+    ss_session_t *spares;   /* pre-warmed browsers (spare.c) */
+    uv_timer_t spare_timer; /* fills up the spares */
     uint64_t spare_backoff_ms;
     bool spare_timer_ready;
     ss_opq_t *opq;

@@ -97,7 +97,7 @@ static void schedule(ss_t *ss, uint64_t ms)
 }
 
 static void on_spare_event(void *arg, const char *session, const char *method,
-                     const cJSON *params)
+                           const cJSON *params)
 {
     adapter__on_event(arg, session, method, params);
 }
@@ -224,8 +224,7 @@ static void on_fill(uv_timer_t *t)
             ss->spare_backoff_ms = browser__backoff_next(
                 ss->spare_backoff_ms, (uint64_t)ss->cfg.backoff_max_ms);
             wa_warn(NULL, "cannot start a spare browser: %s; again in %llu ms",
-                    wa_strerror(err),
-                    (unsigned long long)ss->spare_backoff_ms);
+                    wa_strerror(err), (unsigned long long)ss->spare_backoff_ms);
             schedule(ss, ss->spare_backoff_ms);
             return;
         }
@@ -287,7 +286,7 @@ static void sweep_one(const char *dir, const char *name)
 
 static void sweep(const char *dir)
 {
-    char (*names)[NAME_MAX + 1] = NULL, (*grown)[NAME_MAX + 1];
+    char(*names)[NAME_MAX + 1] = NULL, (*grown)[NAME_MAX + 1];
     size_t n = 0, cap = 0, i;
     struct dirent *e;
     DIR *d;

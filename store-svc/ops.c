@@ -380,8 +380,7 @@ static wa_err_t parse_log_list(call_t *c)
                    &c->a.list.limit);
 }
 
-static wa_err_t check_event_type(call_t *c, const char *name,
-                                 const char *type)
+static wa_err_t check_event_type(call_t *c, const char *name, const char *type)
 {
     if (!event_type_valid(type))
         return invalid(c, "%s: must be 1..%d characters of a-z, '_' and '.'",
@@ -410,7 +409,8 @@ static wa_err_t parse_log_row(call_t *c, const cJSON *row, int i)
     if ((c->rows.data[i] = cJSON_PrintUnformatted(data)) == NULL)
         return WA_ENOMEM;
     if (strlen(c->rows.data[i]) > STORE_EVENT_DATA_MAX)
-        return invalid(c, "rows[%d].eventData: must be at most %d bytes of JSON",
+        return invalid(c,
+                       "rows[%d].eventData: must be at most %d bytes of JSON",
                        i, STORE_EVENT_DATA_MAX);
     return WA_OK;
 }
@@ -757,8 +757,7 @@ static const op_desc_t ops[] = {
      NULL, false},
     {WA_OP_LOG_APPEND, true, f_log, parse_log_append, NULL, exec_log_append,
      true},
-    {WA_OP_LOG_LIST, true, f_limit, parse_log_list, read_log_list, NULL,
-     false},
+    {WA_OP_LOG_LIST, true, f_limit, parse_log_list, read_log_list, NULL, false},
     {WA_OP_EVENT_RECORD, true, f_event, parse_event_record, NULL,
      exec_event_record, true},
     {WA_OP_INSTANCE_REGISTER, false, f_register, parse_register, NULL,
@@ -893,8 +892,9 @@ static wa_err_t replay_durable(call_t *c, db_conn_t *conn, bool *found)
     if ((c->result = cJSON_Parse(reply)) == NULL)
         return WA_ENOMEM;
     atomic_fetch_add(&c->st->stats.idem_hits, 1);
-    wa_debug(c->req->rid, "%s: repeated request (recorded), first answer sent "
-                          "again",
+    wa_debug(c->req->rid,
+             "%s: repeated request (recorded), first answer sent "
+             "again",
              wa_op_name(c->req->op));
     return WA_OK;
 }

@@ -337,7 +337,7 @@ static void test_defer_full_write(void **state)
     capture_init(&c);
     assert_int_equal(nt_outq_start(q, capture_sink, &c), WA_OK);
     nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
-    nt_writers_defer(w, true); /* the worker is asleep now */
+    nt_writers_defer(w, true);  /* the worker is asleep now */
     for (int i = 0; i < 4; i++) /* 24 KB: more than one write */
         assert_int_equal(nt_outq_push(q, f), WA_OK);
     deadline = wa_now_ms() + 5000;
