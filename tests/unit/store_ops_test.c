@@ -307,12 +307,11 @@ static void test_log_rows(void **state)
     logs = cJSON_GetObjectItem(d, "logs");
     assert_int_equal(cJSON_GetArraySize(logs), 3);
     assert_string_equal(s(cJSON_GetArrayItem(logs, 1), "eventData"), "two");
-    assert_int_equal(cJSON_GetArrayItem(
-                         cJSON_GetObjectItem(cJSON_GetArrayItem(logs, 0),
-                                             "eventData"),
-                         0)
-                         ->valueint,
-                     3);
+    assert_int_equal(
+        cJSON_GetArrayItem(
+            cJSON_GetObjectItem(cJSON_GetArrayItem(logs, 0), "eventData"), 0)
+            ->valueint,
+        3);
     cJSON_Delete(d);
 
     fails(f, WA_OP_LOG_APPEND, "batch", "{\"rows\":[]}", WA_EINVAL,
@@ -331,8 +330,7 @@ static void test_log_rows(void **state)
           WA_EINVAL, "rows[0]: must be an object");
     fails(f, WA_OP_LOG_APPEND, "batch", "{\"rows\":[{\"eventType\":\"a\"}]}",
           WA_EINVAL, "rows[0]");
-    fails(f, WA_OP_LOG_APPEND, "batch", "{\"rows\":[7]}", WA_EINVAL,
-          "rows[0]");
+    fails(f, WA_OP_LOG_APPEND, "batch", "{\"rows\":[7]}", WA_EINVAL, "rows[0]");
     /* 257 rows: over the limit. */
     len = 10 + 257 * 40;
     big = malloc(len);
