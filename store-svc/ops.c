@@ -292,6 +292,18 @@ static wa_err_t field_arg(call_t *c, const char *name, bool nullable,
 }
 
 /* args.name as JSON text of at most max bytes into c->data_json. */
+/* v as JSON text of at most max bytes into *out (the caller frees it, also
+ * on failure); name is the field, for the message. */
+static wa_err_t json_text(call_t *c, const char *name, const cJSON *v,
+                          size_t max, char **out)
+{
+    if ((*out = cJSON_PrintUnformatted(v)) == NULL)
+        return WA_ENOMEM;
+    if (strlen(*out) > max)
+        return invalid(c, "%s: must be at most %zu bytes of JSON", name, max);
+    return WA_OK;
+}
+
 static wa_err_t json_arg(call_t *c, const char *name, bool object, size_t max)
 {
     const cJSON *v = arg(c, name);
@@ -300,11 +312,7 @@ static wa_err_t json_arg(call_t *c, const char *name, bool object, size_t max)
         return invalid(c, "%s: required", name);
     if (object && !cJSON_IsObject(v))
         return invalid(c, "%s: must be an object", name);
-    if ((c->data_json = cJSON_PrintUnformatted(v)) == NULL)
-        return WA_ENOMEM;
-    if (strlen(c->data_json) > max)
-        return invalid(c, "%s: must be at most %zu bytes of JSON", name, max);
-    return WA_OK;
+    return json_text(c, name, v, max, &c->data_json);
 }
 
 /* ---- parse: check and convert each operation's args ---- */
@@ -393,6 +401,8 @@ static wa_err_t parse_log_row(call_t *c, const cJSON *row, int i)
 {
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(row, "eventType");
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(row, "eventData");
+    char name[48];
+    wa_err_t e;
 
     if (!cJSON_IsObject(row) || cJSON_GetArraySize(row) != 2 ||
         !cJSON_IsString(type) || data == NULL)
@@ -400,19 +410,12 @@ static wa_err_t parse_log_row(call_t *c, const cJSON *row, int i)
                        "rows[%d]: must be an object of exactly eventType "
                        "(a string) and eventData",
                        i);
-    if (!event_type_valid(type->valuestring))
-        return invalid(c,
-                       "rows[%d].eventType: must be 1..%d characters of "
-                       "a-z, '_' and '.'",
-                       i, STORE_EVENT_TYPE_MAX);
+    snprintf(name, sizeof(name), "rows[%d].eventType", i);
+    if ((e = check_event_type(c, name, type->valuestring)) != WA_OK)
+        return e;
     c->rows.type[i] = type->valuestring;
-    if ((c->rows.data[i] = cJSON_PrintUnformatted(data)) == NULL)
-        return WA_ENOMEM;
-    if (strlen(c->rows.data[i]) > STORE_EVENT_DATA_MAX)
-        return invalid(c,
-                       "rows[%d].eventData: must be at most %d bytes of JSON",
-                       i, STORE_EVENT_DATA_MAX);
-    return WA_OK;
+    snprintf(name, sizeof(name), "rows[%d].eventData", i);
+    return json_text(c, name, data, STORE_EVENT_DATA_MAX, &c->rows.data[i]);
 }
 
 /* "rows": 1..STORE_LOG_BATCH_MAX rows, appended in one transaction. */
