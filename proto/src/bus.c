@@ -7,6 +7,8 @@
  */
 #include "wa/bus.h"
 
+#include <stdatomic.h>
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,6 +21,8 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/util/platform.h>
+
+#include "bus_int.h"
 
 /* Dialers retry quickly at first (a peer starting at the same time as us),
  * then back off so a peer that is down for long costs little. */
@@ -239,26 +243,28 @@ fail:
 
 /* ---- client ---- */
 
-/* Decode a reply into rep. A reply we cannot decode is the peer's fault
- * (WA_EPROTO), never to be confused with a remote error code. */
-static wa_err_t decode_reply(nng_msg *msg, wa_reply_t *rep)
+wa_err_t wa__bus_result(wa_err_t decode_err, wa_reply_t *rep)
 {
-    wa_err_t err;
-
-    err = wa_reply_decode(nng_msg_body(msg), nng_msg_len(msg), rep);
-    if (err != WA_OK) {
-        memset(rep, 0, sizeof(*rep));
-        return err == WA_ENOMEM ? WA_ENOMEM : WA_EPROTO;
+    if (decode_err != WA_OK) {
+        wa_reply_clear(rep);
+        return decode_err == WA_ENOMEM ? WA_ENOMEM : WA_EPROTO;
     }
     if (rep->ok)
         return WA_OK;
     if (rep->err == WA_OK) {
         /* Defensive: an error reply must carry an error. */
         wa_reply_clear(rep);
-        memset(rep, 0, sizeof(*rep));
         return WA_EPROTO;
     }
     return rep->err;
+}
+
+/* Decode a reply into rep. A reply we cannot decode is the peer's fault
+ * (WA_EPROTO), never to be confused with a remote error code. */
+static wa_err_t decode_reply(nng_msg *msg, wa_reply_t *rep)
+{
+    return wa__bus_result(
+        wa_reply_decode(nng_msg_body(msg), nng_msg_len(msg), rep), rep);
 }
 
 /*
@@ -426,14 +432,35 @@ static wa_err_t slot_call(call_slot_t *sl, nng_msg *msg, int timeout_ms,
     return err;
 }
 
-wa_err_t wa_bus_call(nng_socket req, wa_op_t op, const char *user,
-                     const char *rid, const cJSON *args, int timeout_ms,
-                     wa_reply_t *rep)
+wa_err_t wa__bus_call_encoded(nng_socket req, const char *buf, size_t len,
+                              int timeout_ms, wa_reply_t *rep)
 {
     call_cache_t *cc;
     call_slot_t tmp, *sl;
     bool replied = false;
     nng_msg *msg = NULL;
+    wa_err_t err;
+
+    memset(rep, 0, sizeof(*rep));
+    if ((err = msg_from(buf, len, &msg)) != WA_OK)
+        return err;
+    cc = cache_get();
+    if ((err = slot_take(cc, req, &tmp, &sl)) != WA_OK) {
+        nng_msg_free(msg);
+        return err;
+    }
+    err = slot_call(sl, msg, timeout_ms, rep, &replied);
+    /* Without a reply a request may still be pending: closing the context
+     * abandons it. */
+    if (cc == NULL || !replied)
+        slot_drop(sl);
+    return err;
+}
+
+wa_err_t wa_bus_call(nng_socket req, wa_op_t op, const char *user,
+                     const char *rid, const cJSON *args, int timeout_ms,
+                     wa_reply_t *rep)
+{
     char *buf = NULL;
     size_t len = 0;
     wa_err_t err;
@@ -450,27 +477,19 @@ wa_err_t wa_bus_call(nng_socket req, wa_op_t op, const char *user,
      * peer with the default limit would drop along with its connection. */
     if ((err = wa_request_encode(op, user, rid, args, &buf, &len)) != WA_OK)
         return err;
-    err = msg_from(buf, len, &msg);
+    err = wa__bus_call_encoded(req, buf, len, timeout_ms, rep);
     free(buf);
-    if (err != WA_OK)
-        return err;
-    cc = cache_get();
-    if ((err = slot_take(cc, req, &tmp, &sl)) != WA_OK) {
-        nng_msg_free(msg);
-        return err;
-    }
-    err = slot_call(sl, msg, timeout_ms, rep, &replied);
-    /* Without a reply a request may still be pending: closing the context
-     * abandons it. */
-    if (cc == NULL || !replied)
-        slot_drop(sl);
     return err;
 }
 
 /* ---- server ---- */
 
+typedef struct batch batch_t;
+
 struct wa_bus_job {
     wa_request_t req;
+    batch_t *batch; /* NULL: the worker's own job; else a bus.batch member */
+    size_t index;   /* in batch */
 };
 
 /*
@@ -557,6 +576,135 @@ static void answer_err(worker_t *w, wa_err_t err, const char *message)
     send_answer(w, buf, len);
 }
 
+/*
+ * A "bus.batch" request: its members become jobs of their own, handed to the
+ * handler one by one like any request, each answered (on any thread, in any
+ * order) with wa_bus_reply_*. Each answer is encoded at once into its slot;
+ * the last one joins them into the batch's reply, sent on the worker that
+ * received the batch. `pending` counts unanswered members plus one held by
+ * batch_start while it is still handing members out, so that an answer given
+ * during the hand-out cannot finish the batch under it.
+ */
+struct batch {
+    worker_t *w;
+    atomic_size_t pending;
+    size_t n;
+    char **ans; /* encoded replies, in request order */
+    size_t *lens;
+    wa_bus_job_t jobs[];
+};
+
+static void batch_free(batch_t *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free(b->ans[i]);
+    free(b->ans);
+    free(b->lens);
+    free(b);
+}
+
+static void batch_release(batch_t *b)
+{
+    worker_t *w = b->w;
+    char *buf = NULL;
+    size_t len = 0;
+    wa_err_t err = WA_OK;
+
+    if (atomic_fetch_sub(&b->pending, 1) != 1)
+        return;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->ans[i] == NULL)
+            err = WA_ENOMEM; /* a member's answer could not be encoded */
+    }
+    if (err == WA_OK)
+        err = wa_batch_reply_encode(b->ans, b->lens, b->n, &buf, &len);
+    batch_free(b);
+    if (err != WA_OK)
+        answer_err(w, err,
+                   err == WA_ETOOBIG ? "bus.batch: replies too large" : NULL);
+    else
+        send_answer(w, buf, len);
+}
+
+/* Record a member's encoded answer (NULL: it could not be encoded). */
+static void batch_answer(wa_bus_job_t *job, char *buf, size_t len)
+{
+    batch_t *b = job->batch;
+
+    b->ans[job->index] = buf;
+    b->lens[job->index] = len;
+    batch_release(b);
+}
+
+/* Answer a member with an error before any handler saw it. */
+static void batch_refuse(wa_bus_job_t *job, wa_err_t err, const char *message)
+{
+    char *buf = NULL;
+    size_t len = 0;
+
+    if (wa_reply_encode_err(err, message, &buf, &len) != WA_OK)
+        buf = NULL;
+    batch_answer(job, buf, len);
+}
+
+static void batch_start(worker_t *w)
+{
+    wa_bus_server_t *srv = w->srv;
+    cJSON *calls = cJSON_GetObjectItemCaseSensitive(w->job.req.args, "calls");
+    int count = cJSON_IsArray(calls) ? cJSON_GetArraySize(calls) : 0;
+    size_t n = count > 0 ? (size_t)count : 0, i;
+    wa_err_t *bad = NULL;
+    batch_t *b = NULL;
+    cJSON *c;
+
+    if (n == 0 || n > WA_BUS_BATCH_MAX) {
+        wa_request_clear(&w->job.req);
+        answer_err(w, WA_EINVAL,
+                   "bus.batch: args.calls must be an array of 1..64 requests");
+        return;
+    }
+    if ((b = calloc(1, sizeof(*b) + n * sizeof(b->jobs[0]))) == NULL ||
+        (b->ans = calloc(n, sizeof(*b->ans))) == NULL ||
+        (b->lens = calloc(n, sizeof(*b->lens))) == NULL ||
+        (bad = calloc(n, sizeof(*bad))) == NULL) {
+        if (b != NULL) {
+            free(b->ans);
+            free(b->lens);
+            free(b);
+        }
+        wa_request_clear(&w->job.req);
+        answer_err(w, WA_ENOMEM, NULL);
+        return;
+    }
+    b->w = w;
+    b->n = n;
+    atomic_init(&b->pending, n + 1);
+    /* Decode every member first: their args are detached from the batch's,
+     * which can then go. */
+    for (i = 0, c = calls->child; c != NULL && i < n; c = c->next, i++) {
+        wa_bus_job_t *job = &b->jobs[i];
+
+        job->batch = b;
+        job->index = i;
+        bad[i] = wa_request_from_json(c, &job->req);
+        if (bad[i] == WA_OK && job->req.op == WA_OP_BUS_BATCH) {
+            wa_request_clear(&job->req);
+            bad[i] = WA_EINVAL; /* no batch within a batch */
+        }
+    }
+    wa_request_clear(&w->job.req);
+    for (i = 0; i < n; i++) {
+        if (bad[i] != WA_OK)
+            batch_refuse(&b->jobs[i], bad[i],
+                         bad[i] == WA_EINVAL ? "bus.batch: nested batch"
+                                             : NULL);
+        else
+            srv->handler(srv->arg, &b->jobs[i]);
+    }
+    free(bad);
+    batch_release(b); /* may send the reply: touch neither b nor w after */
+}
+
 static void on_request(worker_t *w)
 {
     wa_bus_server_t *srv = w->srv;
@@ -573,6 +721,10 @@ static void on_request(worker_t *w)
         return;
     }
     w->state = W_HANDLER;
+    if (w->job.req.op == WA_OP_BUS_BATCH) {
+        batch_start(w);
+        return;
+    }
     srv->handler(srv->arg, &w->job);
     /* The job may be answered and w reused already: touch nothing. */
 }
@@ -630,9 +782,18 @@ void wa_bus_reply_ok(wa_bus_job_t *job, cJSON *data)
         cJSON_Delete(data);
         return;
     }
-    w = job_worker(job);
     err = wa_reply_encode_ok(data, &buf, &len); /* WA_ETOOBIG over the max */
     cJSON_Delete(data);
+    if (job->batch != NULL) {
+        wa_request_clear(&job->req);
+        if (err != WA_OK)
+            batch_refuse(job, err,
+                         err == WA_ETOOBIG ? "reply too large" : NULL);
+        else
+            batch_answer(job, buf, len);
+        return;
+    }
+    w = job_worker(job);
     wa_request_clear(&w->job.req);
     if (err != WA_OK)
         answer_err(w, err, err == WA_ETOOBIG ? "reply too large" : NULL);
@@ -648,9 +809,17 @@ void wa_bus_reply_err(wa_bus_job_t *job, wa_err_t err, const char *message)
 
     if (job == NULL)
         return;
-    w = job_worker(job);
     if (err == WA_OK)
         err = WA_EINTERNAL;
+    if (job->batch != NULL) {
+        /* Encode before clearing: message may point into the request. */
+        if (wa_reply_encode_err(err, message, &buf, &len) != WA_OK)
+            buf = NULL;
+        wa_request_clear(&job->req);
+        batch_answer(job, buf, len);
+        return;
+    }
+    w = job_worker(job);
     /* Encode before clearing: message may point into the request. */
     if (wa_reply_encode_err(err, message, &buf, &len) != WA_OK) {
         wa_request_clear(&w->job.req);

@@ -66,6 +66,7 @@ static const char *const op_names[WA_OP_COUNT] = {
     [WA_OP_WA_MESSAGES] = "wa.messages",
     [WA_OP_WA_SEND] = "wa.send",
     [WA_OP_WA_CHAT_BY_PHONE] = "wa.chat_by_phone",
+    [WA_OP_BUS_BATCH] = "bus.batch",
 };
 
 static const char *const event_type_names[WA_EV_COUNT] = {
@@ -326,16 +327,16 @@ static wa_err_t check_version(const cJSON *v)
     return v->valuedouble == WA_ENVELOPE_VERSION ? WA_OK : WA_EVERSION;
 }
 
-wa_err_t wa_request_decode(const void *buf, size_t len, wa_request_t *req)
+/* Fill req from a parsed request object; args is detached from root. On
+ * failure req is zeroed and root keeps everything. */
+static wa_err_t request_from(cJSON *root, wa_request_t *req)
 {
-    cJSON *root = NULL, *f[F_COUNT];
+    cJSON *f[F_COUNT];
     wa_err_t rv;
 
-    if (req == NULL)
-        return WA_EINVAL;
     memset(req, 0, sizeof(*req));
-    if ((rv = parse_object(buf, len, &root)) != WA_OK)
-        return rv;
+    if (!cJSON_IsObject(root))
+        return WA_EPROTO;
     rv = collect(
         root, BIT(F_V) | BIT(F_OP) | BIT(F_USER) | BIT(F_RID) | BIT(F_ARGS), f);
     if (rv != WA_OK || (rv = check_version(f[F_V])) != WA_OK)
@@ -356,13 +357,33 @@ wa_err_t wa_request_decode(const void *buf, size_t len, wa_request_t *req)
     copy_checked(req->user, sizeof(req->user), f[F_USER]->valuestring);
     copy_checked(req->rid, sizeof(req->rid), f[F_RID]->valuestring);
     req->args = cJSON_DetachItemViaPointer(root, f[F_ARGS]);
-    cJSON_Delete(root);
     return WA_OK;
 
 fail:
-    cJSON_Delete(root);
     memset(req, 0, sizeof(*req));
     return rv;
+}
+
+wa_err_t wa_request_decode(const void *buf, size_t len, wa_request_t *req)
+{
+    cJSON *root = NULL;
+    wa_err_t rv;
+
+    if (req == NULL)
+        return WA_EINVAL;
+    memset(req, 0, sizeof(*req));
+    if ((rv = parse_object(buf, len, &root)) != WA_OK)
+        return rv;
+    rv = request_from(root, req);
+    cJSON_Delete(root);
+    return rv;
+}
+
+wa_err_t wa_request_from_json(cJSON *obj, wa_request_t *req)
+{
+    if (req == NULL)
+        return WA_EINVAL;
+    return request_from(obj, req);
 }
 
 void wa_request_clear(wa_request_t *req)
@@ -373,16 +394,16 @@ void wa_request_clear(wa_request_t *req)
     memset(req, 0, sizeof(*req));
 }
 
-wa_err_t wa_reply_decode(const void *buf, size_t len, wa_reply_t *rep)
+/* Fill rep from a parsed reply object; data is detached from root. On
+ * failure rep is zeroed. */
+static wa_err_t reply_from(cJSON *root, wa_reply_t *rep)
 {
-    cJSON *root = NULL, *f[F_COUNT];
+    cJSON *f[F_COUNT];
     wa_err_t rv;
 
-    if (rep == NULL)
-        return WA_EINVAL;
     memset(rep, 0, sizeof(*rep));
-    if ((rv = parse_object(buf, len, &root)) != WA_OK)
-        return rv;
+    if (!cJSON_IsObject(root))
+        return WA_EPROTO;
     rv = collect(
         root, BIT(F_V) | BIT(F_OK) | BIT(F_DATA) | BIT(F_CODE) | BIT(F_MESSAGE),
         f);
@@ -419,13 +440,33 @@ wa_err_t wa_reply_decode(const void *buf, size_t len, wa_reply_t *rep)
         copy_checked(rep->message, sizeof(rep->message),
                      f[F_MESSAGE]->valuestring);
     }
-    cJSON_Delete(root);
     return WA_OK;
 
 fail:
-    cJSON_Delete(root);
     memset(rep, 0, sizeof(*rep));
     return rv;
+}
+
+wa_err_t wa_reply_decode(const void *buf, size_t len, wa_reply_t *rep)
+{
+    cJSON *root = NULL;
+    wa_err_t rv;
+
+    if (rep == NULL)
+        return WA_EINVAL;
+    memset(rep, 0, sizeof(*rep));
+    if ((rv = parse_object(buf, len, &root)) != WA_OK)
+        return rv;
+    rv = reply_from(root, rep);
+    cJSON_Delete(root);
+    return rv;
+}
+
+wa_err_t wa_reply_from_json(cJSON *obj, wa_reply_t *rep)
+{
+    if (rep == NULL)
+        return WA_EINVAL;
+    return reply_from(obj, rep);
 }
 
 void wa_reply_clear(wa_reply_t *rep)
@@ -737,6 +778,75 @@ static wa_err_t event_tree(const wa_event_t *ev, int with_version, cJSON **out)
     }
     *out = root;
     return WA_OK;
+}
+
+/*
+ * Join encoded parts as head part,part,... tail into one malloc'd buffer,
+ * refusing more than WA_ENVELOPE_MAX bytes. The parts are our own encoder's
+ * output (checked JSON objects), so the result is valid JSON.
+ */
+static wa_err_t join(const char *head, const char *tail, char *const *parts,
+                     const size_t *lens, size_t n, char **out, size_t *outlen)
+{
+    size_t hl = strlen(head), tl = strlen(tail), total = hl + tl, at;
+    char *buf;
+
+    if (out == NULL || outlen == NULL || parts == NULL || lens == NULL ||
+        n == 0)
+        return WA_EINVAL;
+    *out = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (parts[i] == NULL || lens[i] == 0)
+            return WA_EINVAL;
+        total += lens[i] + (i > 0);
+        if (total > WA_ENVELOPE_MAX)
+            return WA_ETOOBIG;
+    }
+    if ((buf = malloc(total + 1)) == NULL)
+        return WA_ENOMEM;
+    memcpy(buf, head, hl);
+    at = hl;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            buf[at++] = ',';
+        memcpy(buf + at, parts[i], lens[i]);
+        at += lens[i];
+    }
+    memcpy(buf + at, tail, tl);
+    at += tl;
+    buf[at] = '\0';
+    *out = buf;
+    *outlen = at;
+    return WA_OK;
+}
+
+wa_err_t wa_batch_request_encode(const char *rid, char *const *reqs,
+                                 const size_t *lens, size_t n, char **out,
+                                 size_t *outlen)
+{
+    char head[64 + WA_RID_MAX];
+
+    if (out != NULL)
+        *out = NULL;
+    /* Written as is into the JSON below: no quote or backslash. */
+    if (wa_check_rid(rid) != WA_OK || strpbrk(rid, "\"\\") != NULL)
+        return WA_EINVAL;
+    snprintf(head, sizeof(head),
+             "{\"v\":%d,\"op\":\"%s\",\"user\":\"\",\"rid\":\"%s\","
+             "\"args\":{\"calls\":[",
+             WA_ENVELOPE_VERSION, wa_op_name(WA_OP_BUS_BATCH), rid);
+    return join(head, "]}}", reqs, lens, n, out, outlen);
+}
+
+wa_err_t wa_batch_reply_encode(char *const *replies, const size_t *lens,
+                               size_t n, char **out, size_t *outlen)
+{
+    char head[64];
+
+    snprintf(head, sizeof(head),
+             "{\"v\":%d,\"ok\":true,\"data\":{\"replies\":[",
+             WA_ENVELOPE_VERSION);
+    return join(head, "]}}", replies, lens, n, out, outlen);
 }
 
 wa_err_t wa_event_encode(const wa_event_t *ev, char **out, size_t *outlen)

@@ -236,7 +236,7 @@ static void test_op_table(void **state)
         "instance.list", "placement.resolve", "placement.list",
         "diag",          "wa.connect",        "wa.disconnect",
         "wa.status",     "wa.chats",          "wa.messages",
-        "wa.send",       "wa.chat_by_phone",
+        "wa.send",       "wa.chat_by_phone",  "bus.batch",
     };
     wa_op_t op;
     (void)state;

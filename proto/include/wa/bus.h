@@ -69,6 +69,31 @@ wa_err_t wa_bus_call(nng_socket req, wa_op_t op, const char *user,
                      const char *rid, const cJSON *args, int timeout_ms,
                      wa_reply_t *rep);
 
+/* Requests one "bus.batch" carries at most (wa_bus_server_* refuses more). */
+#define WA_BUS_BATCH_MAX 64
+
+/*
+ * A batcher: calls on one REQ socket that concurrent threads make share
+ * messages. At most `inflight` requests or batches are on the wire at once;
+ * a call made while they all are waits, and then travels with every call
+ * that queued meanwhile (up to WA_BUS_BATCH_MAX) as one "bus.batch". An
+ * unloaded caller's call goes alone at once, as with wa_bus_call. Servers
+ * started with wa_bus_server_start() take batches apart and hand each
+ * member to their handler like any request; a peer that does not know
+ * bus.batch gets the calls one by one. The socket stays the caller's and
+ * must outlive the batcher; free it when no call is running.
+ */
+typedef struct wa_bus_batcher wa_bus_batcher_t;
+
+wa_err_t wa_bus_batcher_new(nng_socket req, int inflight,
+                            wa_bus_batcher_t **out);
+void wa_bus_batcher_free(wa_bus_batcher_t *b);
+
+/* As wa_bus_call(), through the batcher. Thread-safe. */
+wa_err_t wa_bus_batcher_call(wa_bus_batcher_t *b, wa_op_t op, const char *user,
+                             const char *rid, const cJSON *args, int timeout_ms,
+                             wa_reply_t *rep);
+
 /* A request being served. Valid from the handler call until it is answered. */
 typedef struct wa_bus_job wa_bus_job_t;
 

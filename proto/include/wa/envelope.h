@@ -59,7 +59,9 @@ typedef enum wa_op {
     WA_OP_WA_MESSAGES,      /* "wa.messages" */
     WA_OP_WA_SEND,          /* "wa.send" */
     WA_OP_WA_CHAT_BY_PHONE, /* "wa.chat_by_phone" */
-    WA_OP_COUNT             /* not an operation */
+    /* any bus server (proto answers it; handlers never see it) */
+    WA_OP_BUS_BATCH, /* "bus.batch": several requests in one message */
+    WA_OP_COUNT      /* not an operation */
 } wa_op_t;
 
 /* Name of op ("session.get"), or NULL if op is out of range. */
@@ -136,6 +138,11 @@ wa_err_t wa_request_encode(wa_op_t op, const char *user, const char *rid,
 wa_err_t wa_request_decode(const void *buf, size_t len, wa_request_t *req);
 void wa_request_clear(wa_request_t *req);
 
+/* As wa_request_decode, from an already parsed (and byte-checked) object:
+ * the members of one "bus.batch". args is detached from obj; obj stays the
+ * caller's. */
+wa_err_t wa_request_from_json(cJSON *obj, wa_request_t *req);
+
 /* Encode a success reply; data may be NULL (encoded as null). Not consumed. */
 wa_err_t wa_reply_encode_ok(const cJSON *data, char **out, size_t *outlen);
 
@@ -146,6 +153,24 @@ wa_err_t wa_reply_encode_err(wa_err_t err, const char *message, char **out,
 
 wa_err_t wa_reply_decode(const void *buf, size_t len, wa_reply_t *rep);
 void wa_reply_clear(wa_reply_t *rep);
+
+/* As wa_reply_decode, from an already parsed object; data is detached from
+ * obj, which stays the caller's. */
+wa_err_t wa_reply_from_json(cJSON *obj, wa_reply_t *rep);
+
+/*
+ * "bus.batch": several encoded requests (wa_request_encode output) carried
+ * as one request {"v":1,"op":"bus.batch","user":"","rid":R,
+ * "args":{"calls":[<request>,...]}}, answered by one reply
+ * {"v":1,"ok":true,"data":{"replies":[<reply>,...]}} in the same order.
+ * rid must also be free of quotes and backslashes. WA_ETOOBIG past
+ * WA_ENVELOPE_MAX.
+ */
+wa_err_t wa_batch_request_encode(const char *rid, char *const *reqs,
+                                 const size_t *lens, size_t n, char **out,
+                                 size_t *outlen);
+wa_err_t wa_batch_reply_encode(char *const *replies, const size_t *lens,
+                               size_t n, char **out, size_t *outlen);
 
 /* Initialise an event (data = new empty object). Returns WA_ENOMEM. */
 wa_err_t wa_event_init(wa_event_t *ev, const char *user, wa_event_type_t type);

@@ -1,0 +1,306 @@
+/*
+ * batch.c - the batching client (wa_bus_batcher_*, bus.h).
+ *
+ * Leaders and followers, as in a group commit. At most `inflight` calls are
+ * on the wire at a time; a caller finding a free place sends its request
+ * alone, exactly as wa_bus_call would. A caller finding none queues. When a
+ * leader's answer arrives it hands the queue, up to WA_BUS_BATCH_MAX calls,
+ * to the first caller in it, which sends them as one "bus.batch" request,
+ * splits the reply and wakes the others with their answers. Under load this
+ * trades a message, a server hand-off and the wake-ups of nng's threads per
+ * call for one per batch; unloaded, nothing changes.
+ *
+ * A peer that does not know bus.batch (WA_EUNKNOWNOP), or that cannot take
+ * this batch whole (WA_EINVAL, WA_ETOOBIG: too many calls, replies too
+ * large), gets each of its calls again alone, from the caller's own thread.
+ * Members are idempotent by rid like any request, so nng resending a batch
+ * after a lost peer is as safe as resending one request.
+ */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus_int.h"
+
+#include <nng/supplemental/util/platform.h>
+
+/* Room for the batch's own envelope around its members. */
+#define BATCH_OVERHEAD 256
+
+typedef enum call_state {
+    C_QUEUED,
+    C_LEAD,   /* handed a batch to send */
+    C_SINGLE, /* to send alone: the batch was refused whole */
+    C_DONE,
+} call_state_t;
+
+typedef struct call {
+    struct call *next; /* in the queue, then in its batch */
+    char *buf;         /* encoded request */
+    size_t len;
+    nng_time deadline;
+    call_state_t state;
+    bool live;          /* sent in its batch (not expired first) */
+    struct call *batch; /* C_LEAD: the calls to send, this one first */
+    wa_err_t err;
+    wa_reply_t *rep;
+    pthread_cond_t cv;
+} call_t;
+
+struct wa_bus_batcher {
+    nng_socket req;
+    pthread_mutex_t mu;
+    call_t *head, *tail;
+    int inflight, max_inflight;
+    bool unsupported; /* the peer answered bus.batch with WA_EUNKNOWNOP */
+};
+
+wa_err_t wa_bus_batcher_new(nng_socket req, int inflight,
+                            wa_bus_batcher_t **out)
+{
+    wa_bus_batcher_t *b;
+
+    if (out == NULL || inflight < 1 || inflight > 256)
+        return WA_EINVAL;
+    if ((b = calloc(1, sizeof(*b))) == NULL)
+        return WA_ENOMEM;
+    if (pthread_mutex_init(&b->mu, NULL) != 0) {
+        free(b);
+        return WA_ENOMEM;
+    }
+    b->req = req;
+    b->max_inflight = inflight;
+    *out = b;
+    return WA_OK;
+}
+
+void wa_bus_batcher_free(wa_bus_batcher_t *b)
+{
+    if (b == NULL)
+        return;
+    /* No call may be running: nothing is queued. */
+    pthread_mutex_destroy(&b->mu);
+    free(b);
+}
+
+/* Take up to WA_BUS_BATCH_MAX queued calls that fit one message, in order;
+ * at least one. Called locked with a non-empty queue. */
+static call_t *take_batch(wa_bus_batcher_t *b)
+{
+    call_t *first = b->head, *last = first;
+    size_t n = 1, bytes = BATCH_OVERHEAD + first->len;
+
+    while (last->next != NULL && n < WA_BUS_BATCH_MAX &&
+           bytes + last->next->len + 1 <= WA_ENVELOPE_MAX) {
+        last = last->next;
+        bytes += last->len + 1;
+        n++;
+    }
+    b->head = last->next;
+    if (b->head == NULL)
+        b->tail = NULL;
+    last->next = NULL;
+    return first;
+}
+
+/* Set the result of every live call of list. */
+static void set_all(call_t *list, wa_err_t err, const wa_reply_t *rep)
+{
+    for (call_t *c = list; c != NULL; c = c->next) {
+        if (!c->live)
+            continue;
+        c->err = err;
+        memset(c->rep, 0, sizeof(*c->rep));
+        if (rep != NULL && !rep->ok && rep->err != WA_OK) {
+            c->rep->err = rep->err;
+            memcpy(c->rep->message, rep->message, sizeof(c->rep->message));
+        }
+    }
+}
+
+/* Give each live call of list its member of the batch reply data. */
+static void split(call_t *list, size_t n, cJSON *data)
+{
+    cJSON *replies = cJSON_GetObjectItemCaseSensitive(data, "replies");
+    cJSON *r;
+
+    if (!cJSON_IsArray(replies) || cJSON_GetArraySize(replies) < 0 ||
+        (size_t)cJSON_GetArraySize(replies) != n) {
+        set_all(list, WA_EPROTO, NULL);
+        return;
+    }
+    r = replies->child;
+    for (call_t *c = list; c != NULL && r != NULL; c = c->next) {
+        if (!c->live)
+            continue;
+        c->err = wa__bus_result(wa_reply_from_json(r, c->rep), c->rep);
+        r = r->next;
+    }
+}
+
+/*
+ * Send the calls of list (out of the lock) and fill in their results. Calls
+ * whose deadline has passed fail with WA_ETIMEDOUT unsent; the batch waits
+ * as long as its most urgent member would. Returns true when the peer
+ * refused the batch whole and each call must go alone.
+ */
+static bool send_batch(wa_bus_batcher_t *b, call_t *list)
+{
+    nng_time now = nng_clock(), deadline = 0;
+    call_t *one = NULL, *c;
+    char **bufs = NULL, rid[WA_RID_MAX + 1], *msg = NULL;
+    size_t *lens = NULL, n = 0, i, len = 0;
+    wa_reply_t rep;
+    wa_err_t err;
+    bool single = false;
+
+    memset(&rep, 0, sizeof(rep));
+    for (c = list; c != NULL; c = c->next) {
+        c->live = c->deadline > now;
+        if (!c->live) {
+            memset(c->rep, 0, sizeof(*c->rep));
+            c->err = WA_ETIMEDOUT;
+            continue;
+        }
+        if (n == 0 || c->deadline < deadline)
+            deadline = c->deadline;
+        one = c;
+        n++;
+    }
+    if (n == 0)
+        return false;
+    if (n == 1) {
+        one->err = wa__bus_call_encoded(b->req, one->buf, one->len,
+                                        (int)(deadline - now), one->rep);
+        return false;
+    }
+    if ((bufs = malloc(n * sizeof(*bufs))) == NULL ||
+        (lens = malloc(n * sizeof(*lens))) == NULL) {
+        set_all(list, WA_ENOMEM, NULL);
+        goto out;
+    }
+    for (i = 0, c = list; c != NULL; c = c->next) {
+        if (!c->live)
+            continue;
+        bufs[i] = c->buf;
+        lens[i++] = c->len;
+    }
+    wa_rid_new(rid, sizeof(rid));
+    /* Cannot be WA_ETOOBIG: take_batch kept it under the limit. */
+    if ((err = wa_batch_request_encode(rid, bufs, lens, n, &msg, &len)) !=
+        WA_OK) {
+        set_all(list, err, NULL);
+        goto out;
+    }
+    err = wa__bus_call_encoded(b->req, msg, len, (int)(deadline - now), &rep);
+    if (err == WA_OK) {
+        split(list, n, rep.data);
+    } else if (err == WA_EUNKNOWNOP || err == WA_EINVAL || err == WA_ETOOBIG) {
+        single = true;
+        if (err == WA_EUNKNOWNOP) {
+            pthread_mutex_lock(&b->mu);
+            b->unsupported = true;
+            pthread_mutex_unlock(&b->mu);
+        }
+    } else {
+        set_all(list, err, &rep);
+    }
+    wa_reply_clear(&rep);
+out:
+    free(msg);
+    free(bufs);
+    free(lens);
+    return single;
+}
+
+/*
+ * Lead: send list, then, locked, hand each call its result (or the order to
+ * go alone) and the rest of the queue to the next leader. The caller's own
+ * call is in list; its result is set when this returns.
+ */
+static void lead(wa_bus_batcher_t *b, call_t *list)
+{
+    bool single = send_batch(b, list);
+    call_t *c, *next;
+
+    pthread_mutex_lock(&b->mu);
+    for (c = list; c != NULL; c = next) {
+        next = c->next;
+        c->next = NULL;
+        c->state = single && c->live ? C_SINGLE : C_DONE;
+        pthread_cond_signal(&c->cv);
+    }
+    if (b->head != NULL) {
+        c = take_batch(b);
+        c->state = C_LEAD;
+        c->batch = c;
+        pthread_cond_signal(&c->cv);
+    } else {
+        b->inflight--;
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
+wa_err_t wa_bus_batcher_call(wa_bus_batcher_t *b, wa_op_t op, const char *user,
+                             const char *rid, const cJSON *args, int timeout_ms,
+                             wa_reply_t *rep)
+{
+    call_t me;
+    wa_err_t err;
+    bool alone;
+
+    if (rep == NULL)
+        return WA_EINVAL;
+    memset(rep, 0, sizeof(*rep));
+    if (b == NULL || timeout_ms < 0)
+        return WA_EINVAL;
+    if (timeout_ms == 0)
+        timeout_ms = WA_BUS_DEFAULT_TIMEOUT_MS;
+    pthread_mutex_lock(&b->mu);
+    alone = b->unsupported;
+    pthread_mutex_unlock(&b->mu);
+    if (alone)
+        return wa_bus_call(b->req, op, user, rid, args, timeout_ms, rep);
+
+    memset(&me, 0, sizeof(me));
+    if ((err = wa_request_encode(op, user, rid, args, &me.buf, &me.len)) !=
+        WA_OK)
+        return err;
+    if (pthread_cond_init(&me.cv, NULL) != 0) {
+        free(me.buf);
+        return WA_ENOMEM;
+    }
+    me.deadline = nng_clock() + (nng_time)timeout_ms;
+    me.rep = rep;
+    me.state = C_QUEUED;
+
+    pthread_mutex_lock(&b->mu);
+    if (b->tail != NULL)
+        b->tail->next = &me;
+    else
+        b->head = &me;
+    b->tail = &me;
+    if (b->inflight < b->max_inflight) {
+        b->inflight++;
+        me.batch = take_batch(b); /* the queue was empty: just me */
+        me.state = C_LEAD;
+    }
+    while (me.state == C_QUEUED)
+        pthread_cond_wait(&me.cv, &b->mu);
+    pthread_mutex_unlock(&b->mu);
+
+    if (me.state == C_LEAD)
+        lead(b, me.batch); /* sets me.state again */
+    if (me.state == C_SINGLE) {
+        nng_time now = nng_clock();
+
+        me.err = me.deadline > now
+                     ? wa__bus_call_encoded(b->req, me.buf, me.len,
+                                            (int)(me.deadline - now), rep)
+                     : WA_ETIMEDOUT;
+    }
+    free(me.buf);
+    pthread_cond_destroy(&me.cv);
+    return me.err;
+}
