@@ -34,6 +34,10 @@
 /* How long a placement.resolve answer is reused for a user. */
 #define GW_PLACEMENT_TTL_MS 5000
 
+/* Store calls (or batches of them) on the wire at once; the others queue
+ * and go as one bus.batch (wa_bus_batcher_*). */
+#define GW_STORE_INFLIGHT 2
+
 /* Longest decoded path parameter we look at (a chat id is far shorter). */
 #define GW_PARAM_MAX 128
 
@@ -56,8 +60,9 @@ typedef struct gw {
     gw_config_t cfg;
     wa_auth_t *auth;
     gw_authcache_t *authcache;
-    char **origins;   /* ALLOWED_ORIGINS, split */
-    nng_socket store; /* REQ, dials STORE_URL */
+    char **origins;                /* ALLOWED_ORIGINS, split */
+    nng_socket store;              /* REQ, dials STORE_URL */
+    wa_bus_batcher_t *store_batch; /* every store call goes through it */
     gw_ratelimit_t *ratelimit;
     gw_metrics_t *metrics;
     gw_placement_t *placement;

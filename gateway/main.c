@@ -70,6 +70,11 @@ int main(void)
         wa_error(NULL, "cannot dial %s: %s", cfg->store_url, wa_strerror(rv));
         goto out;
     }
+    if ((rv = wa_bus_batcher_new(gw.store, GW_STORE_INFLIGHT,
+                                 &gw.store_batch)) != WA_OK) {
+        wa_error(NULL, "cannot start: %s", wa_strerror(rv));
+        goto out;
+    }
     gw.started_ms = wa_now_ms();
     if ((rv = gw_http_start(&gw, err, sizeof(err))) != WA_OK) {
         wa_error(NULL, "%s", err);
@@ -90,6 +95,7 @@ out:
     gw_placement_free(gw.placement);
     if (nng_socket_id(gw.store) > 0)
         nng_close(gw.store);
+    wa_bus_batcher_free(gw.store_batch);
     gw_metrics_free(gw.metrics);
     gw_ratelimit_free(gw.ratelimit);
     wa_strv_free(gw.origins);

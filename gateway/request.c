@@ -336,9 +336,10 @@ int gw_remaining_ms(const gw_req_t *r)
     return left > 0 ? (int)left : 0;
 }
 
-wa_err_t gw_bus_call(gw_t *gw, nng_socket s, wa_op_t op, const char *user,
-                     const char *rid, const cJSON *args, int timeout_ms,
-                     wa_reply_t *rep)
+/* A bus call through the batcher when one is given, else straight on s. */
+static wa_err_t bus_call(gw_t *gw, nng_socket s, wa_bus_batcher_t *batch,
+                         wa_op_t op, const char *user, const char *rid,
+                         const cJSON *args, int timeout_ms, wa_reply_t *rep)
 {
     wa_err_t rv;
 
@@ -346,6 +347,8 @@ wa_err_t gw_bus_call(gw_t *gw, nng_socket s, wa_op_t op, const char *user,
         /* wa_bus_call() reads 0 as "the default": never ask for that. */
         memset(rep, 0, sizeof(*rep));
         rv = WA_ETIMEDOUT;
+    } else if (batch != NULL) {
+        rv = wa_bus_batcher_call(batch, op, user, rid, args, timeout_ms, rep);
     } else {
         rv = wa_bus_call(s, op, user, rid, args, timeout_ms, rep);
     }
@@ -354,11 +357,18 @@ wa_err_t gw_bus_call(gw_t *gw, nng_socket s, wa_op_t op, const char *user,
     return rv;
 }
 
+wa_err_t gw_bus_call(gw_t *gw, nng_socket s, wa_op_t op, const char *user,
+                     const char *rid, const cJSON *args, int timeout_ms,
+                     wa_reply_t *rep)
+{
+    return bus_call(gw, s, NULL, op, user, rid, args, timeout_ms, rep);
+}
+
 wa_err_t gw_store_call(gw_req_t *r, wa_op_t op, const char *user,
                        const cJSON *args, wa_reply_t *rep)
 {
-    return gw_bus_call(r->gw, r->gw->store, op, user, r->rid, args,
-                       gw_remaining_ms(r), rep);
+    return bus_call(r->gw, r->gw->store, r->gw->store_batch, op, user, r->rid,
+                    args, gw_remaining_ms(r), rep);
 }
 
 void gw_reply_bus_error(gw_req_t *r, const char *peer, wa_op_t op, wa_err_t rv,
