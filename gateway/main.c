@@ -75,6 +75,7 @@ int main(void)
         wa_error(NULL, "cannot start: %s", wa_strerror(rv));
         goto out;
     }
+    gw_metrics_watch_store(gw.metrics, gw.store_batch);
     gw.started_ms = wa_now_ms();
     if ((rv = gw_http_start(&gw, err, sizeof(err))) != WA_OK) {
         wa_error(NULL, "%s", err);

@@ -34,6 +34,7 @@ struct gw_metrics {
     atomic_ulong bus_errors[WA_OP_COUNT][WA_ERR_COUNT];
     atomic_ulong rate_limited;
     atomic_long in_flight;
+    wa_bus_batcher_t *store; /* set before the server starts */
 };
 
 wa_err_t gw_metrics_new(const gw_metric_route_t *routes, size_t nroutes,
@@ -230,6 +231,34 @@ static void render_latency(const gw_metrics_t *m, sbuf_t *sb)
     }
 }
 
+void gw_metrics_watch_store(gw_metrics_t *m, wa_bus_batcher_t *store)
+{
+    m->store = store;
+}
+
+static void render_store(const gw_metrics_t *m, sbuf_t *sb)
+{
+    wa_bus_batcher_stats_t st;
+
+    if (m->store == NULL)
+        return;
+    wa_bus_batcher_stats(m->store, &st);
+    sb_printf(sb,
+              "# HELP wa_gateway_store_calls_total Calls to store-svc.\n"
+              "# TYPE wa_gateway_store_calls_total counter\n"
+              "wa_gateway_store_calls_total %llu\n"
+              "# HELP wa_gateway_store_batches_total Messages to store-svc "
+              "that carried several concurrent calls (bus.batch).\n"
+              "# TYPE wa_gateway_store_batches_total counter\n"
+              "wa_gateway_store_batches_total %llu\n"
+              "# HELP wa_gateway_store_batched_calls_total Calls that "
+              "travelled in those batches.\n"
+              "# TYPE wa_gateway_store_batched_calls_total counter\n"
+              "wa_gateway_store_batched_calls_total %llu\n",
+              (unsigned long long)st.calls, (unsigned long long)st.batches,
+              (unsigned long long)st.batched);
+}
+
 static void render_bus(const gw_metrics_t *m, sbuf_t *sb)
 {
     sb_printf(sb, "# HELP wa_gateway_bus_errors_total Failed bus calls, by "
@@ -260,6 +289,7 @@ wa_err_t gw_metrics_render(const gw_metrics_t *m, double uptime_s, char **out,
     render_requests(m, &sb);
     render_latency(m, &sb);
     render_bus(m, &sb);
+    render_store(m, &sb);
     sb_printf(&sb,
               "# HELP wa_gateway_rate_limited_total Requests refused with "
               "429 by the per-user rate limit.\n"

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "wa/bus.h"
 #include "wa/envelope.h"
 #include "wa/err.h"
 
@@ -41,6 +42,10 @@ void gw_metrics_request(gw_metrics_t *m, size_t route, int status,
 void gw_metrics_bus_error(gw_metrics_t *m, wa_op_t op, wa_err_t err);
 
 void gw_metrics_rate_limited(gw_metrics_t *m);
+
+/* Report the counters of the batcher every store call goes through (it must
+ * outlive the metrics' rendering). */
+void gw_metrics_watch_store(gw_metrics_t *m, wa_bus_batcher_t *store);
 
 /* +1 when a request starts, -1 when it is answered. */
 void gw_metrics_in_flight(gw_metrics_t *m, int delta);

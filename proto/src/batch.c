@@ -53,6 +53,7 @@ struct wa_bus_batcher {
     pthread_mutex_t mu;
     call_t *head, *tail;
     int inflight, max_inflight;
+    wa_bus_batcher_stats_t stats;
     bool unsupported; /* the peer answered bus.batch with WA_EUNKNOWNOP */
 };
 
@@ -82,6 +83,13 @@ void wa_bus_batcher_free(wa_bus_batcher_t *b)
     /* No call may be running: nothing is queued. */
     pthread_mutex_destroy(&b->mu);
     free(b);
+}
+
+void wa_bus_batcher_stats(wa_bus_batcher_t *b, wa_bus_batcher_stats_t *out)
+{
+    pthread_mutex_lock(&b->mu);
+    *out = b->stats;
+    pthread_mutex_unlock(&b->mu);
 }
 
 /* Take up to WA_BUS_BATCH_MAX queued calls that fit one message, in order;
@@ -145,7 +153,7 @@ static void split(call_t *list, size_t n, cJSON *data)
  * as long as its most urgent member would. Returns true when the peer
  * refused the batch whole and each call must go alone.
  */
-static bool send_batch(wa_bus_batcher_t *b, call_t *list)
+static bool send_batch(wa_bus_batcher_t *b, call_t *list, size_t *batched)
 {
     nng_time now = nng_clock(), deadline = 0;
     call_t *one = NULL, *c;
@@ -168,6 +176,7 @@ static bool send_batch(wa_bus_batcher_t *b, call_t *list)
         one = c;
         n++;
     }
+    *batched = 0;
     if (n == 0)
         return false;
     if (n == 1) {
@@ -193,6 +202,7 @@ static bool send_batch(wa_bus_batcher_t *b, call_t *list)
         set_all(list, err, NULL);
         goto out;
     }
+    *batched = n;
     err = wa__bus_call_encoded(b->req, msg, len, (int)(deadline - now), &rep);
     if (err == WA_OK) {
         split(list, n, rep.data);
@@ -221,10 +231,15 @@ out:
  */
 static void lead(wa_bus_batcher_t *b, call_t *list)
 {
-    bool single = send_batch(b, list);
+    size_t batched;
+    bool single = send_batch(b, list, &batched);
     call_t *c, *next;
 
     pthread_mutex_lock(&b->mu);
+    if (batched > 0) {
+        b->stats.batches++;
+        b->stats.batched += batched;
+    }
     for (c = list; c != NULL; c = next) {
         next = c->next;
         c->next = NULL;
@@ -259,6 +274,8 @@ wa_err_t wa_bus_batcher_call(wa_bus_batcher_t *b, wa_op_t op, const char *user,
         timeout_ms = WA_BUS_DEFAULT_TIMEOUT_MS;
     pthread_mutex_lock(&b->mu);
     alone = b->unsupported;
+    if (alone)
+        b->stats.calls++;
     pthread_mutex_unlock(&b->mu);
     if (alone)
         return wa_bus_call(b->req, op, user, rid, args, timeout_ms, rep);
@@ -276,6 +293,7 @@ wa_err_t wa_bus_batcher_call(wa_bus_batcher_t *b, wa_op_t op, const char *user,
     me.state = C_QUEUED;
 
     pthread_mutex_lock(&b->mu);
+    b->stats.calls++;
     if (b->tail != NULL)
         b->tail->next = &me;
     else

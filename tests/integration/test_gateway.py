@@ -210,6 +210,15 @@ def call(port, method, path, tok=None, body=None, headers=None,
         conn.close()
 
 
+def metric(port, name):
+    """The value of an unlabelled metric on /metrics."""
+    text = call(port, "GET", "/metrics").body.decode()
+    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
+    if m is None:
+        raise AssertionError("no metric " + name)
+    return int(m.group(1))
+
+
 def raw(port, data, timeout=5.0, shut_write=False):
     """Send bytes, read until the server closes or goes quiet. Returns
     (status, head, body, closed)."""
@@ -508,6 +517,44 @@ class Logs(unittest.TestCase):
                 self.assertEqual(row["eventData"]["owner"], user)
             self.assertEqual(sorted(x["id"] for x in logs),
                              sorted(self.ids[user]))
+
+    def test_concurrent_users_get_their_own(self):
+        # Many users at once: the gateway's store calls then share
+        # bus.batch messages, and every answer must still reach its own
+        # request.
+        users = ["conc-%d" % i for i in range(16)]
+        for u in users:
+            buscall(S.store_url, "log.append", u,
+                    {"eventType": "message", "eventData": {"owner": u}})
+        before = metric(GW.port, "wa_gateway_store_calls_total")
+        wrong = []
+
+        def client(u):
+            tok = token(u)
+            for i in range(20):
+                path = "/logs" if i % 2 else "/status"
+                r = call(GW.port, "GET", path, tok, timeout=10)
+                if r.status != 200:
+                    wrong.append((u, path, r.status))
+                elif path == "/logs" and \
+                        [x["eventData"]["owner"] for x in r.json()["logs"]] \
+                        != [u]:
+                    wrong.append((u, path, r.json()))
+
+        threads = [threading.Thread(target=client, args=(u,))
+                   for u in users]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        self.assertEqual(wrong, [])
+        self.assertGreaterEqual(
+            metric(GW.port, "wa_gateway_store_calls_total") - before,
+            len(users) * 20)
+        # Batches never carry more calls than were made.
+        self.assertLessEqual(
+            metric(GW.port, "wa_gateway_store_batched_calls_total"),
+            metric(GW.port, "wa_gateway_store_calls_total"))
 
     def test_no_parameter_names_another_user(self):
         for path in ("/logs?user=bob", "/logs?userId=bob&user_id=bob",

@@ -416,6 +416,7 @@ static void run_burst(peer_t *p, wa_bus_batcher_t *b, caller_t *c,
 
 static void test_batcher_forms_batch(void **state)
 {
+    wa_bus_batcher_stats_t st;
     caller_t c[CALLERS + 1];
     wa_bus_batcher_t *b;
     nng_socket req;
@@ -435,6 +436,10 @@ static void test_batcher_forms_batch(void **state)
     assert_true(atomic_load(&p.max_members) >= 2);
     assert_int_equal(atomic_load(&p.singles) + atomic_load(&p.members),
                      CALLERS + 1);
+    wa_bus_batcher_stats(b, &st);
+    assert_int_equal(st.calls, CALLERS + 1);
+    assert_int_equal(st.batches, atomic_load(&p.batches));
+    assert_int_equal(st.batched, atomic_load(&p.members));
     wa_bus_batcher_free(b);
     nng_close(req);
     peer_stop(&p);
@@ -563,6 +568,7 @@ static void test_batcher_bad_args(void **state)
 
 static void test_batcher_many_callers(void **state)
 {
+    wa_bus_batcher_stats_t st;
     caller_t c[CALLERS * 2];
     pthread_t t[CALLERS * 2];
     atomic_bool go = false;
@@ -586,6 +592,9 @@ static void test_batcher_many_callers(void **state)
         assert_int_equal(c[i].ok, 100);
     }
     assert_int_equal(atomic_load(&handled), CALLERS * 2 * 100);
+    wa_bus_batcher_stats(b, &st);
+    assert_int_equal(st.calls, CALLERS * 2 * 100);
+    assert_true(st.batched <= st.calls);
     wa_bus_batcher_free(b);
     rig_stop(&r);
 }

@@ -89,6 +89,14 @@ wa_err_t wa_bus_batcher_new(nng_socket req, int inflight,
                             wa_bus_batcher_t **out);
 void wa_bus_batcher_free(wa_bus_batcher_t *b);
 
+/* Counters since wa_bus_batcher_new: calls made, bus.batch requests sent
+ * and the calls they carried. */
+typedef struct wa_bus_batcher_stats {
+    uint64_t calls, batches, batched;
+} wa_bus_batcher_stats_t;
+
+void wa_bus_batcher_stats(wa_bus_batcher_t *b, wa_bus_batcher_stats_t *out);
+
 /* As wa_bus_call(), through the batcher. Thread-safe. */
 wa_err_t wa_bus_batcher_call(wa_bus_batcher_t *b, wa_op_t op, const char *user,
                              const char *rid, const cJSON *args, int timeout_ms,
