@@ -11,14 +11,19 @@
  * decoded first and then relayed under one hub lock and one writer-pool
  * lock, with the writers' wake-ups deferred to its end.
  *
- * Decoding stays proto's (wa_event_decode): the same checks as
- * wa_bus_recv_event, minus the per-call aio.
+ * A message is either one event (DESIGN §6) or a batch of them from a
+ * wa_publisher_t (pub.h); both are read with proto's wa_pub_split_*, which
+ * decodes every record with wa_event_decode. A batch may hold more events
+ * than fit this pump's array: the rest stay in the held message and start
+ * the next run, so nothing is dropped and NT_PUMP_BATCH still bounds a
+ * relay.
  */
 #include <stdlib.h>
 #include <time.h>
 
 #include "notifier.h"
 #include "wa/log.h"
+#include "wa/pub.h"
 
 struct nt_pump {
     nng_socket sub;
@@ -27,6 +32,8 @@ struct nt_pump {
     nt_hub_t *hub;
     nt_writers_t *writers;
     nt_metrics_t *m;
+    nng_msg *msg;         /* the message being split, or NULL */
+    wa_pub_split_t split; /* its reader */
     wa_event_t evs[NT_PUMP_BATCH];
     wa_err_t res[NT_PUMP_BATCH];
 };
@@ -60,6 +67,8 @@ void nt_pump_free(nt_pump_t *p)
 {
     if (p == NULL)
         return;
+    if (p->msg != NULL)
+        nng_msg_free(p->msg);
     nng_aio_free(p->aio);
     free(p);
 }
@@ -95,39 +104,70 @@ static void linger(void)
     nanosleep(&ts, NULL);
 }
 
+/* Done with the held message: count what it held that was malformed. */
+static void release_msg(nt_pump_t *p)
+{
+    if (p->split.bad > 0) {
+        nt_metrics_add(&p->m->events_malformed, p->split.bad);
+        wa_warn(NULL, "dropped %zu malformed event(s) of %zu: %s", p->split.bad,
+                p->split.records, wa_strerror(p->split.err));
+    }
+    nng_msg_free(p->msg);
+    p->msg = NULL;
+}
+
+/* Take events from the held message into p->evs[*n..] while the batch has
+ * room; releases the message once it is read to the end. */
+static void split_msg(nt_pump_t *p, size_t *n, size_t *bytes)
+{
+    while (*n < NT_PUMP_BATCH && *bytes < NT_PUMP_BATCH_BYTES) {
+        if (wa_pub_split_next(&p->split, &p->evs[*n]) != WA_OK) {
+            release_msg(p);
+            return;
+        }
+        *bytes += p->split.len;
+        (*n)++;
+    }
+}
+
 /*
  * Receive up to NT_PUMP_BATCH well-formed events (and about
- * NT_PUMP_BATCH_BYTES) into p->evs: the first
- * waiting up to wait_ms if none is queued, the rest only if nng holds
- * them already. (A receive with a timeout goes on nng's timer list and
- * wakes its expiry thread, so under load, when something is always
- * queued, the pump never arms one.) Malformed ones are counted and
- * skipped. Returns how many were decoded.
+ * NT_PUMP_BATCH_BYTES) into p->evs: first what is left of a held batch
+ * message, then new messages, the first waiting up to wait_ms if none is
+ * queued and nothing was held, the rest only if nng holds them already. (A
+ * receive with a timeout goes on nng's timer list and wakes its expiry
+ * thread, so under load, when something is always queued, the pump never
+ * arms one.) Malformed events are counted and skipped. Returns how many
+ * were decoded.
  */
 static size_t recv_batch(nt_pump_t *p)
 {
     size_t n = 0, bytes = 0;
 
-    for (size_t tries = 0; tries < NT_PUMP_BATCH && bytes < NT_PUMP_BATCH_BYTES;
+    if (p->msg != NULL)
+        split_msg(p, &n, &bytes);
+    for (size_t tries = 0; tries < NT_PUMP_BATCH && n < NT_PUMP_BATCH &&
+                           bytes < NT_PUMP_BATCH_BYTES;
          tries++) {
         nng_msg *msg;
         wa_err_t rv;
         int nrv = recv_msg(p, NNG_DURATION_ZERO, &msg);
 
-        if (nrv == NNG_ETIMEDOUT && tries == 0 &&
+        if (nrv == NNG_ETIMEDOUT && tries == 0 && n == 0 &&
             (nrv = recv_msg(p, p->wait_ms, &msg)) == 0)
             linger();
         if (nrv != 0)
             break; /* nothing (more) queued, or the socket closed */
-        bytes += nng_msg_len(msg);
-        rv = wa_event_decode(nng_msg_body(msg), nng_msg_len(msg), &p->evs[n]);
-        nng_msg_free(msg);
+        rv = wa_pub_split_begin(&p->split, nng_msg_body(msg), nng_msg_len(msg));
         if (rv != WA_OK) {
+            nng_msg_free(msg);
             nt_metrics_add(&p->m->events_malformed, 1);
-            wa_warn(NULL, "dropped a malformed event: %s", wa_strerror(rv));
+            wa_warn(NULL, "dropped a malformed event message: %s",
+                    wa_strerror(rv));
             continue;
         }
-        n++;
+        p->msg = msg;
+        split_msg(p, &n, &bytes);
     }
     return n;
 }
