@@ -7,7 +7,13 @@
  * user's transitions are written and published in the order they happened
  * while different users proceed in parallel. Store calls are blocking
  * (wa_bus_call), which is why they are here and never on the loop.
+ *
+ * Events go out through one wa_publisher_t (proto's pub.h): its single
+ * thread and FIFO queue keep each user's events in the order the worker
+ * published them, hence in seq order, and under load it sends many events
+ * per nng message instead of one.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +21,7 @@
 
 #include "session.h"
 #include "wa/log.h"
+#include "wa/pub.h"
 #include "wa/service.h"
 
 #define STOREIO_MAX_THREADS 16
@@ -31,13 +38,15 @@ struct storeio {
     pthread_mutex_t mu;
     pthread_cond_t cv;   /* work queued, or closing */
     pthread_cond_t idle; /* a job finished */
-    nng_socket store, events;
+    nng_socket store;
+    wa_publisher_t *pub; /* on the events PUB socket */
     int call_timeout_ms;
     int retry_ms;
     int nthreads;
-    size_t backlog; /* queued + running */
-    bool closing;   /* no new jobs */
-    bool abort;     /* drop queued jobs, stop retrying */
+    size_t backlog;       /* queued + running */
+    bool closing;         /* no new jobs */
+    bool abort;           /* drop queued jobs, stop retrying */
+    atomic_bool dropping; /* the publisher refused the last event */
     worker_t w[STOREIO_MAX_THREADS];
 };
 
@@ -144,10 +153,19 @@ static void run(storeio_t *io, storeio_job_t *j)
         ev.data = j->record;
         j->record = NULL;
     }
-    if ((err = wa_bus_publish(io->events, &ev)) != WA_OK)
-        wa_warn(j->rid, "user %s: publish %s failed: %s", j->user, type,
-                wa_strerror(err));
+    err = wa_publisher_publish(io->pub, &ev);
     wa_event_clear(&ev);
+    /* A full queue refuses every event until it drains: say so once per
+     * episode, not once per event. */
+    if (err != WA_OK) {
+        if (!atomic_exchange(&io->dropping, true))
+            wa_warn(j->rid,
+                    "user %s: publish %s failed: %s (further failures are "
+                    "not logged until one succeeds)",
+                    j->user, type, wa_strerror(err));
+    } else if (atomic_load_explicit(&io->dropping, memory_order_relaxed)) {
+        atomic_store(&io->dropping, false);
+    }
 }
 
 static void *worker_main(void *arg)
@@ -189,6 +207,7 @@ wa_err_t storeio__new(nng_socket store, nng_socket events, int threads,
                       int call_timeout_ms, int retry_ms, storeio_t **out)
 {
     storeio_t *io;
+    wa_err_t rv;
     int i;
 
     if (out == NULL || threads < 1 || threads > STOREIO_MAX_THREADS ||
@@ -200,9 +219,12 @@ wa_err_t storeio__new(nng_socket store, nng_socket events, int threads,
     pthread_cond_init(&io->cv, NULL);
     pthread_cond_init(&io->idle, NULL);
     io->store = store;
-    io->events = events;
     io->call_timeout_ms = call_timeout_ms;
     io->retry_ms = retry_ms;
+    if ((rv = wa_publisher_new(events, NULL, &io->pub)) != WA_OK) {
+        storeio__free(io, 0);
+        return rv;
+    }
     io->nthreads = threads;
     for (i = 0; i < threads; i++) {
         io->w[i].io = io;
@@ -304,6 +326,9 @@ void storeio__free(storeio_t *io, int drain_ms)
         if (io->w[i].started)
             pthread_join(io->w[i].thread, NULL);
     }
+    /* After the workers: what they published is sent before this returns,
+     * while the caller's PUB socket is still open. */
+    wa_publisher_free(io->pub);
     pthread_cond_destroy(&io->idle);
     pthread_cond_destroy(&io->cv);
     pthread_mutex_destroy(&io->mu);
