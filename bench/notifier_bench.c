@@ -14,7 +14,9 @@
  * would, for the whole timed phase. Measures the notifier's RSS before and
  * after the idle clients connect (memory per connection), then publishes events
  * from `publishers` threads (default 2), each with its own PUB socket dialing
- * events-url (as several session-svc instances do) and its own share of the
+ * events-url and its own wa_publisher_t on it (as several session-svc
+ * instances do: the production path, which sends the backlog that builds
+ * up while it sends as one batch message) and its own share of the
  * users (user u belongs to publisher u % publishers), round-robin over them,
  * at events-per-s in all for seconds. Each event carries its publish time
  * (CLOCK_MONOTONIC, ns) in data.t. Reports the rate actually offered (a
@@ -29,10 +31,11 @@
  *   notifier_bench --bus <users> <events-per-s> <seconds> [publishers]
  *
  * The ceiling of the bus itself on this machine: the same publishers into a
- * SUB socket in this process that only receives and decodes (what the
- * notifier's pump does before its own work), with no notifier and no
- * WebSocket. Reports events offered, received (the rest were dropped by
- * the SUB queue) and the CPU that took.
+ * SUB socket in this process that only receives and decodes both forms
+ * (what the notifier's pump does before its own work), with no notifier and
+ * no WebSocket. Reports events offered, received (the rest were dropped by
+ * the SUB queue or the publishers' queues) in how many messages, and the
+ * CPU that took.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +55,7 @@
 #include <unistd.h>
 
 #include "wa/bus.h"
+#include "wa/pub.h"
 #include "wa/service.h"
 
 #define BUF_SIZE 65536
@@ -75,8 +79,9 @@ typedef struct reader {
 typedef struct publisher {
     pthread_t thread;
     nng_socket pub;
-    long index, count; /* users u with u % count == index */
-    long users, rate;  /* all users; events/s of this publisher */
+    wa_publisher_t *wp; /* on pub */
+    long index, count;  /* users u with u % count == index */
+    long users, rate;   /* all users; events/s of this publisher */
     int64_t start, end;
     int64_t *seqs; /* per user, shared array: disjoint users */
     uint64_t published, failed;
@@ -354,7 +359,7 @@ static void *publisher_main(void *arg)
             ev.seq = ++p->seqs[u];
             if (cJSON_AddNumberToObject(ev.data, "t", (double)now_ns()) ==
                     NULL ||
-                wa_bus_publish(p->pub, &ev) != WA_OK)
+                wa_publisher_publish(p->wp, &ev) != WA_OK)
                 p->failed++;
             wa_event_clear(&ev);
             p->published++;
@@ -391,8 +396,9 @@ static int64_t percentile(const uint32_t *hist, double q, uint64_t total)
     return HIST_US;
 }
 
-/* Open a PUB socket dialing url and wait until it is connected. */
-static int open_pub(const char *url, nng_socket *out)
+/* Open a PUB socket dialing url, wait until it is connected, and start a
+ * publisher on it. */
+static int open_pub(const char *url, publisher_t *p)
 {
     const wa_sock_opts_t popts = {0};
     nng_socket pub;
@@ -405,14 +411,38 @@ static int open_pub(const char *url, nng_socket *out)
     }
     while (pipes_of(pub) < 1)
         sleep_ns(10 * 1000 * 1000);
-    *out = pub;
+    if (wa_publisher_new(pub, NULL, &p->wp) != WA_OK) {
+        nng_close(pub);
+        return -1;
+    }
+    p->pub = pub;
     return 0;
+}
+
+/* Wait until a publisher has sent what it queued; add its send failures
+ * to p->failed (its queue drops are there already) and its drops to
+ * *dropped. */
+static void drain_pub(publisher_t *p, uint64_t *dropped)
+{
+    wa_publisher_stats_t st;
+
+    wa_publisher_flush(p->wp);
+    wa_publisher_stats(p->wp, &st);
+    p->failed += st.failed;
+    *dropped += st.dropped;
+}
+
+/* Stop a publisher (flushing it) and close its socket. */
+static void close_pub(publisher_t *p)
+{
+    wa_publisher_free(p->wp);
+    nng_close(p->pub);
 }
 
 /* Fill the stalled clients' socket buffers: 5 MB of 16 KB events to user
  * bench0, before any healthy client of it connects. */
-static int stall(nng_socket pub, int port, const char *secret, long stalled,
-                 int64_t *seq0)
+static int stall(wa_publisher_t *pub, int port, const char *secret,
+                 long stalled, int64_t *seq0)
 {
     static char pad[16001];
     char jwt[512];
@@ -432,11 +462,12 @@ static int stall(nng_socket pub, int port, const char *secret, long stalled,
             wa_event_clear(&ev);
             return -1;
         }
-        (void)wa_bus_publish(pub, &ev);
+        (void)wa_publisher_publish(pub, &ev);
         wa_event_clear(&ev);
         if (i % 32 == 31)
             sleep_ns(5 * 1000 * 1000);
     }
+    wa_publisher_flush(pub);
     sleep(1);
     return 0;
 }
@@ -451,7 +482,7 @@ static int bus_only(int argc, char **argv)
     nng_aio *aio;
     publisher_t *pubs;
     int64_t *seqs, start, end, last = 0;
-    uint64_t published = 0, received = 0, bad = 0;
+    uint64_t published = 0, received = 0, bad = 0, msgs = 0, dropped = 0;
     double cpu0, cpu1;
 
     if (argc < 5 || argc > 6)
@@ -491,7 +522,7 @@ static int bus_only(int argc, char **argv)
     if (seqs == NULL || pubs == NULL)
         return 1;
     for (long i = 0; i < npub; i++) {
-        if (open_pub(url, &pubs[i].pub) != 0)
+        if (open_pub(url, &pubs[i]) != 0)
             return 1;
         pubs[i].index = i;
         pubs[i].count = npub;
@@ -513,16 +544,21 @@ static int bus_only(int argc, char **argv)
     end = start + (int64_t)secs * 1000000000;
     for (;;) {
         wa_event_t ev;
+        wa_pub_split_t split;
 
         nng_recv_aio(sub, aio);
         nng_aio_wait(aio);
         if (nng_aio_result(aio) == 0) {
             nng_msg *m = nng_aio_get_msg(aio);
 
-            if (wa_event_decode(nng_msg_body(m), nng_msg_len(m), &ev) ==
+            msgs++;
+            if (wa_pub_split_begin(&split, nng_msg_body(m), nng_msg_len(m)) ==
                 WA_OK) {
-                received++;
-                wa_event_clear(&ev);
+                while (wa_pub_split_next(&split, &ev) == WA_OK) {
+                    received++;
+                    wa_event_clear(&ev);
+                }
+                bad += split.bad;
             } else {
                 bad++;
             }
@@ -536,15 +572,17 @@ static int bus_only(int argc, char **argv)
     for (long i = 0; i < npub; i++) {
         pthread_join(pubs[i].thread, NULL);
         published += pubs[i].published;
-        nng_close(pubs[i].pub);
+        drain_pub(&pubs[i], &dropped);
+        close_pub(&pubs[i]);
     }
     printf("bus only (%ld publishers -> 1 SUB, tcp, receive + decode): "
            "offered %" PRIu64 " events in %ld s (%.0f/s of %ld/s asked), "
-           "received %" PRIu64 " (%.2f%%), malformed %" PRIu64
+           "received %" PRIu64 " (%.2f%%) in %" PRIu64
+           " messages, malformed %" PRIu64 ", publisher queue drops %" PRIu64
            "; cpu %.2f s in all, %.1f us per offered event, %ld CPUs\n",
            npub, published, secs, (double)published / (double)secs, rate,
-           received, 100.0 * (double)received / (double)published, bad,
-           cpu1 - cpu0, (cpu1 - cpu0) * 1e6 / (double)published,
+           received, 100.0 * (double)received / (double)published, msgs, bad,
+           dropped, cpu1 - cpu0, (cpu1 - cpu0) * 1e6 / (double)published,
            sysconf(_SC_NPROCESSORS_ONLN));
     nng_aio_free(aio);
     nng_close(sub);
@@ -561,7 +599,7 @@ int main(int argc, char **argv)
     publisher_t *pubs;
     reader_t *rds;
     int64_t *seqs, t0, t_end, pub_start;
-    uint64_t published = 0, failed = 0, expect, got, over = 0;
+    uint64_t published = 0, failed = 0, dropped = 0, expect, got, over = 0;
     uint32_t *hist;
     struct rlimit rl;
     double cpu0, cpu1, self0, self1, wall, offered;
@@ -618,7 +656,7 @@ int main(int argc, char **argv)
             (rds[i].hist = calloc(HIST_US, sizeof(*rds[i].hist))) == NULL)
             return 1;
     for (long i = 0; i < npub; i++) {
-        if (open_pub(argv[2], &pubs[i].pub) != 0) {
+        if (open_pub(argv[2], &pubs[i]) != 0) {
             fprintf(stderr, "notifier_bench: cannot publish on %s\n", argv[2]);
             return 1;
         }
@@ -631,7 +669,7 @@ int main(int argc, char **argv)
     }
     sleep_ns(100 * 1000 * 1000);
     if (stalled > 0 &&
-        stall(pubs[0].pub, (int)port, argv[3], stalled, &seqs[0]) != 0) {
+        stall(pubs[0].wp, (int)port, argv[3], stalled, &seqs[0]) != 0) {
         fprintf(stderr, "notifier_bench: stalled clients failed\n");
         return 1;
     }
@@ -680,6 +718,7 @@ int main(int argc, char **argv)
     t_end = pub_start;
     for (long i = 0; i < npub; i++) {
         pthread_join(pubs[i].thread, NULL);
+        drain_pub(&pubs[i], &dropped);
         published += pubs[i].published;
         failed += pubs[i].failed;
         if (pubs[i].finished > t_end)
@@ -712,7 +751,9 @@ int main(int argc, char **argv)
            users, per, got, expect, 100.0 * (double)got / (double)expect,
            (double)got / wall);
     if (failed > 0)
-        printf("publish failures: %" PRIu64 "\n", failed);
+        printf("publish failures: %" PRIu64 " (publisher queue full: %" PRIu64
+               ")\n",
+               failed, dropped);
     printf("latency publish->receive: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f "
            "ms, over 10 s: %" PRIu64 "\n",
            (double)percentile(hist, 0.50, got - over) / 1000.0,
@@ -725,7 +766,7 @@ int main(int argc, char **argv)
            self1 - self0, (double)(now_ns() - pub_start) / 1e9,
            sysconf(_SC_NPROCESSORS_ONLN));
     for (long i = 0; i < npub; i++)
-        nng_close(pubs[i].pub);
+        close_pub(&pubs[i]);
     for (size_t i = 0; i < nclients; i++)
         close(clients[i].fd);
     for (long i = 0; i < nrd; i++) {
