@@ -20,9 +20,13 @@
 
 #define SS_BODY_PAGE_MAX (256 * 1024) /* bytes of a body the page reports */
 #define STEP_TIMEOUT_MS 15000
-#define STEP_WARM 7 /* spares only: a small document of the site */
+/* Setup steps, in order (spare.c prefers the spare furthest along). */
+#define STEP_CREATE 0 /* auto-attach on, and the page created, held */
+#define STEP_SETUP 3  /* 3..6: enables, binding, script */
+#define STEP_WARM 7   /* spares only: a small document of the site */
 #define STEP_NAVIGATE 8
 #define STEP_LAST 8
+#define CMD_RESUME 9 /* Runtime.runIfWaitingForDebugger: not a step */
 #define REFERRER "https://whatsapp.com/"
 /* What a spare loads while it waits. Chromium gives a cross-site
  * navigation a new renderer process; the spare's about:blank renderer
@@ -417,9 +421,125 @@ out:
 
 static void step(ss_session_t *s);
 
+/* Debug: one phase of a page's start, in ms since the browser's launch or
+ * the spare's adoption (docs/architecture.md, "Connect -> QR latency"). */
+static void timing(const ss_session_t *s, const char *what)
+{
+    if (!wa_log_enabled(WA_LOG_DEBUG) || s->page.t0 == 0)
+        return;
+    wa_debug(NULL, "user %s: %s after %llu ms", s->user, what,
+             (unsigned long long)((uv_hrtime() - s->page.t0) / 1000000));
+}
+
 static cdp_t *page_cdp(ss_session_t *s)
 {
     return browser__cdp(s->browser);
+}
+
+/* A target that is not our page (the first tab of a browser that ignores
+ * --no-startup-window, a popup): auto-attach holds it paused, so let it
+ * run and leave it. */
+static void ignore_done(void *arg, wa_err_t err, const cJSON *result,
+                        const char *errmsg)
+{
+    (void)arg;
+    (void)err;
+    (void)result;
+    (void)errmsg;
+}
+
+static void release(cdp_t *c, const char *sid)
+{
+    cJSON *p;
+
+    if (c == NULL)
+        return;
+    (void)cdp__call(c, sid, "Runtime.runIfWaitingForDebugger", NULL,
+                    STEP_TIMEOUT_MS, ignore_done, NULL);
+    if ((p = cJSON_CreateObject()) == NULL)
+        return;
+    if (cJSON_AddStringToObject(p, "sessionId", sid) == NULL) {
+        cJSON_Delete(p);
+        return;
+    }
+    (void)cdp__call(c, NULL, "Target.detachFromTarget", p, STEP_TIMEOUT_MS,
+                    ignore_done, NULL);
+}
+
+ss_attach_t adapter__page_attached(ss_page_t *page, const char *target,
+                                   const char *sid)
+{
+    ss_page_target_t *t;
+
+    if (page == NULL || target == NULL || sid == NULL || page->attached ||
+        target[0] == '\0' || sid[0] == '\0' ||
+        strlen(target) > CDP_SESSION_MAX || strlen(sid) > CDP_SESSION_MAX)
+        return SS_ATTACH_FOREIGN;
+    if (page->target_id[0] != '\0') {
+        if (strcmp(target, page->target_id) != 0)
+            return SS_ATTACH_FOREIGN;
+        snprintf(page->session_id, sizeof(page->session_id), "%s", sid);
+        page->attached = true;
+        return SS_ATTACH_OURS;
+    }
+    if (page->ncand >= SS_PAGE_CANDIDATES)
+        return SS_ATTACH_FOREIGN;
+    t = &page->cand[page->ncand++];
+    snprintf(t->target_id, sizeof(t->target_id), "%s", target);
+    snprintf(t->session_id, sizeof(t->session_id), "%s", sid);
+    return SS_ATTACH_PENDING;
+}
+
+bool adapter__page_created(ss_page_t *page, const char *target,
+                           char release[][CDP_SESSION_MAX + 1], int *nrelease)
+{
+    bool ours = false;
+    int i;
+
+    *nrelease = 0;
+    if (page == NULL || target == NULL || strlen(target) > CDP_SESSION_MAX)
+        return false;
+    snprintf(page->target_id, sizeof(page->target_id), "%s", target);
+    for (i = 0; i < page->ncand && i < SS_PAGE_CANDIDATES; i++) {
+        if (!ours && !page->attached &&
+            strcmp(page->cand[i].target_id, target) == 0) {
+            snprintf(page->session_id, sizeof(page->session_id), "%s",
+                     page->cand[i].session_id);
+            page->attached = ours = true;
+        } else {
+            snprintf(release[(*nrelease)++], CDP_SESSION_MAX + 1, "%s",
+                     page->cand[i].session_id);
+        }
+    }
+    memset(page->cand, 0, sizeof(page->cand));
+    page->ncand = 0;
+    return ours;
+}
+
+/* Our page is attached (paused before its first navigation): set it up. */
+static void page_attached(ss_session_t *s)
+{
+    timing(s, "attached");
+    s->page.step = STEP_SETUP;
+    step(s);
+}
+
+/* The answer to a setup command that moves nothing along (auto-attach, the
+ * resume): only a failure matters. arg is the browser (see step_done). */
+static void aux_done(void *arg, wa_err_t err, const cJSON *result,
+                     const char *errmsg)
+{
+    ss_session_t *s;
+    char why[160];
+
+    (void)result;
+    if (err == WA_OK || err == WA_ECLOSED ||
+        (s = browser__owner(arg)) == NULL || s->page.step > STEP_LAST)
+        return;
+    snprintf(why, sizeof(why), "devtools setup failed: %s",
+             errmsg != NULL ? errmsg : wa_strerror(err));
+    s->page.step = STEP_LAST + 1; /* no further step */
+    sessions__page_failed(s, why);
 }
 
 /* A setup reply. arg is the browser, not the session: a spare adopted
@@ -430,10 +550,12 @@ static cdp_t *page_cdp(ss_session_t *s)
 static void step_done(void *arg, wa_err_t err, const cJSON *result,
                       const char *errmsg)
 {
+    char rel[SS_PAGE_CANDIDATES][CDP_SESSION_MAX + 1];
     ss_session_t *s;
-    const cJSON *arr, *it;
     const char *v;
     char why[160];
+    int i, nrel;
+    bool ours;
 
     if (err == WA_ECLOSED)
         return; /* the browser went away; its exit is handled there */
@@ -447,39 +569,27 @@ static void step_done(void *arg, wa_err_t err, const cJSON *result,
         return;
     }
     switch (s->page.step) {
-    case 0: /* Target.getTargets: the first page */
-        arr = cJSON_GetObjectItemCaseSensitive(result, "targetInfos");
-        cJSON_ArrayForEach(it, arr)
-        {
-            const char *type = str_field(it, "type", 1, 32);
-
-            if (type != NULL && strcmp(type, "page") == 0 &&
-                (v = str_field(it, "targetId", 1, CDP_SESSION_MAX)) != NULL) {
-                snprintf(s->page.target_id, sizeof(s->page.target_id), "%s", v);
-                break;
-            }
-        }
-        s->page.step = s->page.target_id[0] != '\0' ? 2 : 1;
-        break;
-    case 1: /* Target.createTarget */
+    case STEP_CREATE: /* Target.createTarget */
         if ((v = str_field(result, "targetId", 1, CDP_SESSION_MAX)) == NULL)
             goto bad;
-        snprintf(s->page.target_id, sizeof(s->page.target_id), "%s", v);
-        s->page.step = 2;
-        break;
-    case 2: /* Target.attachToTarget */
-        if ((v = str_field(result, "sessionId", 1, CDP_SESSION_MAX)) == NULL)
-            goto bad;
-        snprintf(s->page.session_id, sizeof(s->page.session_id), "%s", v);
-        s->page.attached = true;
-        s->page.step = 3;
-        break;
+        timing(s, "page created");
+        ours = adapter__page_created(&s->page, v, rel, &nrel);
+        for (i = 0; i < nrel; i++)
+            release(page_cdp(s), rel[i]);
+        if (!ours)
+            return; /* its Target.attachedToTarget is still to come */
+        page_attached(s);
+        return;
+    case STEP_NAVIGATE: /* WhatsApp's document is on its way */
+        timing(s, "navigate answered");
+        return;
     case STEP_WARM: /* a failed load (errorText) only costs the warmth */
         s->page.step = STEP_NAVIGATE;
         break;
     default:
-        /* 3..6 went out together; go on once all four are done. */
-        if (++s->page.replies == STEP_WARM - 3) {
+        /* STEP_SETUP's four went out together; go on once all are done. */
+        if (++s->page.replies == STEP_WARM - STEP_SETUP) {
+            timing(s, "page set up");
             s->page.step = s->spare ? STEP_WARM : STEP_NAVIGATE;
             break;
         }
@@ -510,38 +620,53 @@ static bool command(ss_session_t *s, int n, const char **method,
                     const char **sid, cJSON **p)
 {
     char warm[2048 + sizeof(WARM_PATH)];
+    const char *url;
+    cJSON *f, *e;
     ss_t *ss = s->ss;
 
     *p = NULL;
     *sid = s->page.session_id;
     switch (n) {
-    case 0:
-        *method = "Target.getTargets";
+    case STEP_CREATE:
+        /* Every new page is attached to us and held before its first
+         * navigation until Runtime.runIfWaitingForDebugger. */
+        *method = "Target.setAutoAttach";
         *sid = NULL;
-        return true;
-    case 1:
+        return (*p = cJSON_CreateObject()) != NULL &&
+               cJSON_AddBoolToObject(*p, "autoAttach", 1) != NULL &&
+               cJSON_AddBoolToObject(*p, "waitForDebuggerOnStart", 1) != NULL &&
+               cJSON_AddBoolToObject(*p, "flatten", 1) != NULL &&
+               (f = cJSON_AddArrayToObject(*p, "filter")) != NULL &&
+               (e = cJSON_CreateObject()) != NULL &&
+               cJSON_AddItemToArray(f, e) &&
+               cJSON_AddStringToObject(e, "type", "page") != NULL;
+    case STEP_CREATE + 1:
+        /* Created on the site's URL, so that its first renderer is the
+         * site's: created on about:blank, the page would start a second
+         * renderer when it navigates to the site. The held navigation is
+         * replaced by Page.navigate (with the referrer) once the script
+         * is in. */
         *method = "Target.createTarget";
         *sid = NULL;
+        url = ss->cfg.wa_web_url;
+        if (s->spare) {
+            if (!warm_url(ss->cfg.wa_web_url, warm, sizeof(warm)))
+                return false;
+            url = warm;
+        }
         return (*p = cJSON_CreateObject()) != NULL &&
-               cJSON_AddStringToObject(*p, "url", "about:blank") != NULL;
-    case 2:
-        *method = "Target.attachToTarget";
-        *sid = NULL;
-        return (*p = cJSON_CreateObject()) != NULL &&
-               cJSON_AddStringToObject(*p, "targetId", s->page.target_id) !=
-                   NULL &&
-               cJSON_AddBoolToObject(*p, "flatten", 1) != NULL;
-    case 3:
+               cJSON_AddStringToObject(*p, "url", url) != NULL;
+    case STEP_SETUP:
         *method = "Page.enable";
         return true;
-    case 4:
+    case STEP_SETUP + 1:
         *method = "Runtime.enable";
         return true;
-    case 5:
+    case STEP_SETUP + 2:
         *method = "Runtime.addBinding";
         return (*p = cJSON_CreateObject()) != NULL &&
                cJSON_AddStringToObject(*p, "name", SS_BINDING) != NULL;
-    case 6:
+    case STEP_SETUP + 3:
         *method = "Page.addScriptToEvaluateOnNewDocument";
         return (*p = cJSON_CreateObject()) != NULL &&
                cJSON_AddStringToObject(*p, "source", ss->script) != NULL;
@@ -550,28 +675,35 @@ static bool command(ss_session_t *s, int n, const char **method,
         return warm_url(ss->cfg.wa_web_url, warm, sizeof(warm)) &&
                (*p = cJSON_CreateObject()) != NULL &&
                cJSON_AddStringToObject(*p, "url", warm) != NULL;
-    default:
+    case STEP_NAVIGATE:
         *method = "Page.navigate";
         return (*p = cJSON_CreateObject()) != NULL &&
                cJSON_AddStringToObject(*p, "url", ss->cfg.wa_web_url) != NULL &&
                cJSON_AddStringToObject(*p, "referrer", REFERRER) != NULL;
+    default: /* CMD_RESUME */
+        *method = "Runtime.runIfWaitingForDebugger";
+        return true;
     }
 }
 
 /*
- * Issue the current setup step. Steps 0-2 find and attach to the page one
- * after the other; 3-6 (enables, binding, script) go out at once, so a
- * starved machine pays one round trip instead of four; navigate waits for
- * all of them: it is handled in the browser process and could otherwise
- * overtake the script's registration in the renderer. A spare loads
- * WARM_PATH of the site in between and then waits for its user.
+ * Issue the current setup step. STEP_CREATE turns auto-attach on and
+ * creates the page, held before it loads anything; its
+ * Target.attachedToTarget (or createTarget's answer, whichever comes
+ * last) brings STEP_SETUP: enables, binding and script go out at once, so
+ * a starved machine pays one round trip instead of four. Navigate waits
+ * for all of them: it is handled in the browser process and could
+ * otherwise overtake the script's registration in the renderer; the page
+ * is let run right after it. A spare loads WARM_PATH of the site instead
+ * and then waits for its user.
  */
 static void step(ss_session_t *s)
 {
     const char *method = NULL, *sid = NULL;
-    int n, last;
+    int n, first, last;
     cJSON *p;
     cdp_t *c = page_cdp(s);
+    cdp_reply_fn fn;
     wa_err_t err;
 
     if (c == NULL || s->page.step > STEP_LAST ||
@@ -583,16 +715,26 @@ static void step(ss_session_t *s)
          * the page (a spare's warm-up document no longer does). */
         s->page.context_id = 0;
     }
-    last = s->page.step == 3 ? STEP_WARM - 1 : s->page.step;
-    for (n = s->page.step; n <= last; n++) {
+    first = last = s->page.step;
+    if (first == STEP_CREATE)
+        last = STEP_CREATE + 1;
+    else if (first == STEP_SETUP)
+        last = STEP_WARM - 1;
+    else if (!s->page.resumed)
+        last = CMD_RESUME; /* navigate, then let the page run */
+    for (n = first; n <= last; n++) {
+        if (n > first && n < CMD_RESUME && first >= STEP_WARM)
+            continue;
         if (!command(s, n, &method, &sid, &p)) {
             cJSON_Delete(p);
             sessions__page_failed(s, "out of memory");
             return;
         }
+        fn = n == STEP_CREATE || n == CMD_RESUME ? aux_done : step_done;
+        if (n == CMD_RESUME)
+            s->page.resumed = true;
         wa_debug(NULL, "user %s: devtools %s", s->user, method);
-        err = cdp__call(c, sid, method, p, STEP_TIMEOUT_MS, step_done,
-                        s->browser);
+        err = cdp__call(c, sid, method, p, STEP_TIMEOUT_MS, fn, s->browser);
         if (err != WA_OK) {
             char why[128];
 
@@ -607,11 +749,13 @@ static void step(ss_session_t *s)
 void adapter__start(ss_session_t *s)
 {
     memset(&s->page, 0, sizeof(s->page));
+    s->page.t0 = uv_hrtime();
     step(s);
 }
 
 void adapter__resume(ss_session_t *s)
 {
+    s->page.t0 = uv_hrtime();
     if (s->page.step == STEP_NAVIGATE)
         step(s);
 }
@@ -642,6 +786,7 @@ static void on_binding(ss_session_t *s, const cJSON *params)
     }
     switch (ev.kind) {
     case PAGE_HELLO:
+        timing(s, ev.text[0] != '\0' ? "Debug.VERSION" : "script started");
         if (ev.text[0] != '\0')
             wa_info(NULL, "user %s: WhatsApp Web %s", s->user, ev.text);
         break;
@@ -655,6 +800,8 @@ static void on_binding(ss_session_t *s, const cJSON *params)
             sessions__stop(s, STOP_END, "qr_timeout", NULL, NULL);
             break;
         }
+        if (s->qr_count == 0)
+            timing(s, "first QR");
         s->qr_count++;
         t.to = SS_QR;
         t.qr = ev.text;
@@ -694,6 +841,27 @@ void adapter__on_event(ss_session_t *s, const char *session, const char *method,
     const cJSON *ctx, *aux, *frame, *id;
     const char *v, *url;
 
+    if (strcmp(method, "Target.attachedToTarget") == 0) {
+        if (session != NULL)
+            return; /* only the browser's own auto-attach is on */
+        v = str_field(params, "sessionId", 1, CDP_SESSION_MAX);
+        id = cJSON_GetObjectItemCaseSensitive(params, "targetInfo");
+        url = str_field(id, "targetId", 1, CDP_SESSION_MAX);
+        if (v == NULL)
+            return;
+        switch (adapter__page_attached(&s->page, url, v)) {
+        case SS_ATTACH_OURS:
+            if (s->page.step == STEP_CREATE)
+                page_attached(s);
+            break;
+        case SS_ATTACH_PENDING:
+            break;
+        case SS_ATTACH_FOREIGN:
+            release(page_cdp(s), v);
+            break;
+        }
+        return;
+    }
     if (strcmp(method, "Target.detachedFromTarget") == 0) {
         v = str_field(params, "sessionId", 1, CDP_SESSION_MAX);
         if (v != NULL && strcmp(v, s->page.session_id) == 0)

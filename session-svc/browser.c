@@ -30,13 +30,17 @@ extern char **environ;
 
 /*
  * Flags beyond DESIGN §7's, each measured (docs/architecture.md, "Memory
- * per session"): a browser that runs one page needs no GPU process, no
- * spare renderer, no site-per-process split of cross-site frames.
+ * per session" and "Connect -> QR latency"): a browser that runs one page
+ * needs no GPU process, no spare renderer, no site-per-process split of
+ * cross-site frames, no omnibox popup (a WebUI renderer started with the
+ * browser), and no first tab: adapter.c creates its page itself, held
+ * before it loads, on the site's URL so its first renderer is the site's.
  */
 static const char *const base_flags[] = {
     "--headless=new",
     "--remote-debugging-pipe",
     "--no-first-run",
+    "--no-startup-window",
     "--no-default-browser-check",
     "--disable-background-networking",
     "--disable-component-update",
@@ -55,7 +59,8 @@ static const char *const base_flags[] = {
     "--disable-features=Translate,MediaRouter,OptimizationHints,"
     "SpareRendererForSitePerProcess,BackForwardCache,"
     "AutofillServerCommunication,"
-    "CertificateTransparencyComponentUpdater,DialMediaRouteProvider",
+    "CertificateTransparencyComponentUpdater,DialMediaRouteProvider,"
+    "WebUIOmniboxPopup,WebUIOmniboxAimPopup",
     "--js-flags=--max-old-space-size=512",
 };
 

@@ -344,15 +344,54 @@ void adapter__call(ss_session_t *s, const char *fn, cJSON *args, int timeout_ms,
 
 /* --------------------------------------------------------- sessions.c */
 
+/* Targets the browser attached us to before Target.createTarget named
+ * ours (its attachedToTarget event comes before the reply). */
+#define SS_PAGE_CANDIDATES 4
+
+typedef struct ss_page_target {
+    char target_id[CDP_SESSION_MAX + 1];
+    char session_id[CDP_SESSION_MAX + 1];
+} ss_page_target_t;
+
 typedef struct ss_page {
     char session_id[CDP_SESSION_MAX + 1]; /* flat session of the page */
     char target_id[CDP_SESSION_MAX + 1];
+    ss_page_target_t cand[SS_PAGE_CANDIDATES];
+    int ncand;
     int64_t context_id; /* execution context of the script; 0 = none */
     int step;           /* attach sequence progress */
     int replies;        /* replies to the pipelined setup commands */
+    uint64_t t0;        /* uv_hrtime() at launch, for the debug timings */
     bool navigated;
     bool attached;
+    bool resumed; /* Runtime.runIfWaitingForDebugger sent */
 } ss_page_t;
+
+/* What adapter__page_attached made of a target the browser attached. */
+typedef enum ss_attach {
+    SS_ATTACH_OURS,    /* our page: page->session_id is set */
+    SS_ATTACH_PENDING, /* kept until Target.createTarget answers */
+    SS_ATTACH_FOREIGN, /* not ours: resume and detach it */
+} ss_attach_t;
+
+/*
+ * Target.attachedToTarget (auto-attach, paused until resumed) for target
+ * with flat session sid. Ours once page->target_id names it; while
+ * createTarget has not answered, kept as a candidate (at most
+ * SS_PAGE_CANDIDATES, then foreign). Pure; for tests.
+ */
+ss_attach_t adapter__page_attached(ss_page_t *page, const char *target,
+                                   const char *sid);
+
+/*
+ * Target.createTarget answered with target: page->target_id is set, and
+ * the candidate with that id, if any, becomes the page's session (true).
+ * Every other candidate's session id is copied to release[] (*nrelease of
+ * them, at most SS_PAGE_CANDIDATES) to be resumed and detached; the
+ * candidates are cleared. Pure; for tests.
+ */
+bool adapter__page_created(ss_page_t *page, const char *target,
+                           char release[][CDP_SESSION_MAX + 1], int *nrelease);
 
 typedef enum ss_stop_mode {
     STOP_KEEP,   /* close the browser, keep profile and status (shutdown) */

@@ -2,7 +2,8 @@
  * ss_adapter_test.c - what the page may send session-svc: binding payloads
  * and call results are checked field by field and rebuilt; bad JSON, wrong
  * types, huge strings, invalid UTF-8, control characters and unknown kinds
- * are refused. Also the chat id and phone number checks of the bus ops.
+ * are refused. Also the chat id and phone number checks of the bus ops,
+ * and which auto-attached target is the session's page.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -257,6 +258,90 @@ static void phones(void **state)
     assert_false(adapter__phone_normalize(NULL, d, sizeof(d)));
 }
 
+/* The page's attachedToTarget comes before createTarget's answer: kept,
+ * then claimed; any other target is released. */
+static void page_attached_before_created(void **state)
+{
+    char rel[SS_PAGE_CANDIDATES][CDP_SESSION_MAX + 1];
+    ss_page_t pg;
+    int n = -1;
+
+    (void)state;
+    memset(&pg, 0, sizeof(pg));
+    /* A browser's own first tab (no --no-startup-window), then ours. */
+    assert_int_equal(adapter__page_attached(&pg, "TAB0", "S0"),
+                     SS_ATTACH_PENDING);
+    assert_int_equal(adapter__page_attached(&pg, "OURS", "S1"),
+                     SS_ATTACH_PENDING);
+    assert_false(pg.attached);
+    assert_true(adapter__page_created(&pg, "OURS", rel, &n));
+    assert_true(pg.attached);
+    assert_string_equal(pg.target_id, "OURS");
+    assert_string_equal(pg.session_id, "S1");
+    assert_int_equal(n, 1);
+    assert_string_equal(rel[0], "S0");
+    assert_int_equal(pg.ncand, 0);
+    /* Later targets (a popup) are never ours. */
+    assert_int_equal(adapter__page_attached(&pg, "POPUP", "S2"),
+                     SS_ATTACH_FOREIGN);
+    assert_int_equal(adapter__page_attached(&pg, "OURS", "S3"),
+                     SS_ATTACH_FOREIGN);
+    assert_string_equal(pg.session_id, "S1");
+}
+
+/* createTarget answers first: the attachment is matched when it comes. */
+static void page_created_before_attached(void **state)
+{
+    char rel[SS_PAGE_CANDIDATES][CDP_SESSION_MAX + 1];
+    ss_page_t pg;
+    int n = -1;
+
+    (void)state;
+    memset(&pg, 0, sizeof(pg));
+    assert_false(adapter__page_created(&pg, "OURS", rel, &n));
+    assert_int_equal(n, 0);
+    assert_false(pg.attached);
+    assert_int_equal(adapter__page_attached(&pg, "OTHER", "S9"),
+                     SS_ATTACH_FOREIGN);
+    assert_false(pg.attached);
+    assert_int_equal(adapter__page_attached(&pg, "OURS", "S1"), SS_ATTACH_OURS);
+    assert_true(pg.attached);
+    assert_string_equal(pg.session_id, "S1");
+}
+
+/* Bounded: candidates beyond SS_PAGE_CANDIDATES, empty or oversized ids
+ * are refused (released), never stored. */
+static void page_attach_bounds(void **state)
+{
+    char rel[SS_PAGE_CANDIDATES][CDP_SESSION_MAX + 1];
+    char big[CDP_SESSION_MAX + 2], t[16], sid[16];
+    ss_page_t pg;
+    int i, n = -1;
+
+    (void)state;
+    memset(&pg, 0, sizeof(pg));
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(adapter__page_attached(&pg, big, "S"), SS_ATTACH_FOREIGN);
+    assert_int_equal(adapter__page_attached(&pg, "T", big), SS_ATTACH_FOREIGN);
+    assert_int_equal(adapter__page_attached(&pg, "", "S"), SS_ATTACH_FOREIGN);
+    assert_int_equal(adapter__page_attached(&pg, NULL, "S"), SS_ATTACH_FOREIGN);
+    for (i = 0; i < SS_PAGE_CANDIDATES; i++) {
+        snprintf(t, sizeof(t), "T%d", i);
+        snprintf(sid, sizeof(sid), "S%d", i);
+        assert_int_equal(adapter__page_attached(&pg, t, sid),
+                         SS_ATTACH_PENDING);
+    }
+    assert_int_equal(adapter__page_attached(&pg, "T9", "S9"),
+                     SS_ATTACH_FOREIGN);
+    /* None of them is ours: all released, and ours comes later. */
+    assert_false(adapter__page_created(&pg, "OURS", rel, &n));
+    assert_int_equal(n, SS_PAGE_CANDIDATES);
+    snprintf(sid, sizeof(sid), "S%d", SS_PAGE_CANDIDATES - 1);
+    assert_string_equal(rel[SS_PAGE_CANDIDATES - 1], sid);
+    assert_int_equal(adapter__page_attached(&pg, "OURS", "S8"), SS_ATTACH_OURS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -267,6 +352,9 @@ int main(void)
         cmocka_unit_test(results_are_checked),
         cmocka_unit_test(chat_ids),
         cmocka_unit_test(phones),
+        cmocka_unit_test(page_attached_before_created),
+        cmocka_unit_test(page_created_before_attached),
+        cmocka_unit_test(page_attach_bounds),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
