@@ -135,7 +135,8 @@ wa_err_t wa_publisher_new(nng_socket pub, const wa_publisher_opts_t *opts,
  * WA_EFULL when the queue is full (the event is dropped and counted: PUB
  * drops under load anyway, and events carry seq); WA_ECLOSED once
  * wa_publisher_free() began; the encoder's error for an invalid event.
- * Never blocks on the network. Thread-safe.
+ * Never blocks on the network. Thread-safe, but every call must have
+ * returned before wa_publisher_free() does.
  */
 wa_err_t wa_publisher_publish(wa_publisher_t *p, const wa_event_t *ev);
 
@@ -146,7 +147,8 @@ void wa_publisher_flush(wa_publisher_t *p);
 /* A snapshot of the counters. Thread-safe. */
 void wa_publisher_stats(wa_publisher_t *p, wa_publisher_stats_t *st);
 
-/* Refuse new events, send everything queued, stop the thread, free. */
+/* Refuse new events, send everything queued, stop the thread, free. No
+ * other call on p may start after this one. NULL is a no-op. */
 void wa_publisher_free(wa_publisher_t *p);
 
 #endif /* WA_PUB_H */
