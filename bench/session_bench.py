@@ -7,7 +7,8 @@
 The environment passes through to the services: SPARE_BROWSERS=1
 measures connects with a pre-warmed browser (the default, 0, without). GAP_S=<seconds> pauses
 between one latency run's disconnect and the next connect (default 0:
-back to back, which gives a spare the least time to start).
+back to back, which gives a spare the least time to start). PHASES=1
+adds the median of each page start phase from session-svc's debug log.
 
 Default mode starts the whole stack on free ports and reports:
   - POST /connect -> status qr, and scan -> status ready: median (and
@@ -106,6 +107,28 @@ def tree_mem_kb(sessions_dir, spare=None):
 # Seconds between one user's disconnect and the next connect (GAP_S):
 # 0 is back to back, the worst case for a pre-warmed browser.
 GAP_S = float(os.environ.get("GAP_S", "0"))
+# PHASES=1: session-svc logs at debug level and the latency runs' page
+# start is broken down from its timing lines (adapter.c, "... after N ms":
+# since the browser's launch, or a spare's adoption).
+PHASES = os.environ.get("PHASES", "0") == "1"
+
+
+def print_phases(log_path):
+    """Median ms of each start phase over the latency users' launches."""
+    phases = {}
+    try:
+        with open(log_path, errors="replace") as f:
+            for line in f:
+                m = re.search(r"user (lat-\d+): ([A-Za-z. ]+?) after (\d+) ms",
+                              line)
+                if m:
+                    phases.setdefault(m.group(2), []).append(int(m.group(3)))
+    except OSError:
+        return
+    for name, v in sorted(phases.items(), key=lambda x: statistics.median(
+            x[1])):
+        print("  phase %-22s median %5d ms (min %d, max %d, n=%d)"
+              % (name, statistics.median(v), min(v), max(v), len(v)))
 
 
 def status(st, tok):
@@ -135,7 +158,8 @@ def link(st, user, phone):
 
 def bench_stack(bindir, runs, counts):
     work = tempfile.mkdtemp(prefix="session_bench.")
-    env = {"LOG_LEVEL": "warn", "RATE_LIMIT_RPS": "1000",
+    env = {"LOG_LEVEL": "debug" if PHASES else "warn",
+           "RATE_LIMIT_RPS": "1000",
            "RATE_LIMIT_BURST": "2000", "FAKEWA_REF_INTERVAL_MS": "20000",
            "MAX_SESSIONS": "50"}
     st = stack.Stack(bindir, work, env)
@@ -153,6 +177,8 @@ def bench_stack(bindir, runs, counts):
               % (statistics.median(qr), min(qr), max(qr), runs))
         print("scan -> ready:   median %.2f s (min %.2f, max %.2f, n=%d)"
               % (statistics.median(ready), min(ready), max(ready), runs))
+        if PHASES:
+            print_phases(os.path.join(work, "session-svc.log"))
         n = 0
         for want in counts:
             while n < want:
@@ -202,7 +228,9 @@ def session_svc_flags():
         parts = re.findall(r'"([^"]*)"', entry)
         if parts:
             out.append("".join(parts))
-    return out
+    # This bench opens the page from the command line; session-svc creates
+    # it over DevTools instead (adapter.c), which needs no startup window.
+    return [f for f in out if f != "--no-startup-window"]
 
 
 def chromium_run(exe, flags, url, prof, fake_port, phone):
