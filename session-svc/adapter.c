@@ -839,17 +839,18 @@ void adapter__on_event(ss_session_t *s, const char *session, const char *method,
                        const cJSON *params)
 {
     const cJSON *ctx, *aux, *frame, *id;
-    const char *v, *url;
+    const char *v, *url, *target;
 
     if (strcmp(method, "Target.attachedToTarget") == 0) {
         if (session != NULL)
             return; /* only the browser's own auto-attach is on */
         v = str_field(params, "sessionId", 1, CDP_SESSION_MAX);
-        id = cJSON_GetObjectItemCaseSensitive(params, "targetInfo");
-        url = str_field(id, "targetId", 1, CDP_SESSION_MAX);
+        target =
+            str_field(cJSON_GetObjectItemCaseSensitive(params, "targetInfo"),
+                      "targetId", 1, CDP_SESSION_MAX);
         if (v == NULL)
             return;
-        switch (adapter__page_attached(&s->page, url, v)) {
+        switch (adapter__page_attached(&s->page, target, v)) {
         case SS_ATTACH_OURS:
             if (s->page.step == STEP_CREATE)
                 page_attached(s);
