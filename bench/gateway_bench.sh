@@ -16,7 +16,8 @@
 #   bench/gateway_bench.sh [build-dir] [seconds-per-run]   (default build, 10)
 #
 # Environment: GATEWAY_THREADS (default 72: CivetWeb holds one thread per
-# keep-alive connection, so it must exceed the connection count).
+# keep-alive connection, so it must exceed the connection count); ONLY, a
+# run to do alone, as "<path> <conns> <users>" (e.g. ONLY="/status 64 64").
 set -eu
 BUILD=${1:-build}
 DURATION=${2:-10}
@@ -102,6 +103,7 @@ us_per_req() {
 }
 run() { # run <path> <conns> <users>
     local path=$1 conns=$2 users=$3 threads=2 out gw0 st0 gw1 st1 rps
+    [ -n "${ONLY:-}" ] && [ "$ONLY" != "$path $conns $users" ] && return 0
     [ "$conns" -eq 1 ] && threads=1
     gw0=$(cpu_ticks "$GW_PID") st0=$(cpu_ticks "$STORE_PID")
     if [ "$users" -eq 1 ]; then
@@ -126,6 +128,11 @@ for path in /status /logs; do
     run "$path" 64 64
 done
 sleep 1
+curl -s "$URL/metrics" | awk '
+    $1 == "wa_gateway_store_calls_total" { c = $2 }
+    $1 == "wa_gateway_store_batches_total" { b = $2 }
+    $1 == "wa_gateway_store_batched_calls_total" { m = $2 }
+    END { printf "store calls %d, of which %d in %d bus.batch messages (%.1f per batch)\n", c, m, b, (b > 0 ? m / b : 0) }'
 echo "idle before load: gateway $IDLE_GW; store-svc $IDLE_STORE"
 echo "idle after load:  gateway $(mem_of "$GW_PID"); store-svc $(mem_of "$STORE_PID")"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (a shared machine skews figures: compare runs)"

@@ -14,7 +14,7 @@
 #include "wa/log.h"
 #include "wa/service.h"
 
-int main(void)
+int main(int argc, char **argv)
 {
     gw_t gw = {0};
     gw_config_t *cfg = &gw.cfg;
@@ -38,6 +38,8 @@ int main(void)
     int status = 1;
     wa_err_t rv;
 
+    (void)argc;
+    wa_service_tune_malloc(argv);
     gw.store = (nng_socket)NNG_SOCKET_INITIALIZER;
     /* glibc gives busy threads arenas of their own, up to 8 per CPU, and
      * each keeps what it freed: with a CivetWeb thread per connection that
@@ -84,7 +86,10 @@ int main(void)
     wa_info(NULL, "listening on port %ld with %ld threads, store at %s",
             cfg->port, cfg->threads, cfg->store_url);
 
-    wa_service_wait(-1);
+    while (!wa_service_wait(1000)) {
+        if (wa_service_trim_when_idle(gw_metrics_requests_total(gw.metrics)))
+            wa_debug(NULL, "idle: freed heap memory returned to the system");
+    }
     wa_info(NULL, "stopping");
     status = 0;
 out:

@@ -231,6 +231,15 @@ static void render_latency(const gw_metrics_t *m, sbuf_t *sb)
     }
 }
 
+unsigned long gw_metrics_requests_total(const gw_metrics_t *m)
+{
+    unsigned long n = 0;
+
+    for (size_t r = 0; r <= m->nroutes; r++)
+        n += atomic_load_explicit(&m->stats[r].count, memory_order_relaxed);
+    return n;
+}
+
 void gw_metrics_watch_store(gw_metrics_t *m, wa_bus_batcher_t *store)
 {
     m->store = store;

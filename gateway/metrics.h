@@ -51,6 +51,9 @@ void gw_metrics_watch_store(gw_metrics_t *m, wa_bus_batcher_t *store);
 void gw_metrics_in_flight(gw_metrics_t *m, int delta);
 long gw_metrics_in_flight_now(const gw_metrics_t *m);
 
+/* Requests answered so far, all routes. */
+unsigned long gw_metrics_requests_total(const gw_metrics_t *m);
+
 /*
  * Render the text exposition format (version 0.0.4) into a malloc'd,
  * NUL-terminated buffer; *len without the NUL. uptime_s is reported as a

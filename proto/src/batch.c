@@ -16,10 +16,14 @@
  * Members are idempotent by rid like any request, so nng resending a batch
  * after a lost peer is as safe as resending one request.
  */
+#include <linux/futex.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "bus_int.h"
 
@@ -28,24 +32,23 @@
 /* Room for the batch's own envelope around its members. */
 #define BATCH_OVERHEAD 256
 
-typedef enum call_state {
+enum call_state {
     C_QUEUED,
     C_LEAD,   /* handed a batch to send */
     C_SINGLE, /* to send alone: the batch was refused whole */
     C_DONE,
-} call_state_t;
+};
 
 typedef struct call {
     struct call *next; /* in the queue, then in its batch */
     char *buf;         /* encoded request */
     size_t len;
     nng_time deadline;
-    call_state_t state;
+    atomic_int state;   /* enum call_state; see state_set() */
     bool live;          /* sent in its batch (not expired first) */
     struct call *batch; /* C_LEAD: the calls to send, this one first */
     wa_err_t err;
     wa_reply_t *rep;
-    pthread_cond_t cv;
 } call_t;
 
 struct wa_bus_batcher {
@@ -54,7 +57,7 @@ struct wa_bus_batcher {
     call_t *head, *tail;
     int inflight, max_inflight;
     wa_bus_batcher_stats_t stats;
-    bool unsupported; /* the peer answered bus.batch with WA_EUNKNOWNOP */
+    atomic_bool unsupported; /* the peer answered bus.batch: unknown_op */
 };
 
 wa_err_t wa_bus_batcher_new(nng_socket req, int inflight,
@@ -90,6 +93,28 @@ void wa_bus_batcher_stats(wa_bus_batcher_t *b, wa_bus_batcher_stats_t *out)
     pthread_mutex_lock(&b->mu);
     *out = b->stats;
     pthread_mutex_unlock(&b->mu);
+}
+
+/*
+ * A call waits for its state to leave C_QUEUED on a futex of its own, and
+ * whoever changes it wakes it after releasing every lock. With a condition
+ * variable on the batcher's mutex, each woken caller would first have to
+ * take that mutex back, from a leader still holding it to wake the next
+ * one: measured on the gateway, a third of its context switches. The wake
+ * may reach a call that already saw its new state and returned: a futex
+ * wake on a stale address is harmless (waiters re-check their word).
+ */
+static void state_wait(atomic_int *state)
+{
+    while (atomic_load_explicit(state, memory_order_acquire) == C_QUEUED)
+        (void)syscall(SYS_futex, state, FUTEX_WAIT_PRIVATE, C_QUEUED, NULL,
+                      NULL, 0);
+}
+
+static void state_set(atomic_int *state, int to)
+{
+    atomic_store_explicit(state, to, memory_order_release);
+    (void)syscall(SYS_futex, state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 /* Take up to WA_BUS_BATCH_MAX queued calls that fit one message, in order;
@@ -208,11 +233,8 @@ static bool send_batch(wa_bus_batcher_t *b, call_t *list, size_t *batched)
         split(list, n, rep.data);
     } else if (err == WA_EUNKNOWNOP || err == WA_EINVAL || err == WA_ETOOBIG) {
         single = true;
-        if (err == WA_EUNKNOWNOP) {
-            pthread_mutex_lock(&b->mu);
-            b->unsupported = true;
-            pthread_mutex_unlock(&b->mu);
-        }
+        if (err == WA_EUNKNOWNOP)
+            atomic_store(&b->unsupported, true);
     } else {
         set_all(list, err, &rep);
     }
@@ -225,36 +247,39 @@ out:
 }
 
 /*
- * Lead: send list, then, locked, hand each call its result (or the order to
- * go alone) and the rest of the queue to the next leader. The caller's own
- * call is in list; its result is set when this returns.
+ * Lead: send list (me among it), then hand the rest of the queue to the
+ * next leader, and each call its result (or the order to go alone).
  */
-static void lead(wa_bus_batcher_t *b, call_t *list)
+static void lead(wa_bus_batcher_t *b, call_t *me, call_t *list)
 {
     size_t batched;
     bool single = send_batch(b, list, &batched);
-    call_t *c, *next;
+    call_t *next_lead = NULL, *c, *next;
 
     pthread_mutex_lock(&b->mu);
     if (batched > 0) {
         b->stats.batches++;
         b->stats.batched += batched;
     }
-    for (c = list; c != NULL; c = next) {
-        next = c->next;
-        c->next = NULL;
-        c->state = single && c->live ? C_SINGLE : C_DONE;
-        pthread_cond_signal(&c->cv);
-    }
     if (b->head != NULL) {
-        c = take_batch(b);
-        c->state = C_LEAD;
-        c->batch = c;
-        pthread_cond_signal(&c->cv);
+        next_lead = take_batch(b);
+        next_lead->batch = next_lead;
     } else {
         b->inflight--;
     }
     pthread_mutex_unlock(&b->mu);
+
+    if (next_lead != NULL)
+        state_set(&next_lead->state, C_LEAD);
+    for (c = list; c != NULL; c = next) {
+        int to = single && c->live ? C_SINGLE : C_DONE;
+
+        next = c->next; /* a woken call is gone */
+        if (c == me)
+            atomic_store(&me->state, to);
+        else
+            state_set(&c->state, to);
+    }
 }
 
 wa_err_t wa_bus_batcher_call(wa_bus_batcher_t *b, wa_op_t op, const char *user,
@@ -263,7 +288,6 @@ wa_err_t wa_bus_batcher_call(wa_bus_batcher_t *b, wa_op_t op, const char *user,
 {
     call_t me;
     wa_err_t err;
-    bool alone;
 
     if (rep == NULL)
         return WA_EINVAL;
@@ -272,25 +296,20 @@ wa_err_t wa_bus_batcher_call(wa_bus_batcher_t *b, wa_op_t op, const char *user,
         return WA_EINVAL;
     if (timeout_ms == 0)
         timeout_ms = WA_BUS_DEFAULT_TIMEOUT_MS;
-    pthread_mutex_lock(&b->mu);
-    alone = b->unsupported;
-    if (alone)
+    if (atomic_load(&b->unsupported)) {
+        pthread_mutex_lock(&b->mu);
         b->stats.calls++;
-    pthread_mutex_unlock(&b->mu);
-    if (alone)
+        pthread_mutex_unlock(&b->mu);
         return wa_bus_call(b->req, op, user, rid, args, timeout_ms, rep);
+    }
 
     memset(&me, 0, sizeof(me));
     if ((err = wa_request_encode(op, user, rid, args, &me.buf, &me.len)) !=
         WA_OK)
         return err;
-    if (pthread_cond_init(&me.cv, NULL) != 0) {
-        free(me.buf);
-        return WA_ENOMEM;
-    }
     me.deadline = nng_clock() + (nng_time)timeout_ms;
     me.rep = rep;
-    me.state = C_QUEUED;
+    atomic_init(&me.state, C_QUEUED);
 
     pthread_mutex_lock(&b->mu);
     b->stats.calls++;
@@ -302,15 +321,14 @@ wa_err_t wa_bus_batcher_call(wa_bus_batcher_t *b, wa_op_t op, const char *user,
     if (b->inflight < b->max_inflight) {
         b->inflight++;
         me.batch = take_batch(b); /* the queue was empty: just me */
-        me.state = C_LEAD;
+        atomic_store(&me.state, C_LEAD);
     }
-    while (me.state == C_QUEUED)
-        pthread_cond_wait(&me.cv, &b->mu);
     pthread_mutex_unlock(&b->mu);
+    state_wait(&me.state);
 
-    if (me.state == C_LEAD)
-        lead(b, me.batch); /* sets me.state again */
-    if (me.state == C_SINGLE) {
+    if (atomic_load(&me.state) == C_LEAD)
+        lead(b, &me, me.batch); /* sets me.state again */
+    if (atomic_load(&me.state) == C_SINGLE) {
         nng_time now = nng_clock();
 
         me.err = me.deadline > now
@@ -319,6 +337,5 @@ wa_err_t wa_bus_batcher_call(wa_bus_batcher_t *b, wa_op_t op, const char *user,
                      : WA_ETIMEDOUT;
     }
     free(me.buf);
-    pthread_cond_destroy(&me.cv);
     return me.err;
 }

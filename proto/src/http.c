@@ -2,9 +2,12 @@
  * http.c - starting CivetWeb with safe options, and JSON answers.
  */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "wa/bus.h"
 #include "wa/config.h"
@@ -17,12 +20,65 @@ static void init_library(void)
     mg_init_library(MG_FEATURES_DEFAULT | MG_FEATURES_WEBSOCKET);
 }
 
+/*
+ * A worker thread's stack keeps every page its deepest request ever
+ * touched (CivetWeb's and printf's buffers: about 40 KiB), for as long as
+ * the server runs: 2.9 MiB of an idle gateway with 72 workers, measured.
+ * When a connection closes, its worker gives back the pages of its own
+ * stack below the current frame (less a margin for the calls still to
+ * come): dead memory, which the next deep call faults in again as zeroes.
+ * Only the thread itself may do this, and only below its own frame.
+ */
+#define STACK_KEEP 4096
+
+static _Thread_local uintptr_t stack_lo; /* 0: not looked up yet */
+
+static void release_stack(void)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), here, lo, top;
+    volatile char mark = 0;
+
+    if (stack_lo == 0) {
+        pthread_attr_t a;
+        void *addr = NULL;
+        size_t size = 0;
+
+        if (pthread_getattr_np(pthread_self(), &a) != 0)
+            return;
+        if (pthread_attr_getstack(&a, &addr, &size) != 0)
+            addr = NULL;
+        pthread_attr_destroy(&a);
+        if (addr == NULL)
+            return;
+        stack_lo = (uintptr_t)addr;
+    }
+    here = (uintptr_t)&mark;
+    /* Skip the lowest page (a guard page may sit there). */
+    lo = (stack_lo + 2 * page - 1) & ~(page - 1);
+    if (here < lo + STACK_KEEP)
+        return;
+    top = (here - STACK_KEEP) & ~(page - 1);
+    if (top > lo)
+        (void)madvise((void *)lo, top - lo, MADV_DONTNEED);
+}
+
+/* The service's own connection_close, called before release_stack(). One
+ * server per process (gateway, notifier-svc). */
+static void (*user_close)(const struct mg_connection *);
+
+static void on_connection_close(const struct mg_connection *conn)
+{
+    if (user_close != NULL)
+        user_close(conn);
+    release_stack();
+}
+
 wa_err_t wa_http_start(const wa_http_opts_t *opts,
                        const struct mg_callbacks *callbacks, void *user_data,
                        struct mg_context **out, char *err, size_t errlen)
 {
+    struct mg_callbacks cbs = {0};
     char port[16], threads[16], timeout[24], maxreq[24];
-    struct mg_callbacks none = {0};
     struct mg_init_data init = {0};
     struct mg_error_data error = {0};
     struct mg_context *ctx;
@@ -67,7 +123,11 @@ wa_err_t wa_http_start(const wa_http_opts_t *opts,
     snprintf(maxreq, sizeof(maxreq), "%ld", opts->max_request_size);
     pthread_once(&init_once, init_library);
 
-    init.callbacks = callbacks != NULL ? callbacks : &none;
+    if (callbacks != NULL)
+        cbs = *callbacks;
+    user_close = cbs.connection_close;
+    cbs.connection_close = on_connection_close;
+    init.callbacks = &cbs;
     init.user_data = user_data;
     init.configuration_options = options;
     error.code = &code;

@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -115,6 +116,33 @@ bool wa_service_wait(int timeout_ms)
         (void)poll(&pfd, 1, left);
     }
     return stop_requested != 0;
+}
+
+void wa_service_tune_malloc(char **argv)
+{
+    if (argv == NULL || getenv("GLIBC_TUNABLES") != NULL)
+        return;
+    if (setenv("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0", 1) != 0)
+        return;
+    (void)execv("/proc/self/exe", argv);
+    (void)unsetenv("GLIBC_TUNABLES"); /* not run again: carry on as is */
+}
+
+bool wa_service_trim_when_idle(uint64_t work_done)
+{
+    static uint64_t last;
+    static bool busy;
+    bool trim = false;
+
+    if (work_done != last) {
+        busy = true;
+    } else if (busy) {
+        busy = false;
+        trim = true;
+        (void)malloc_trim(0);
+    }
+    last = work_done;
+    return trim;
 }
 
 long long wa_now_ms(void)

@@ -1,5 +1,6 @@
 /* http_test.c - libwahttp: CivetWeb's options, JSON answers, request ids. */
 #include <arpa/inet.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -232,9 +233,47 @@ static void test_origin_allowed(void **state)
     wa_strv_free(v);
 }
 
+static atomic_int closed;
+
+static void count_close(const struct mg_connection *conn)
+{
+    (void)conn;
+    atomic_fetch_add(&closed, 1);
+}
+
+/* The service's connection_close still runs (wa_http_start wraps it to give
+ * the worker's dead stack pages back), and a worker that gave them back
+ * serves the next connection as before. */
+static void test_connection_close_kept(void **state)
+{
+    const struct mg_callbacks cbs = {.connection_close = count_close};
+    wa_http_opts_t o = {
+        .threads = 2, .request_timeout_ms = 2000, .max_request_size = 4096};
+    struct mg_context *c2;
+    long saved = port;
+    char err[256], *resp;
+
+    (void)state;
+    o.port = port = free_port();
+    assert_int_equal(wa_http_start(&o, &cbs, NULL, &c2, err, sizeof(err)),
+                     WA_OK);
+    mg_set_request_handler(c2, "/echo$", on_echo, NULL);
+    for (int i = 0; i < 6; i++) {
+        resp = roundtrip("GET /echo HTTP/1.1\r\nHost: x\r\n"
+                         "Connection: close\r\n\r\n");
+        assert_non_null(strstr(resp, "HTTP/1.1 200"));
+        assert_non_null(strstr(resp, "a\\\"b"));
+        free(resp);
+    }
+    mg_stop(c2); /* waits for the workers: every close has run */
+    assert_int_equal(atomic_load(&closed), 6);
+    port = saved;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_connection_close_kept),
         cmocka_unit_test(test_json_reply),
         cmocka_unit_test(test_bad_request_id_replaced),
         cmocka_unit_test(test_error_shape),

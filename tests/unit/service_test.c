@@ -125,9 +125,62 @@ static void test_sigterm_wakes_wait(void **state)
     assert_true(wa_service_wait(-1));
 }
 
-int main(void)
+static void test_trim_when_idle(void **state)
 {
+    (void)state;
+    /* Trims once, on the first still second after work. */
+    assert_false(wa_service_trim_when_idle(0));
+    assert_false(wa_service_trim_when_idle(0));
+    assert_false(wa_service_trim_when_idle(5));
+    assert_true(wa_service_trim_when_idle(5));
+    assert_false(wa_service_trim_when_idle(5));
+    assert_false(wa_service_trim_when_idle(7));
+    assert_false(wa_service_trim_when_idle(9));
+    assert_true(wa_service_trim_when_idle(9));
+    assert_false(wa_service_trim_when_idle(9));
+}
+
+/* The re-executed test binary prints what it got (see main). */
+static void tune_fresh(void)
+{
+    char *argv[] = {"service_test", "--print-tunables", NULL};
+
+    unsetenv("GLIBC_TUNABLES");
+    wa_service_tune_malloc(argv);
+    _exit(3); /* not re-executed */
+}
+
+static void tune_preset(void)
+{
+    char *argv[] = {"service_test", "--print-tunables", NULL};
+
+    setenv("GLIBC_TUNABLES", "glibc.malloc.check=0", 1);
+    wa_service_tune_malloc(argv);
+    _exit(4); /* the operator's setting wins: not re-executed */
+}
+
+static void test_tune_malloc(void **state)
+{
+    char out[256];
+
+    (void)state;
+    assert_int_equal(run_child(tune_fresh, out, sizeof(out)), 0);
+    assert_string_equal(out, "glibc.malloc.tcache_count=0");
+    assert_int_equal(run_child(tune_preset, out, sizeof(out)), 4);
+    assert_string_equal(out, "");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "--print-tunables") == 0) {
+        const char *t = getenv("GLIBC_TUNABLES");
+
+        fprintf(stderr, "%s", t != NULL ? t : "(none)");
+        return 0;
+    }
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_trim_when_idle),
+        cmocka_unit_test(test_tune_malloc),
         cmocka_unit_test(test_config_failure_exits_2),
         cmocka_unit_test(test_config_fail),
         cmocka_unit_test(test_auth_failure_exits_2),
