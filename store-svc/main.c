@@ -75,7 +75,8 @@ int main(void)
     wa_info(NULL, "listening on %s (database %s, schema version %d)",
             cfg.store_url, cfg.db_path, DB_SCHEMA_VERSION);
 
-    wa_service_wait(-1);
+    while (!wa_service_wait(1000))
+        (void)wa_service_trim_when_idle(wa_bus_server_requests(server));
     wa_info(NULL, "stopping");
     status = 0;
 out:

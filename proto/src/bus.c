@@ -518,6 +518,7 @@ typedef struct worker {
 } worker_t;
 
 struct wa_bus_server {
+    atomic_ullong requests; /* well-formed requests received */
     wa_bus_handler_fn handler;
     void *arg;
     nng_duration send_timeout;
@@ -721,6 +722,7 @@ static void on_request(worker_t *w)
         return;
     }
     w->state = W_HANDLER;
+    atomic_fetch_add_explicit(&srv->requests, 1, memory_order_relaxed);
     if (w->job.req.op == WA_OP_BUS_BATCH) {
         batch_start(w);
         return;
@@ -874,6 +876,13 @@ wa_err_t wa_bus_server_start(nng_socket rep, int workers,
         start_recv(&srv->workers[i]);
     *out = srv;
     return WA_OK;
+}
+
+uint64_t wa_bus_server_requests(const wa_bus_server_t *srv)
+{
+    return srv == NULL
+               ? 0
+               : atomic_load_explicit(&srv->requests, memory_order_relaxed);
 }
 
 void wa_bus_server_stop(wa_bus_server_t *srv)

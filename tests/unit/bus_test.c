@@ -357,6 +357,8 @@ static void test_call_sync_handler(void **state)
     assert_true(cJSON_IsObject(cJSON_GetObjectItem(rep.data, "args")));
     wa_reply_clear(&rep);
     assert_int_equal(atomic_load(&h.calls), 2);
+    assert_int_equal(wa_bus_server_requests(r.srv), 2);
+    assert_int_equal(wa_bus_server_requests(NULL), 0);
 
     cJSON_Delete(args);
     rig_stop(&r);

@@ -133,6 +133,9 @@ wa_err_t wa_bus_server_start(nng_socket rep, int workers,
                              wa_bus_handler_fn handler, void *arg,
                              wa_bus_server_t **out);
 
+/* Well-formed requests (a bus.batch counts once) received so far. */
+uint64_t wa_bus_server_requests(const wa_bus_server_t *srv);
+
 /*
  * Stop receiving and free the server. Jobs still held by the handler must be
  * answered before this is called (their answers are then dropped if the
