@@ -2,7 +2,8 @@
  * store_bench.c - throughput of a running store-svc through the bus.
  *
  * Usage: STORE_URL=tcp://127.0.0.1:5560 store_bench [--only=<op>]
- *            [--socket-per-thread] [--rows=N] [seconds] [threads...]
+ *            [--socket-per-thread] [--rows=N] [--batcher=N] [seconds]
+ *            [threads...]
  *        defaults: log.append, session.get and ping; 3 seconds per figure;
  *        1 16 64 client threads.
  *
@@ -19,7 +20,10 @@
  *
  * The threads share one REQ socket, as the gateway's do, unless
  * --socket-per-thread gives each its own (as separate session-svc
- * processes would have). One line per figure:
+ * processes would have). --batcher=N sends the shared socket's calls
+ * through a wa_bus_batcher with N on the wire, as the gateway and
+ * session-svc do: concurrent calls then share bus.batch messages. One line
+ * per figure:
  *
  *   log.append   threads=16  rows/s=...  p50_ms=... p99_ms=... errors=0
  *
@@ -46,6 +50,7 @@ typedef struct bench {
     const char *url;
     nng_socket shared; /* or per thread */
     bool per_thread;
+    wa_bus_batcher_t *batcher; /* --batcher: calls on shared go through it */
     int rows; /* log.append rows per call; 1: the single-row form */
     wa_op_t op;
     double until; /* monotonic seconds */
@@ -133,8 +138,12 @@ static void *client_main(void *arg)
         snprintf(user, sizeof(user), "bench-user-%lu",
                  ((unsigned long)cl->id * 7919 + n++) % USERS);
         wa_rid_new(rid, sizeof(rid));
-        if (wa_bus_call(cl->sock, b->op, b->op == WA_OP_PING ? "" : user, rid,
-                        args, CALL_TIMEOUT_MS, &rep) != WA_OK) {
+        if ((b->batcher != NULL
+                 ? wa_bus_batcher_call(b->batcher, b->op,
+                                       b->op == WA_OP_PING ? "" : user, rid,
+                                       args, CALL_TIMEOUT_MS, &rep)
+                 : wa_bus_call(cl->sock, b->op, b->op == WA_OP_PING ? "" : user,
+                               rid, args, CALL_TIMEOUT_MS, &rep)) != WA_OK) {
             atomic_fetch_add(&b->errors, 1);
             continue;
         }
@@ -216,7 +225,8 @@ out:
 static void usage(void)
 {
     fprintf(stderr, "usage: store_bench [--only=log.append|session.get|ping] "
-                    "[--socket-per-thread] [--rows=2..256] [seconds] "
+                    "[--socket-per-thread] [--rows=2..256] [--batcher=1..256] "
+                    "[seconds] "
                     "[threads...]\n");
 }
 
@@ -233,7 +243,7 @@ int main(int argc, char **argv)
     char err[256], rid[WA_RID_MAX + 1];
     wa_reply_t rep;
     wa_err_t rv;
-    int status = 0, i = 1, rows = 1;
+    int status = 0, i = 1, rows = 1, inflight = 0;
 
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strncmp(argv[i], "--only=", 7) == 0 &&
@@ -244,6 +254,12 @@ int main(int argc, char **argv)
         } else if (strncmp(argv[i], "--rows=", 7) == 0) {
             rows = atoi(argv[i] + 7);
             if (rows < 2 || rows > 256) {
+                usage();
+                return 2;
+            }
+        } else if (strncmp(argv[i], "--batcher=", 10) == 0) {
+            inflight = atoi(argv[i] + 10);
+            if (inflight < 1 || inflight > 256) {
                 usage();
                 return 2;
             }
@@ -294,13 +310,22 @@ int main(int argc, char **argv)
         goto out;
     }
     wa_reply_clear(&rep);
-    printf("store_bench: %s, %.1f s per figure, %s\n", url, seconds,
-           b->per_thread ? "one socket per thread" : "one shared socket");
+    if (inflight > 0 && !b->per_thread &&
+        (rv = wa_bus_batcher_new(b->shared, inflight, &b->batcher)) != WA_OK) {
+        fprintf(stderr, "store_bench: %s\n", wa_strerror(rv));
+        status = 1;
+        goto out;
+    }
+    printf("store_bench: %s, %.1f s per figure, %s%s\n", url, seconds,
+           b->per_thread ? "one socket per thread" : "one shared socket",
+           b->batcher != NULL ? ", through a batcher" : "");
     for (int o = 0; o < nops && status == 0; o++) {
         for (int k = 0; k < ncounts && status == 0; k++)
             status = run(b, ops[o], counts[k], seconds) ? 1 : 0;
     }
 out:
+    if (b != NULL)
+        wa_bus_batcher_free(b->batcher);
     if (b != NULL && nng_socket_id(b->shared) > 0)
         nng_close(b->shared);
     free(b);
