@@ -59,6 +59,21 @@ static int64_t count_rows(fx_t *f)
     return rows;
 }
 
+/* The answer as the bus carries it: eventData goes out as the stored text
+ * (raw), so read it back the way a client does. */
+static cJSON *as_sent(cJSON *res)
+{
+    char *text = cJSON_PrintUnformatted(res);
+    cJSON *back;
+
+    assert_non_null(text);
+    back = cJSON_Parse(text);
+    assert_non_null(back);
+    free(text);
+    cJSON_Delete(res);
+    return back;
+}
+
 static void test_append_list(void **state)
 {
     fx_t *f = *state;
@@ -76,6 +91,7 @@ static void test_append_list(void **state)
                          WA_OK);
     }
     assert_int_equal(logs__list(&f->db->rd, "u1", 3, &res), WA_OK);
+    res = as_sent(res);
     logs = cJSON_GetObjectItem(res, "logs");
     assert_int_equal(cJSON_GetArraySize(logs), 3);
     for (int i = 0; i < 3; i++) {
@@ -95,13 +111,34 @@ static void test_append_list(void **state)
     cJSON_Delete(res);
     /* JSON null is data too. */
     assert_int_equal(logs__list(&f->db->rd, "u2", 1, &res), WA_OK);
+    res = as_sent(res);
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(
         cJSON_GetArrayItem(cJSON_GetObjectItem(res, "logs"), 0), "eventData")));
+    cJSON_Delete(res);
+    /* Stored text that is not JSON (or not quite) goes out as a string,
+     * never spliced into the answer. */
+    assert_int_equal(logs__append(&f->db->wr, "u4", "message", "plain \"text",
+                                  "2026-01-01T00:00:00.000Z", &id),
+                     WA_OK);
+    assert_int_equal(logs__append(&f->db->wr, "u4", "message", "{\"a\":1",
+                                  "2026-01-01T00:00:00.000Z", &id),
+                     WA_OK);
+    assert_int_equal(logs__list(&f->db->rd, "u4", 2, &res), WA_OK);
+    res = as_sent(res);
+    logs = cJSON_GetObjectItem(res, "logs");
+    assert_string_equal(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(logs, 0), "eventData")
+            ->valuestring,
+        "{\"a\":1");
+    assert_string_equal(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(logs, 1), "eventData")
+            ->valuestring,
+        "plain \"text");
     cJSON_Delete(res);
     assert_int_equal(logs__list(&f->db->rd, "u3", 500, &res), WA_OK);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "logs")), 0);
     cJSON_Delete(res);
-    assert_int_equal(count_rows(f), 10);
+    assert_int_equal(count_rows(f), 12);
 }
 
 /* The count is incremental and stays exact. */
