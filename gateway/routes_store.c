@@ -48,6 +48,29 @@ static bool keep_fields(cJSON *row, const char *const *fields, size_t n)
     return true;
 }
 
+/* A row's integer id printed as is rather than through cJSON's
+ * floating-point round trip (wa_json_int). Other values stay. */
+static bool id_as_int(cJSON *row)
+{
+    cJSON *id = cJSON_GetObjectItemCaseSensitive(row, "id"), *raw;
+    double d;
+
+    if (!cJSON_IsNumber(id))
+        return true;
+    d = id->valuedouble;
+    if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0) ||
+        d != (double)(int64_t)d)
+        return true;
+    if ((raw = wa_json_int((int64_t)d)) == NULL)
+        return false;
+    /* (ViaPointer would leave the replacement without its key.) */
+    if (!cJSON_ReplaceItemInObjectCaseSensitive(row, "id", raw)) {
+        cJSON_Delete(raw);
+        return false;
+    }
+    return true;
+}
+
 void gw_route_status(gw_req_t *r)
 {
     wa_reply_t rep;
@@ -116,7 +139,8 @@ void gw_route_logs(gw_req_t *r)
         if (!cJSON_IsObject(row)) {
             cJSON_Delete(cJSON_DetachItemViaPointer(logs, row));
         } else if (!keep_fields(row, fields,
-                                sizeof(fields) / sizeof(fields[0]))) {
+                                sizeof(fields) / sizeof(fields[0])) ||
+                   !id_as_int(row)) {
             gw_reply_error(r, WA_ENOMEM, NULL);
             goto out;
         }

@@ -56,8 +56,8 @@ static cJSON *log_row(sqlite3_stmt *st, void *arg)
 
     (void)arg;
     if (row == NULL ||
-        !cJSON_AddNumberToObject(row, "id",
-                                 (double)sqlite3_column_int64(st, 0)) ||
+        !cJSON_AddItemToObject(row, "id",
+                               wa_json_int(sqlite3_column_int64(st, 0))) ||
         !db__add_column(row, "eventType", st, 1))
         goto fail;
     if ((data = event_data(st, 2, 4)) == NULL ||

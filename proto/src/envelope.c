@@ -646,7 +646,7 @@ wa_err_t wa_request_encode(wa_op_t op, const char *user, const char *rid,
 
     if ((root = cJSON_CreateObject()) == NULL)
         return WA_ENOMEM;
-    if (!add(root, "v", cJSON_CreateNumber(WA_ENVELOPE_VERSION)) ||
+    if (!add(root, "v", wa_json_int(WA_ENVELOPE_VERSION)) ||
         !add(root, "op", cJSON_CreateStringReference(name)) ||
         !add(root, "user", cJSON_CreateStringReference(user)) ||
         !add(root, "rid", cJSON_CreateStringReference(rid)) ||
@@ -668,7 +668,7 @@ wa_err_t wa_reply_encode_ok(const cJSON *data, char **out, size_t *outlen)
     *out = NULL;
     if ((root = cJSON_CreateObject()) == NULL)
         return WA_ENOMEM;
-    if (!add(root, "v", cJSON_CreateNumber(WA_ENVELOPE_VERSION)) ||
+    if (!add(root, "v", wa_json_int(WA_ENVELOPE_VERSION)) ||
         !add(root, "ok", cJSON_CreateTrue()) ||
         !add(root, "data", data != NULL ? ref_of(data) : cJSON_CreateNull())) {
         cJSON_Delete(root);
@@ -721,7 +721,7 @@ wa_err_t wa_reply_encode_err(wa_err_t err, const char *message, char **out,
 
     if ((root = cJSON_CreateObject()) == NULL)
         return WA_ENOMEM;
-    if (!add(root, "v", cJSON_CreateNumber(WA_ENVELOPE_VERSION)) ||
+    if (!add(root, "v", wa_json_int(WA_ENVELOPE_VERSION)) ||
         !add(root, "ok", cJSON_CreateFalse()) ||
         !add(root, "code", cJSON_CreateStringReference(wa_err_code(err))) ||
         !add(root, "message", cJSON_CreateStringReference(msg))) {
@@ -765,8 +765,7 @@ static wa_err_t event_tree(const wa_event_t *ev, int with_version, cJSON **out)
 
     if ((root = cJSON_CreateObject()) == NULL)
         return WA_ENOMEM;
-    if ((with_version &&
-         !add(root, "v", cJSON_CreateNumber(WA_ENVELOPE_VERSION))) ||
+    if ((with_version && !add(root, "v", wa_json_int(WA_ENVELOPE_VERSION))) ||
         !add(root, "type", cJSON_CreateStringReference(type)) ||
         !add(root, "data",
              ev->data != NULL ? cJSON_CreateObjectReference(ev->data->child)
@@ -818,6 +817,14 @@ static wa_err_t join(const char *head, const char *tail, char *const *parts,
     *out = buf;
     *outlen = at;
     return WA_OK;
+}
+
+cJSON *wa_json_int(int64_t v)
+{
+    char buf[24];
+
+    snprintf(buf, sizeof(buf), "%lld", (long long)v);
+    return cJSON_CreateRaw(buf);
 }
 
 wa_err_t wa_batch_request_encode(const char *rid, char *const *reqs,

@@ -227,6 +227,28 @@ static void test_check_rid(void **state)
 
 /* --------------------------------------------------------------- tables */
 
+static void test_json_int(void **state)
+{
+    const int64_t vs[] = {0, 1, -7, 9007199254740993LL, INT64_MIN};
+    const char *const want[] = {"0", "1", "-7", "9007199254740993",
+                                "-9223372036854775808"};
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(vs) / sizeof(vs[0]); i++) {
+        cJSON *o = cJSON_CreateObject(), *n = wa_json_int(vs[i]);
+        char *text, expect[64];
+
+        assert_non_null(n);
+        assert_true(cJSON_IsRaw(n));
+        cJSON_AddItemToObject(o, "id", n);
+        text = cJSON_PrintUnformatted(o);
+        snprintf(expect, sizeof(expect), "{\"id\":%s}", want[i]);
+        assert_string_equal(text, expect);
+        free(text);
+        cJSON_Delete(o);
+    }
+}
+
 static void test_op_table(void **state)
 {
     static const char *const names[WA_OP_COUNT] = {
@@ -1265,6 +1287,7 @@ int main(void)
         cmocka_unit_test(test_check_user),
         cmocka_unit_test(test_check_rid),
         cmocka_unit_test(test_op_table),
+        cmocka_unit_test(test_json_int),
         cmocka_unit_test(test_event_type_table),
         cmocka_unit_test(test_timestamp_now),
         cmocka_unit_test(test_request_round_trip),

@@ -159,6 +159,15 @@ void wa_reply_clear(wa_reply_t *rep);
 wa_err_t wa_reply_from_json(cJSON *obj, wa_reply_t *rep);
 
 /*
+ * A JSON integer for a tree that is only printed: cJSON 1.7.15 prints
+ * every number through "%1.15g" and reads it back with sscanf, which
+ * measured as a visible share of the store's and the gateway's CPU. This
+ * node is raw text instead: readers of the tree see cJSON_IsRaw, not
+ * cJSON_IsNumber. NULL on ENOMEM.
+ */
+cJSON *wa_json_int(int64_t v);
+
+/*
  * "bus.batch": several encoded requests (wa_request_encode output) carried
  * as one request {"v":1,"op":"bus.batch","user":"","rid":R,
  * "args":{"calls":[<request>,...]}}, answered by one reply
