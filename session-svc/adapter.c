@@ -21,12 +21,11 @@
 #define SS_BODY_PAGE_MAX (256 * 1024) /* bytes of a body the page reports */
 #define STEP_TIMEOUT_MS 15000
 /* Setup steps, in order (spare.c prefers the spare furthest along). */
-#define STEP_CREATE 0 /* auto-attach on, and the page created, held */
+#define STEP_CREATE 0 /* auto-attach on, and the page created */
 #define STEP_SETUP 3  /* 3..6: enables, binding, script */
 #define STEP_WARM 7   /* spares only: a small document of the site */
 #define STEP_NAVIGATE 8
 #define STEP_LAST 8
-#define CMD_RESUME 9 /* Runtime.runIfWaitingForDebugger: not a step */
 #define REFERRER "https://whatsapp.com/"
 /* What a spare loads while it waits. Chromium gives a cross-site
  * navigation a new renderer process; the spare's about:blank renderer
@@ -437,8 +436,8 @@ static cdp_t *page_cdp(ss_session_t *s)
 }
 
 /* A target that is not our page (the first tab of a browser that ignores
- * --no-startup-window, a popup): auto-attach holds it paused, so let it
- * run and leave it. */
+ * --no-startup-window, a popup): auto-attached, so leave it (and let it
+ * run, should anything have held it for us). */
 static void ignore_done(void *arg, wa_err_t err, const cJSON *result,
                         const char *errmsg)
 {
@@ -516,7 +515,7 @@ bool adapter__page_created(ss_page_t *page, const char *target,
     return ours;
 }
 
-/* Our page is attached (paused before its first navigation): set it up. */
+/* Our page is attached, still on about:blank: set it up. */
 static void page_attached(ss_session_t *s)
 {
     timing(s, "attached");
@@ -524,8 +523,8 @@ static void page_attached(ss_session_t *s)
     step(s);
 }
 
-/* The answer to a setup command that moves nothing along (auto-attach, the
- * resume): only a failure matters. arg is the browser (see step_done). */
+/* The answer to a setup command that moves nothing along (auto-attach):
+ * only a failure matters. arg is the browser (see step_done). */
 static void aux_done(void *arg, wa_err_t err, const cJSON *result,
                      const char *errmsg)
 {
@@ -620,7 +619,6 @@ static bool command(ss_session_t *s, int n, const char **method,
                     const char **sid, cJSON **p)
 {
     char warm[2048 + sizeof(WARM_PATH)];
-    const char *url;
     cJSON *f, *e;
     ss_t *ss = s->ss;
 
@@ -628,34 +626,26 @@ static bool command(ss_session_t *s, int n, const char **method,
     *sid = s->page.session_id;
     switch (n) {
     case STEP_CREATE:
-        /* Every new page is attached to us and held before its first
-         * navigation until Runtime.runIfWaitingForDebugger. */
+        /* Every new page comes attached to us: no attach round trip. */
         *method = "Target.setAutoAttach";
         *sid = NULL;
         return (*p = cJSON_CreateObject()) != NULL &&
                cJSON_AddBoolToObject(*p, "autoAttach", 1) != NULL &&
-               cJSON_AddBoolToObject(*p, "waitForDebuggerOnStart", 1) != NULL &&
+               cJSON_AddBoolToObject(*p, "waitForDebuggerOnStart", 0) != NULL &&
                cJSON_AddBoolToObject(*p, "flatten", 1) != NULL &&
                (f = cJSON_AddArrayToObject(*p, "filter")) != NULL &&
                (e = cJSON_CreateObject()) != NULL &&
                cJSON_AddItemToArray(f, e) &&
                cJSON_AddStringToObject(e, "type", "page") != NULL;
     case STEP_CREATE + 1:
-        /* Created on the site's URL, so that its first renderer is the
-         * site's: created on about:blank, the page would start a second
-         * renderer when it navigates to the site. The held navigation is
-         * replaced by Page.navigate (with the referrer) once the script
-         * is in. */
+        /* A new page on about:blank keeps its renderer for the first
+         * site it navigates to (the browser's own first tab does not: it
+         * got a second renderer on the way to the site, measured), and
+         * loads nothing before Page.navigate, which waits for the script. */
         *method = "Target.createTarget";
         *sid = NULL;
-        url = ss->cfg.wa_web_url;
-        if (s->spare) {
-            if (!warm_url(ss->cfg.wa_web_url, warm, sizeof(warm)))
-                return false;
-            url = warm;
-        }
         return (*p = cJSON_CreateObject()) != NULL &&
-               cJSON_AddStringToObject(*p, "url", url) != NULL;
+               cJSON_AddStringToObject(*p, "url", "about:blank") != NULL;
     case STEP_SETUP:
         *method = "Page.enable";
         return true;
@@ -680,22 +670,20 @@ static bool command(ss_session_t *s, int n, const char **method,
         return (*p = cJSON_CreateObject()) != NULL &&
                cJSON_AddStringToObject(*p, "url", ss->cfg.wa_web_url) != NULL &&
                cJSON_AddStringToObject(*p, "referrer", REFERRER) != NULL;
-    default: /* CMD_RESUME */
-        *method = "Runtime.runIfWaitingForDebugger";
-        return true;
+    default:
+        return false;
     }
 }
 
 /*
  * Issue the current setup step. STEP_CREATE turns auto-attach on and
- * creates the page, held before it loads anything; its
- * Target.attachedToTarget (or createTarget's answer, whichever comes
- * last) brings STEP_SETUP: enables, binding and script go out at once, so
- * a starved machine pays one round trip instead of four. Navigate waits
- * for all of them: it is handled in the browser process and could
- * otherwise overtake the script's registration in the renderer; the page
- * is let run right after it. A spare loads WARM_PATH of the site instead
- * and then waits for its user.
+ * creates the page on about:blank, together; its Target.attachedToTarget
+ * (or createTarget's answer, whichever comes last) brings STEP_SETUP:
+ * enables, binding and script go out at once, so a starved machine pays
+ * one round trip instead of four. Navigate waits for all of them: it is
+ * handled in the browser process and could otherwise overtake the
+ * script's registration in the renderer. A spare loads WARM_PATH of the
+ * site instead and then waits for its user.
  */
 static void step(ss_session_t *s)
 {
@@ -720,19 +708,13 @@ static void step(ss_session_t *s)
         last = STEP_CREATE + 1;
     else if (first == STEP_SETUP)
         last = STEP_WARM - 1;
-    else if (!s->page.resumed)
-        last = CMD_RESUME; /* navigate, then let the page run */
     for (n = first; n <= last; n++) {
-        if (n > first && n < CMD_RESUME && first >= STEP_WARM)
-            continue;
         if (!command(s, n, &method, &sid, &p)) {
             cJSON_Delete(p);
             sessions__page_failed(s, "out of memory");
             return;
         }
-        fn = n == STEP_CREATE || n == CMD_RESUME ? aux_done : step_done;
-        if (n == CMD_RESUME)
-            s->page.resumed = true;
+        fn = n == STEP_CREATE ? aux_done : step_done;
         wa_debug(NULL, "user %s: devtools %s", s->user, method);
         err = cdp__call(c, sid, method, p, STEP_TIMEOUT_MS, fn, s->browser);
         if (err != WA_OK) {

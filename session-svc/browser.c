@@ -33,8 +33,8 @@ extern char **environ;
  * per session" and "Connect -> QR latency"): a browser that runs one page
  * needs no GPU process, no spare renderer, no site-per-process split of
  * cross-site frames, no omnibox popup (a WebUI renderer started with the
- * browser), and no first tab: adapter.c creates its page itself, held
- * before it loads, on the site's URL so its first renderer is the site's.
+ * browser), and no first tab: adapter.c creates its page itself (a
+ * created page keeps its renderer for the site; the first tab's does not).
  */
 static const char *const base_flags[] = {
     "--headless=new",

@@ -364,7 +364,6 @@ typedef struct ss_page {
     uint64_t t0;        /* uv_hrtime() at launch, for the debug timings */
     bool navigated;
     bool attached;
-    bool resumed; /* Runtime.runIfWaitingForDebugger sent */
 } ss_page_t;
 
 /* What adapter__page_attached made of a target the browser attached. */
@@ -375,7 +374,7 @@ typedef enum ss_attach {
 } ss_attach_t;
 
 /*
- * Target.attachedToTarget (auto-attach, paused until resumed) for target
+ * Target.attachedToTarget (browser-level auto-attach) for target
  * with flat session sid. Ours once page->target_id names it; while
  * createTarget has not answered, kept as a candidate (at most
  * SS_PAGE_CANDIDATES, then foreign). Pure; for tests.
@@ -387,7 +386,7 @@ ss_attach_t adapter__page_attached(ss_page_t *page, const char *target,
  * Target.createTarget answered with target: page->target_id is set, and
  * the candidate with that id, if any, becomes the page's session (true).
  * Every other candidate's session id is copied to release[] (*nrelease of
- * them, at most SS_PAGE_CANDIDATES) to be resumed and detached; the
+ * them, at most SS_PAGE_CANDIDATES) to be detached; the
  * candidates are cleared. Pure; for tests.
  */
 bool adapter__page_created(ss_page_t *page, const char *target,
