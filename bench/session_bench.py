@@ -211,6 +211,8 @@ FLAG_SETS = [
     ("+ --disable-features=(spare renderer, BFCache, ...)",
      ["--disable-features=Translate,MediaRouter,OptimizationHints,"
       "SpareRendererForSitePerProcess,BackForwardCache"]),
+    ("+ --disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup",
+     ["--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup"]),
     ("+ --js-flags=--max-old-space-size=512",
      ["--js-flags=--max-old-space-size=512"]),
     ("+ --single-process", ["--single-process"]),
