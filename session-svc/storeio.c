@@ -26,6 +26,8 @@
 
 #define STOREIO_MAX_THREADS 16
 #define STOREIO_BACKLOG_MAX 20000
+/* Store calls (or batches of them) on the wire at once. */
+#define STOREIO_INFLIGHT 2
 
 typedef struct worker {
     pthread_t thread;
@@ -39,7 +41,9 @@ struct storeio {
     pthread_cond_t cv;   /* work queued, or closing */
     pthread_cond_t idle; /* a job finished */
     nng_socket store;
-    wa_publisher_t *pub; /* on the events PUB socket */
+    wa_bus_batcher_t *batch; /* every store call: a burst of transitions
+                                shares bus.batch messages */
+    wa_publisher_t *pub;     /* on the events PUB socket */
     int call_timeout_ms;
     int retry_ms;
     int nthreads;
@@ -85,8 +89,8 @@ static wa_err_t call(storeio_t *io, wa_op_t op, const storeio_job_t *j,
     wa_err_t err;
 
     for (;;) {
-        err = wa_bus_call(io->store, op, j->user, j->rid, args,
-                          io->call_timeout_ms, rep);
+        err = wa_bus_batcher_call(io->batch, op, j->user, j->rid, args,
+                                  io->call_timeout_ms, rep);
         if (!transport_err(err) || wa_now_ms() + pause >= until || aborting(io))
             return err;
         struct timespec ts = {pause / 1000, (long)(pause % 1000) * 1000000L};
@@ -221,7 +225,9 @@ wa_err_t storeio__new(nng_socket store, nng_socket events, int threads,
     io->store = store;
     io->call_timeout_ms = call_timeout_ms;
     io->retry_ms = retry_ms;
-    if ((rv = wa_publisher_new(events, NULL, &io->pub)) != WA_OK) {
+    if ((rv = wa_bus_batcher_new(store, STOREIO_INFLIGHT, &io->batch)) !=
+            WA_OK ||
+        (rv = wa_publisher_new(events, NULL, &io->pub)) != WA_OK) {
         storeio__free(io, 0);
         return rv;
     }
@@ -329,6 +335,7 @@ void storeio__free(storeio_t *io, int drain_ms)
     /* After the workers: what they published is sent before this returns,
      * while the caller's PUB socket is still open. */
     wa_publisher_free(io->pub);
+    wa_bus_batcher_free(io->batch);
     pthread_cond_destroy(&io->idle);
     pthread_cond_destroy(&io->cv);
     pthread_mutex_destroy(&io->mu);
