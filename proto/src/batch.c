@@ -13,8 +13,10 @@
  * A peer that does not know bus.batch (WA_EUNKNOWNOP), or that cannot take
  * this batch whole (WA_EINVAL, WA_ETOOBIG: too many calls, replies too
  * large), gets each of its calls again alone, from the caller's own thread.
- * Members are idempotent by rid like any request, so nng resending a batch
- * after a lost peer is as safe as resending one request.
+ * So does a batch that timed out: it waits only as long as its most urgent
+ * member may, and the others still have time of their own. Members are
+ * idempotent by rid like any request, so nng resending a batch after a lost
+ * peer, or a member going again alone, is as safe as resending one request.
  */
 #include <linux/futex.h>
 #include <pthread.h>
@@ -46,6 +48,7 @@ typedef struct call {
     nng_time deadline;
     atomic_int state;   /* enum call_state; see state_set() */
     bool live;          /* sent in its batch (not expired first) */
+    bool again;         /* to be sent alone after its batch: see send_batch */
     struct call *batch; /* C_LEAD: the calls to send, this one first */
     wa_err_t err;
     wa_reply_t *rep;
@@ -172,13 +175,29 @@ static void split(call_t *list, size_t n, cJSON *data)
     }
 }
 
+/* Mark the live calls of list to go alone (again): the peer refused the
+ * batch whole, or it timed out on its most urgent member while others
+ * still have time. Those whose deadline has passed time out. */
+static void go_alone(call_t *list)
+{
+    nng_time now = nng_clock();
+
+    for (call_t *c = list; c != NULL; c = c->next) {
+        if (!c->live)
+            continue;
+        memset(c->rep, 0, sizeof(*c->rep));
+        c->again = c->deadline > now;
+        c->err = WA_ETIMEDOUT;
+    }
+}
+
 /*
- * Send the calls of list (out of the lock) and fill in their results. Calls
- * whose deadline has passed fail with WA_ETIMEDOUT unsent; the batch waits
- * as long as its most urgent member would. Returns true when the peer
- * refused the batch whole and each call must go alone.
+ * Send the calls of list (out of the lock) and fill in their results, or
+ * mark them to go alone (c->again). Calls whose deadline has passed fail
+ * with WA_ETIMEDOUT unsent; the batch waits as long as its most urgent
+ * member would.
  */
-static bool send_batch(wa_bus_batcher_t *b, call_t *list, size_t *batched)
+static void send_batch(wa_bus_batcher_t *b, call_t *list, size_t *batched)
 {
     nng_time now = nng_clock(), deadline = 0;
     call_t *one = NULL, *c;
@@ -186,10 +205,10 @@ static bool send_batch(wa_bus_batcher_t *b, call_t *list, size_t *batched)
     size_t *lens = NULL, n = 0, i, len = 0;
     wa_reply_t rep;
     wa_err_t err;
-    bool single = false;
 
     memset(&rep, 0, sizeof(rep));
     for (c = list; c != NULL; c = c->next) {
+        c->again = false;
         c->live = c->deadline > now;
         if (!c->live) {
             memset(c->rep, 0, sizeof(*c->rep));
@@ -203,11 +222,11 @@ static bool send_batch(wa_bus_batcher_t *b, call_t *list, size_t *batched)
     }
     *batched = 0;
     if (n == 0)
-        return false;
+        return;
     if (n == 1) {
         one->err = wa__bus_call_encoded(b->req, one->buf, one->len,
                                         (int)(deadline - now), one->rep);
-        return false;
+        return;
     }
     if ((bufs = malloc(n * sizeof(*bufs))) == NULL ||
         (lens = malloc(n * sizeof(*lens))) == NULL) {
@@ -231,8 +250,9 @@ static bool send_batch(wa_bus_batcher_t *b, call_t *list, size_t *batched)
     err = wa__bus_call_encoded(b->req, msg, len, (int)(deadline - now), &rep);
     if (err == WA_OK) {
         split(list, n, rep.data);
-    } else if (err == WA_EUNKNOWNOP || err == WA_EINVAL || err == WA_ETOOBIG) {
-        single = true;
+    } else if (err == WA_EUNKNOWNOP || err == WA_EINVAL || err == WA_ETOOBIG ||
+               err == WA_ETIMEDOUT) {
+        go_alone(list);
         if (err == WA_EUNKNOWNOP)
             atomic_store(&b->unsupported, true);
     } else {
@@ -243,7 +263,6 @@ out:
     free(msg);
     free(bufs);
     free(lens);
-    return single;
 }
 
 /*
@@ -253,7 +272,7 @@ out:
 static void lead(wa_bus_batcher_t *b, call_t *me, call_t *list)
 {
     size_t batched;
-    bool single = send_batch(b, list, &batched);
+    send_batch(b, list, &batched);
     call_t *next_lead = NULL, *c, *next;
 
     pthread_mutex_lock(&b->mu);
@@ -272,7 +291,7 @@ static void lead(wa_bus_batcher_t *b, call_t *me, call_t *list)
     if (next_lead != NULL)
         state_set(&next_lead->state, C_LEAD);
     for (c = list; c != NULL; c = next) {
-        int to = single && c->live ? C_SINGLE : C_DONE;
+        int to = c->again ? C_SINGLE : C_DONE;
 
         next = c->next; /* a woken call is gone */
         if (c == me)

@@ -238,6 +238,7 @@ typedef enum peer_mode {
     P_NO_BATCH,    /* answer bus.batch with unknown_op, as an old server */
     P_SHORT_BATCH, /* answer a batch with one reply too few */
     P_SILENT,      /* never answer */
+    P_NO_ANSWER_TO_BATCH, /* answer singles, never a batch */
 } peer_mode_t;
 
 typedef struct peer {
@@ -305,6 +306,7 @@ static void *peer_main(void *arg)
         char *buf = NULL, *out = NULL;
         size_t len = 0, olen = 0;
         wa_request_t req;
+        bool batch;
 
         if (nng_recv(p->rep, &buf, &len, NNG_FLAG_ALLOC) != 0)
             continue; /* receive timeout: look at quit again */
@@ -322,8 +324,10 @@ static void *peer_main(void *arg)
             atomic_fetch_add(&p->singles, 1);
             out = encode_echo(&req, &olen);
         }
+        batch = req.op == WA_OP_BUS_BATCH;
         wa_request_clear(&req);
-        if (p->mode != P_SILENT && out != NULL)
+        if (p->mode != P_SILENT && out != NULL &&
+            !(p->mode == P_NO_ANSWER_TO_BATCH && batch))
             (void)nng_send(p->rep, out, olen, 0);
         free(out);
     }
@@ -530,6 +534,42 @@ static void test_batcher_deadline(void **state)
     peer_stop(&p);
 }
 
+/* A batch waits only as long as its most urgent member may; when it times
+ * out, the members with time left go again alone and are answered. */
+static void test_batcher_urgent_member(void **state)
+{
+    pthread_t lead_t, t[CALLERS];
+    caller_t lead = {.id = 99, .calls = 1, .timeout_ms = 5000}, c[CALLERS];
+    wa_bus_batcher_t *b;
+    nng_socket req;
+    peer_t p;
+    (void)state;
+
+    peer_start(&p, P_NO_ANSWER_TO_BATCH, 300, &req);
+    assert_int_equal(wa_bus_batcher_new(req, 1, &b), WA_OK);
+    lead.b = b;
+    assert_int_equal(pthread_create(&lead_t, NULL, caller_main, &lead), 0);
+    nng_msleep(50);
+    for (int i = 0; i < CALLERS; i++) {
+        c[i] = (caller_t){
+            .b = b, .id = i, .calls = 1, .timeout_ms = i == 0 ? 500 : 5000};
+        assert_int_equal(pthread_create(&t[i], NULL, caller_main, &c[i]), 0);
+    }
+    pthread_join(lead_t, NULL);
+    for (int i = 0; i < CALLERS; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(lead.ok, 1);
+    assert_true(atomic_load(&p.batches) >= 1);
+    assert_int_equal(c[0].last_err, WA_ETIMEDOUT);
+    for (int i = 1; i < CALLERS; i++) {
+        assert_int_equal(c[i].last_err, WA_OK);
+        assert_int_equal(c[i].ok, 1);
+    }
+    wa_bus_batcher_free(b);
+    nng_close(req);
+    peer_stop(&p);
+}
+
 static void test_batcher_bad_args(void **state)
 {
     wa_bus_batcher_t *b;
@@ -608,6 +648,7 @@ int main(void)
         cmocka_unit_test(test_batcher_old_peer),
         cmocka_unit_test(test_batcher_short_reply),
         cmocka_unit_test(test_batcher_deadline),
+        cmocka_unit_test(test_batcher_urgent_member),
         cmocka_unit_test(test_batcher_bad_args),
         cmocka_unit_test(test_batcher_many_callers),
     };
