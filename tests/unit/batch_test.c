@@ -396,178 +396,161 @@ static void *caller_main(void *arg)
     return NULL;
 }
 
-/* One call holds the only place on the wire (the peer sits on it for
- * first_delay_ms); CALLERS more arrive meanwhile and queue. */
-static void run_burst(peer_t *p, wa_bus_batcher_t *b, caller_t *c,
-                      int timeout_ms)
-{
-    pthread_t lead_t, t[CALLERS];
-    caller_t lead = {.b = b, .id = 99, .calls = 1, .timeout_ms = timeout_ms};
-    (void)p;
+/* A batcher with one place on the wire, on a scripted peer, and the
+ * callers of one burst: c[CALLERS] is the lone first call. */
+typedef struct burst {
+    peer_t p;
+    nng_socket req;
+    wa_bus_batcher_t *b;
+    caller_t c[CALLERS + 1];
+} burst_t;
 
-    assert_int_equal(pthread_create(&lead_t, NULL, caller_main, &lead), 0);
+static void burst_open(burst_t *f, peer_mode_t mode, int first_delay_ms)
+{
+    peer_start(&f->p, mode, first_delay_ms, &f->req);
+    assert_int_equal(wa_bus_batcher_new(f->req, 1, &f->b), WA_OK);
+}
+
+static void burst_close(burst_t *f)
+{
+    wa_bus_batcher_free(f->b);
+    nng_close(f->req);
+    peer_stop(&f->p);
+}
+
+/* One call holds the only place on the wire (the peer sits on it for
+ * first_delay_ms); CALLERS more arrive meanwhile and queue. Caller 0 has
+ * first_ms to the others' timeout_ms. */
+static void burst_run(burst_t *f, int timeout_ms, int first_ms)
+{
+    pthread_t t[CALLERS + 1];
+    caller_t *c = f->c;
+
+    c[CALLERS] =
+        (caller_t){.b = f->b, .id = 99, .calls = 1, .timeout_ms = timeout_ms};
+    assert_int_equal(
+        pthread_create(&t[CALLERS], NULL, caller_main, &c[CALLERS]), 0);
     nng_msleep(50); /* the lone call is on the wire */
     for (int i = 0; i < CALLERS; i++) {
-        c[i] =
-            (caller_t){.b = b, .id = i, .calls = 1, .timeout_ms = timeout_ms};
+        c[i] = (caller_t){.b = f->b,
+                          .id = i,
+                          .calls = 1,
+                          .timeout_ms = i == 0 ? first_ms : timeout_ms};
         assert_int_equal(pthread_create(&t[i], NULL, caller_main, &c[i]), 0);
     }
-    pthread_join(lead_t, NULL);
-    for (int i = 0; i < CALLERS; i++)
+    for (int i = 0; i <= CALLERS; i++)
         pthread_join(t[i], NULL);
-    c[CALLERS] = lead;
 }
 
 static void test_batcher_forms_batch(void **state)
 {
     wa_bus_batcher_stats_t st;
-    caller_t c[CALLERS + 1];
-    wa_bus_batcher_t *b;
-    nng_socket req;
-    peer_t p;
+    burst_t f;
     (void)state;
 
-    peer_start(&p, P_ECHO, 400, &req);
-    assert_int_equal(wa_bus_batcher_new(req, 1, &b), WA_OK);
-    run_burst(&p, b, c, 5000);
+    burst_open(&f, P_ECHO, 400);
+    burst_run(&f, 5000, 5000);
     for (int i = 0; i <= CALLERS; i++) {
-        assert_int_equal(c[i].last_err, WA_OK);
-        assert_int_equal(c[i].wrong, 0);
-        assert_int_equal(c[i].ok, 1);
+        assert_int_equal(f.c[i].last_err, WA_OK);
+        assert_int_equal(f.c[i].wrong, 0);
+        assert_int_equal(f.c[i].ok, 1);
     }
     /* The lone call went as a plain request; the queued ones shared. */
-    assert_true(atomic_load(&p.batches) >= 1);
-    assert_true(atomic_load(&p.max_members) >= 2);
-    assert_int_equal(atomic_load(&p.singles) + atomic_load(&p.members),
+    assert_true(atomic_load(&f.p.batches) >= 1);
+    assert_true(atomic_load(&f.p.max_members) >= 2);
+    assert_int_equal(atomic_load(&f.p.singles) + atomic_load(&f.p.members),
                      CALLERS + 1);
-    wa_bus_batcher_stats(b, &st);
+    wa_bus_batcher_stats(f.b, &st);
     assert_int_equal(st.calls, CALLERS + 1);
-    assert_int_equal(st.batches, atomic_load(&p.batches));
-    assert_int_equal(st.batched, atomic_load(&p.members));
-    wa_bus_batcher_free(b);
-    nng_close(req);
-    peer_stop(&p);
+    assert_int_equal(st.batches, atomic_load(&f.p.batches));
+    assert_int_equal(st.batched, atomic_load(&f.p.members));
+    burst_close(&f);
 }
 
 static void test_batcher_old_peer(void **state)
 {
-    caller_t c[CALLERS + 1];
-    wa_bus_batcher_t *b;
-    nng_socket req;
     int batches;
-    peer_t p;
+    burst_t f;
     (void)state;
 
-    peer_start(&p, P_NO_BATCH, 400, &req);
-    assert_int_equal(wa_bus_batcher_new(req, 1, &b), WA_OK);
-    run_burst(&p, b, c, 5000);
+    burst_open(&f, P_NO_BATCH, 400);
+    burst_run(&f, 5000, 5000);
     for (int i = 0; i <= CALLERS; i++) {
-        assert_int_equal(c[i].last_err, WA_OK);
-        assert_int_equal(c[i].ok, 1);
+        assert_int_equal(f.c[i].last_err, WA_OK);
+        assert_int_equal(f.c[i].ok, 1);
     }
     /* Refused once, then every call went alone, and keeps doing so. */
-    batches = atomic_load(&p.batches);
+    batches = atomic_load(&f.p.batches);
     assert_int_equal(batches, 1);
-    assert_int_equal(atomic_load(&p.singles), CALLERS + 1);
-    run_burst(&p, b, c, 5000);
+    assert_int_equal(atomic_load(&f.p.singles), CALLERS + 1);
+    burst_run(&f, 5000, 5000);
     for (int i = 0; i <= CALLERS; i++)
-        assert_int_equal(c[i].ok, 1);
-    assert_int_equal(atomic_load(&p.batches), batches);
-    wa_bus_batcher_free(b);
-    nng_close(req);
-    peer_stop(&p);
+        assert_int_equal(f.c[i].ok, 1);
+    assert_int_equal(atomic_load(&f.p.batches), batches);
+    burst_close(&f);
 }
 
 static void test_batcher_short_reply(void **state)
 {
-    caller_t c[CALLERS + 1];
-    wa_bus_batcher_t *b;
-    nng_socket req;
     int proto = 0;
-    peer_t p;
+    burst_t f;
     (void)state;
 
-    peer_start(&p, P_SHORT_BATCH, 400, &req);
-    assert_int_equal(wa_bus_batcher_new(req, 1, &b), WA_OK);
-    run_burst(&p, b, c, 5000);
+    burst_open(&f, P_SHORT_BATCH, 400);
+    burst_run(&f, 5000, 5000);
     /* The lone call is answered; a batch answered with the wrong count is
      * the peer's fault for every member, never a reply given to the
      * wrong caller. */
-    assert_int_equal(c[CALLERS].ok, 1);
+    assert_int_equal(f.c[CALLERS].ok, 1);
     for (int i = 0; i < CALLERS; i++) {
-        assert_int_equal(c[i].wrong, 0);
-        if (c[i].last_err == WA_EPROTO)
+        assert_int_equal(f.c[i].wrong, 0);
+        if (f.c[i].last_err == WA_EPROTO)
             proto++;
         else
-            assert_int_equal(c[i].ok, 1); /* went alone */
+            assert_int_equal(f.c[i].ok, 1); /* went alone */
     }
-    assert_true(atomic_load(&p.batches) >= 1);
-    assert_int_equal(proto, atomic_load(&p.members));
-    wa_bus_batcher_free(b);
-    nng_close(req);
-    peer_stop(&p);
+    assert_true(atomic_load(&f.p.batches) >= 1);
+    assert_int_equal(proto, atomic_load(&f.p.members));
+    burst_close(&f);
 }
 
 static void test_batcher_deadline(void **state)
 {
-    caller_t c[CALLERS + 1];
-    wa_bus_batcher_t *b;
-    nng_socket req;
     nng_time t0;
     int64_t took;
-    peer_t p;
+    burst_t f;
     (void)state;
 
-    peer_start(&p, P_SILENT, 0, &req);
-    assert_int_equal(wa_bus_batcher_new(req, 1, &b), WA_OK);
+    burst_open(&f, P_SILENT, 0);
     t0 = nng_clock();
-    run_burst(&p, b, c, 300);
+    burst_run(&f, 300, 300);
     took = (int64_t)(nng_clock() - t0);
     for (int i = 0; i <= CALLERS; i++)
-        assert_int_equal(c[i].last_err, WA_ETIMEDOUT);
+        assert_int_equal(f.c[i].last_err, WA_ETIMEDOUT);
     /* The queued calls started 50 ms after the lone one: none waits for
      * two deadlines in a row. */
     assert_true(took >= 300);
     assert_true(took < 300 + 50 + 300);
-    wa_bus_batcher_free(b);
-    nng_close(req);
-    peer_stop(&p);
+    burst_close(&f);
 }
 
 /* A batch waits only as long as its most urgent member may; when it times
  * out, the members with time left go again alone and are answered. */
 static void test_batcher_urgent_member(void **state)
 {
-    pthread_t lead_t, t[CALLERS];
-    caller_t lead = {.id = 99, .calls = 1, .timeout_ms = 5000}, c[CALLERS];
-    wa_bus_batcher_t *b;
-    nng_socket req;
-    peer_t p;
+    burst_t f;
     (void)state;
 
-    peer_start(&p, P_NO_ANSWER_TO_BATCH, 300, &req);
-    assert_int_equal(wa_bus_batcher_new(req, 1, &b), WA_OK);
-    lead.b = b;
-    assert_int_equal(pthread_create(&lead_t, NULL, caller_main, &lead), 0);
-    nng_msleep(50);
-    for (int i = 0; i < CALLERS; i++) {
-        c[i] = (caller_t){
-            .b = b, .id = i, .calls = 1, .timeout_ms = i == 0 ? 500 : 5000};
-        assert_int_equal(pthread_create(&t[i], NULL, caller_main, &c[i]), 0);
-    }
-    pthread_join(lead_t, NULL);
-    for (int i = 0; i < CALLERS; i++)
-        pthread_join(t[i], NULL);
-    assert_int_equal(lead.ok, 1);
-    assert_true(atomic_load(&p.batches) >= 1);
-    assert_int_equal(c[0].last_err, WA_ETIMEDOUT);
+    burst_open(&f, P_NO_ANSWER_TO_BATCH, 300);
+    burst_run(&f, 5000, 500);
+    assert_int_equal(f.c[CALLERS].ok, 1);
+    assert_true(atomic_load(&f.p.batches) >= 1);
+    assert_int_equal(f.c[0].last_err, WA_ETIMEDOUT);
     for (int i = 1; i < CALLERS; i++) {
-        assert_int_equal(c[i].last_err, WA_OK);
-        assert_int_equal(c[i].ok, 1);
+        assert_int_equal(f.c[i].last_err, WA_OK);
+        assert_int_equal(f.c[i].ok, 1);
     }
-    wa_bus_batcher_free(b);
-    nng_close(req);
-    peer_stop(&p);
+    burst_close(&f);
 }
 
 static void test_batcher_bad_args(void **state)
