@@ -188,6 +188,10 @@ wa_err_t gw_bus_call(gw_t *gw, nng_socket s, wa_op_t op, const char *user,
  * deadline. WA_ETIMEDOUT at once if none is left. */
 wa_err_t gw_store_call(gw_req_t *r, wa_op_t op, const char *user,
                        const cJSON *args, wa_reply_t *rep);
+/* The same, with the answer's data left as checked JSON text in rep->raw,
+ * for a route that relays it. */
+wa_err_t gw_store_call_raw(gw_req_t *r, wa_op_t op, const char *user,
+                           const cJSON *args, wa_reply_t *rep);
 
 /*
  * Answer a failed bus call to peer ("store-svc", "session-svc"): a remote

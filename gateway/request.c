@@ -336,10 +336,12 @@ int gw_remaining_ms(const gw_req_t *r)
     return left > 0 ? (int)left : 0;
 }
 
-/* A bus call through the batcher when one is given, else straight on s. */
+/* A bus call through the batcher when one is given, else straight on s;
+ * raw (data left as text) only through a batcher. */
 static wa_err_t bus_call(gw_t *gw, nng_socket s, wa_bus_batcher_t *batch,
                          wa_op_t op, const char *user, const char *rid,
-                         const cJSON *args, int timeout_ms, wa_reply_t *rep)
+                         const cJSON *args, int timeout_ms, bool raw,
+                         wa_reply_t *rep)
 {
     wa_err_t rv;
 
@@ -347,6 +349,9 @@ static wa_err_t bus_call(gw_t *gw, nng_socket s, wa_bus_batcher_t *batch,
         /* wa_bus_call() reads 0 as "the default": never ask for that. */
         memset(rep, 0, sizeof(*rep));
         rv = WA_ETIMEDOUT;
+    } else if (raw) {
+        rv = wa_bus_batcher_call_raw(batch, op, user, rid, args, timeout_ms,
+                                     rep);
     } else if (batch != NULL) {
         rv = wa_bus_batcher_call(batch, op, user, rid, args, timeout_ms, rep);
     } else {
@@ -361,14 +366,21 @@ wa_err_t gw_bus_call(gw_t *gw, nng_socket s, wa_op_t op, const char *user,
                      const char *rid, const cJSON *args, int timeout_ms,
                      wa_reply_t *rep)
 {
-    return bus_call(gw, s, NULL, op, user, rid, args, timeout_ms, rep);
+    return bus_call(gw, s, NULL, op, user, rid, args, timeout_ms, false, rep);
 }
 
 wa_err_t gw_store_call(gw_req_t *r, wa_op_t op, const char *user,
                        const cJSON *args, wa_reply_t *rep)
 {
     return bus_call(r->gw, r->gw->store, r->gw->store_batch, op, user, r->rid,
-                    args, gw_remaining_ms(r), rep);
+                    args, gw_remaining_ms(r), false, rep);
+}
+
+wa_err_t gw_store_call_raw(gw_req_t *r, wa_op_t op, const char *user,
+                           const cJSON *args, wa_reply_t *rep)
+{
+    return bus_call(r->gw, r->gw->store, r->gw->store_batch, op, user, r->rid,
+                    args, gw_remaining_ms(r), true, rep);
 }
 
 void gw_reply_bus_error(gw_req_t *r, const char *peer, wa_op_t op, wa_err_t rv,

@@ -26,51 +26,6 @@ static bool move_string(cJSON *out, cJSON *obj, const char *name)
     return cJSON_AddNullToObject(out, name) != NULL;
 }
 
-/* Keep in row only the members named in fields (each once), adding null
- * for a missing one. */
-static bool keep_fields(cJSON *row, const char *const *fields, size_t n)
-{
-    cJSON *m = row->child, *next;
-    size_t i;
-
-    for (; m != NULL; m = next) {
-        next = m->next;
-        for (i = 0; i < n && strcmp(m->string, fields[i]) != 0; i++)
-            ;
-        if (i == n)
-            cJSON_Delete(cJSON_DetachItemViaPointer(row, m));
-    }
-    for (i = 0; i < n; i++) {
-        if (cJSON_GetObjectItemCaseSensitive(row, fields[i]) == NULL &&
-            cJSON_AddNullToObject(row, fields[i]) == NULL)
-            return false;
-    }
-    return true;
-}
-
-/* A row's integer id printed as is rather than through cJSON's
- * floating-point round trip (wa_json_int). Other values stay. */
-static bool id_as_int(cJSON *row)
-{
-    cJSON *id = cJSON_GetObjectItemCaseSensitive(row, "id"), *raw;
-    double d;
-
-    if (!cJSON_IsNumber(id))
-        return true;
-    d = id->valuedouble;
-    if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0) ||
-        d != (double)(int64_t)d)
-        return true;
-    if ((raw = wa_json_int((int64_t)d)) == NULL)
-        return false;
-    /* (ViaPointer would leave the replacement without its key.) */
-    if (!cJSON_ReplaceItemInObjectCaseSensitive(row, "id", raw)) {
-        cJSON_Delete(raw);
-        return false;
-    }
-    return true;
-}
-
 void gw_route_status(gw_req_t *r)
 {
     wa_reply_t rep;
@@ -107,54 +62,38 @@ out:
     wa_reply_clear(&rep);
 }
 
+/*
+ * GET /logs: store-svc's answer is the body. It is relayed as text, not
+ * parsed and printed again (50 rows of JSON were most of this route's
+ * cost), after a check of its whole shape: valid JSON (the bus decoder),
+ * then exactly the four fields per row that DESIGN §4 names, so a column
+ * added to the store cannot leak through unnoticed.
+ */
 void gw_route_logs(gw_req_t *r)
 {
-    static const char *const fields[] = {"id", "eventType", "eventData",
-                                         "timestamp"};
     wa_reply_t rep = {0};
-    cJSON *args = NULL, *body = NULL, *logs, *row, *next;
+    cJSON *args = NULL;
     long limit;
     wa_err_t rv;
 
     if (!gw_query_limit(r, &limit))
         return;
     if ((args = cJSON_CreateObject()) == NULL ||
-        cJSON_AddNumberToObject(args, "limit", (double)limit) == NULL) {
+        cJSON_AddItemToObject(args, "limit", wa_json_int(limit)) == false) {
         gw_reply_error(r, WA_ENOMEM, NULL);
         goto out;
     }
-    rv = gw_store_call(r, WA_OP_LOG_LIST, r->who.user, args, &rep);
+    rv = gw_store_call_raw(r, WA_OP_LOG_LIST, r->who.user, args, &rep);
     if (rv != WA_OK) {
         gw_reply_bus_error(r, "store-svc", WA_OP_LOG_LIST, rv, &rep);
         goto out;
     }
-    logs = cJSON_GetObjectItemCaseSensitive(rep.data, "logs");
-    if (!cJSON_IsArray(logs)) {
+    if (!gw_valid_logs(rep.raw, rep.raw_len)) {
         gw_reply_bus_error(r, "store-svc", WA_OP_LOG_LIST, WA_EPROTO, NULL);
         goto out;
     }
-    /* The rows are filtered in place and the array moved, not copied. */
-    for (row = logs->child; row != NULL; row = next) {
-        next = row->next;
-        if (!cJSON_IsObject(row)) {
-            cJSON_Delete(cJSON_DetachItemViaPointer(logs, row));
-        } else if (!keep_fields(row, fields,
-                                sizeof(fields) / sizeof(fields[0])) ||
-                   !id_as_int(row)) {
-            gw_reply_error(r, WA_ENOMEM, NULL);
-            goto out;
-        }
-    }
-    cJSON_DetachItemViaPointer(rep.data, logs);
-    if ((body = cJSON_CreateObject()) == NULL ||
-        !cJSON_AddItemToObjectCS(body, "logs", logs)) {
-        cJSON_Delete(logs);
-        gw_reply_error(r, WA_ENOMEM, NULL);
-        goto out;
-    }
-    gw_reply_json(r, 200, body, NULL);
+    gw_reply_raw(r, 200, "application/json", rep.raw, rep.raw_len);
 out:
-    cJSON_Delete(body);
     cJSON_Delete(args);
     wa_reply_clear(&rep);
 }

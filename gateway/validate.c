@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "validate.h"
+#include "wa/json.h"
 #include "wa/envelope.h"
 
 static bool is_digit(char c)
@@ -170,4 +171,58 @@ bool gw_json_has_nul_escape(const char *buf, size_t len)
         }
     }
     return false;
+}
+
+/*
+ * Is this log row exactly {id, eventType, eventData, timestamp}, each once,
+ * id a number, eventType and timestamp strings or null? eventData is any
+ * JSON (checked already, with the whole answer).
+ */
+static bool log_row_ok(wa_json_span_t row)
+{
+    static const char *const fields[] = {"id", "eventType", "eventData",
+                                         "timestamp"};
+    const size_t nf = sizeof(fields) / sizeof(fields[0]);
+    unsigned seen = 0;
+    wa_json_span_t key, val;
+    wa_json_iter_t it;
+
+    if (wa_json_kind(row) != '{' || !wa_json_iter_init(&it, row))
+        return false;
+    while (wa_json_iter_next(&it, &key, &val)) {
+        size_t i;
+        char k;
+
+        for (i = 0; i < nf && !wa_json_key_is(key, fields[i]); i++)
+            ;
+        if (i == nf || (seen & (1u << i)) != 0)
+            return false;
+        seen |= 1u << i;
+        k = wa_json_kind(val);
+        if ((i == 0 && k != '0') ||
+            ((i == 1 || i == 3) && k != '"' && k != 'n'))
+            return false;
+    }
+    return seen == (1u << nf) - 1;
+}
+
+bool gw_valid_logs(const char *text, size_t len)
+{
+    wa_json_span_t key, val, row, logs = {0};
+    wa_json_iter_t it, rows;
+
+    if (!wa_json_iter_init(&it, (wa_json_span_t){text, len}) || !it.object)
+        return false;
+    while (wa_json_iter_next(&it, &key, &val)) {
+        if (!wa_json_key_is(key, "logs") || logs.p != NULL)
+            return false;
+        logs = val;
+    }
+    if (wa_json_kind(logs) != '[' || !wa_json_iter_init(&rows, logs))
+        return false;
+    while (wa_json_iter_next(&rows, &key, &row)) {
+        if (!log_row_ok(row))
+            return false;
+    }
+    return true;
 }

@@ -1,7 +1,8 @@
 /*
  * validate.h - the checks the gateway applies to what clients send: chat
  * ids, phone numbers, integer query parameters, query-string decoding and
- * message text. Pure functions: no allocation, no I/O, thread-safe.
+ * message text; and the shape of an answer relayed as it came (GET /logs).
+ * Pure functions: no allocation, no I/O, thread-safe.
  */
 #ifndef GW_VALIDATE_H
 #define GW_VALIDATE_H
@@ -60,5 +61,15 @@ wa_err_t gw_check_message(const char *s, size_t len, const char **why);
  * string short, so bodies carrying one are refused before parsing.
  */
 bool gw_json_has_nul_escape(const char *buf, size_t len);
+
+/*
+ * Is text[0..len), JSON text already checked (json.h), exactly
+ * {"logs":[row,...]} with every row {id, eventType, eventData, timestamp}:
+ * each once and nothing else, id a number, eventType and timestamp strings
+ * or null, eventData any value? What store-svc's log.list answers, checked
+ * before it becomes the GET /logs body, so a column added to the store
+ * cannot leak through.
+ */
+bool gw_valid_logs(const char *text, size_t len);
 
 #endif /* GW_VALIDATE_H */

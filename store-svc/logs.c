@@ -4,6 +4,10 @@
  * Appends run on the writer thread (writer.c), which commits many of them
  * in one transaction; nothing here knows about batching.
  */
+#include <stdlib.h>
+
+#include "wa/json.h"
+
 #include "store.h"
 
 wa_err_t logs__append(db_conn_t *c, const char *user, const char *type,
@@ -30,60 +34,88 @@ out:
     return err;
 }
 
+/* A text column as a JSON string, or null. */
+static void text_column(wa_json_buf_t *b, sqlite3_stmt *st, int i)
+{
+    wa_json_buf_string(b, sqlite3_column_type(st, i) == SQLITE_NULL
+                              ? NULL
+                              : (const char *)sqlite3_column_text(st, i));
+}
+
 /*
  * Stored event_data as JSON: the text itself when SQLite's json_valid()
- * (column valid; strict RFC 8259 in SQLite 3.40) vouches for it, so that
+ * (column `valid`; strict RFC 8259 in SQLite 3.40) vouches for it, so that
  * it is neither parsed nor printed again; else a string of the text (rows
  * not written as JSON). Whoever reads the answer checks it whole anyway.
  */
-static cJSON *event_data(sqlite3_stmt *st, int i, int valid)
+static void event_data(wa_json_buf_t *b, sqlite3_stmt *st, int i, int valid)
 {
     const char *text;
 
-    if (sqlite3_column_type(st, i) == SQLITE_NULL)
-        return cJSON_CreateNull();
-    if ((text = (const char *)sqlite3_column_text(st, i)) == NULL)
-        return NULL;
-    if (sqlite3_column_int(st, valid) == 1)
-        return cJSON_CreateRaw(text);
-    return cJSON_CreateString(text);
-}
-
-/* {id, eventType, eventData, timestamp} of a log.list row. */
-static cJSON *log_row(sqlite3_stmt *st, void *arg)
-{
-    cJSON *row = cJSON_CreateObject(), *data;
-
-    (void)arg;
-    if (row == NULL ||
-        !cJSON_AddItemToObject(row, "id",
-                               wa_json_int(sqlite3_column_int64(st, 0))) ||
-        !db__add_column(row, "eventType", st, 1))
-        goto fail;
-    if ((data = event_data(st, 2, 4)) == NULL ||
-        !cJSON_AddItemToObject(row, "eventData", data)) {
-        cJSON_Delete(data);
-        goto fail;
+    if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+        wa_json_buf_lit(b, "null");
+        return;
     }
-    if (!db__add_column(row, "timestamp", st, 3))
-        goto fail;
-    return row;
-fail:
-    cJSON_Delete(row);
-    return NULL;
+    if ((text = (const char *)sqlite3_column_text(st, i)) == NULL) {
+        b->failed = true; /* SQLite could not allocate the text */
+        return;
+    }
+    if (sqlite3_column_int(st, valid) == 1)
+        wa_json_buf_add(b, text, (size_t)sqlite3_column_bytes(st, i));
+    else
+        wa_json_buf_string(b, text);
 }
 
+/*
+ * {"logs":[{id, eventType, eventData, timestamp},...]}, newest first,
+ * written as text: the answer is relayed as it is by the gateway (it is
+ * the GET /logs body), so a tree would be built here only to be printed.
+ * *out is a cJSON raw node holding that text.
+ */
 wa_err_t logs__list(db_conn_t *c, const char *user, long limit, cJSON **out)
 {
     sqlite3_stmt *st = db__stmt(c, ST_LOG_LIST);
+    wa_json_buf_t b = {0};
+    wa_err_t err = WA_OK;
+    const char *sep = "";
+    char *text = NULL;
     int rc;
 
+    *out = NULL;
     if ((rc = db__bind_text(st, 1, user)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 2, limit)) != SQLITE_OK) {
-        (void)sqlite3_reset(st);
-        return db__fail(c, rc, "log.list bind");
+        err = db__fail(c, rc, "log.list bind");
+        goto out;
     }
-    return db__list(c, st, "logs", log_row, NULL, "log.list", out);
+    wa_json_buf_lit(&b, "{\"logs\":[");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        wa_json_buf_lit(&b, sep);
+        wa_json_buf_lit(&b, "{\"id\":");
+        wa_json_buf_int(&b, sqlite3_column_int64(st, 0));
+        wa_json_buf_lit(&b, ",\"eventType\":");
+        text_column(&b, st, 1);
+        wa_json_buf_lit(&b, ",\"eventData\":");
+        event_data(&b, st, 2, 4);
+        wa_json_buf_lit(&b, ",\"timestamp\":");
+        text_column(&b, st, 3);
+        wa_json_buf_lit(&b, "}");
+        sep = ",";
+    }
+    if (rc != SQLITE_DONE) {
+        err = db__fail(c, rc, "log.list");
+        goto out;
+    }
+    wa_json_buf_lit(&b, "]}");
+    if ((err = wa_json_buf_done(&b, &text, NULL)) != WA_OK)
+        goto out;
+    if ((*out = cJSON_CreateRaw(text)) == NULL)
+        err = WA_ENOMEM;
+out:
+    (void)sqlite3_reset(st);
+    if (b.p != NULL)
+        (void)wa_json_buf_done(&b, &text, NULL);
+    free(text);
+    return err;
 }
 
 wa_err_t logs__count(db_conn_t *c, int64_t *rows, int64_t *max_id)

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "bus_int.h"
+#include "envelope_int.h"
 
 #include <nng/supplemental/util/platform.h>
 
@@ -49,6 +50,7 @@ typedef struct call {
     atomic_int state;   /* enum call_state; see state_set() */
     bool live;          /* sent in its batch (not expired first) */
     bool again;         /* to be sent alone after its batch: see send_batch */
+    bool raw;           /* the caller wants the reply's data as text */
     struct call *batch; /* C_LEAD: the calls to send, this one first */
     wa_err_t err;
     wa_reply_t *rep;
@@ -155,24 +157,45 @@ static void set_all(call_t *list, wa_err_t err, const wa_reply_t *rep)
     }
 }
 
-/* Give each live call of list its member of the batch reply data. */
-static void split(call_t *list, size_t n, cJSON *data)
+/*
+ * Give each live call of list its member of the batch reply data, the text
+ * {"replies":[<reply>,...]} (checked whole by the decoder). Members are
+ * decoded from their spans of it: one pass over the bytes for the batch,
+ * and a tree only for the members whose callers want one.
+ */
+static void split(call_t *list, size_t n, const char *data, size_t len)
 {
-    cJSON *replies = cJSON_GetObjectItemCaseSensitive(data, "replies");
-    cJSON *r;
+    wa_json_span_t key, val, replies = {0};
+    wa_json_iter_t it;
+    size_t count = 0;
 
-    if (!cJSON_IsArray(replies) || cJSON_GetArraySize(replies) < 0 ||
-        (size_t)cJSON_GetArraySize(replies) != n) {
-        set_all(list, WA_EPROTO, NULL);
-        return;
+    if (wa_json_iter_init(&it, (wa_json_span_t){data, len}) && it.object) {
+        while (wa_json_iter_next(&it, &key, &val)) {
+            if (!wa_json_key_is(key, "replies"))
+                continue;
+            if (replies.p != NULL)
+                goto bad;
+            replies = val;
+        }
     }
-    r = replies->child;
-    for (call_t *c = list; c != NULL && r != NULL; c = c->next) {
+    if (wa_json_kind(replies) != '[')
+        goto bad;
+    wa_json_iter_init(&it, replies);
+    while (wa_json_iter_next(&it, &key, &val))
+        count++;
+    if (count != n)
+        goto bad;
+    wa_json_iter_init(&it, replies);
+    for (call_t *c = list; c != NULL; c = c->next) {
         if (!c->live)
             continue;
-        c->err = wa__bus_result(wa_reply_from_json(r, c->rep), c->rep);
-        r = r->next;
+        (void)wa_json_iter_next(&it, &key, &val);
+        c->err = wa__bus_result(wa__reply_decode_checked(val, c->raw, c->rep),
+                                c->rep);
     }
+    return;
+bad:
+    set_all(list, WA_EPROTO, NULL);
 }
 
 /* Mark the live calls of list to go alone (again): the peer refused the
@@ -224,8 +247,9 @@ static void send_batch(wa_bus_batcher_t *b, call_t *list, size_t *batched)
     if (n == 0)
         return;
     if (n == 1) {
-        one->err = wa__bus_call_encoded(b->req, one->buf, one->len,
-                                        (int)(deadline - now), one->rep);
+        one->err =
+            wa__bus_call_encoded(b->req, one->buf, one->len,
+                                 (int)(deadline - now), one->raw, one->rep);
         return;
     }
     if ((bufs = malloc(n * sizeof(*bufs))) == NULL ||
@@ -247,9 +271,10 @@ static void send_batch(wa_bus_batcher_t *b, call_t *list, size_t *batched)
         goto out;
     }
     *batched = n;
-    err = wa__bus_call_encoded(b->req, msg, len, (int)(deadline - now), &rep);
+    err = wa__bus_call_encoded(b->req, msg, len, (int)(deadline - now), true,
+                               &rep);
     if (err == WA_OK) {
-        split(list, n, rep.data);
+        split(list, n, rep.raw, rep.raw_len);
     } else if (err == WA_EUNKNOWNOP || err == WA_EINVAL || err == WA_ETOOBIG ||
                err == WA_ETIMEDOUT) {
         go_alone(list);
@@ -301,12 +326,12 @@ static void lead(wa_bus_batcher_t *b, call_t *me, call_t *list)
     }
 }
 
-wa_err_t wa_bus_batcher_call(wa_bus_batcher_t *b, wa_op_t op, const char *user,
+static wa_err_t batcher_call(wa_bus_batcher_t *b, wa_op_t op, const char *user,
                              const char *rid, const cJSON *args, int timeout_ms,
-                             wa_reply_t *rep)
+                             bool raw, wa_reply_t *rep)
 {
     call_t me;
-    wa_err_t err;
+    bool queue;
 
     if (rep == NULL)
         return WA_EINVAL;
@@ -315,32 +340,33 @@ wa_err_t wa_bus_batcher_call(wa_bus_batcher_t *b, wa_op_t op, const char *user,
         return WA_EINVAL;
     if (timeout_ms == 0)
         timeout_ms = WA_BUS_DEFAULT_TIMEOUT_MS;
-    if (atomic_load(&b->unsupported)) {
-        pthread_mutex_lock(&b->mu);
-        b->stats.calls++;
-        pthread_mutex_unlock(&b->mu);
-        return wa_bus_call(b->req, op, user, rid, args, timeout_ms, rep);
-    }
 
     memset(&me, 0, sizeof(me));
-    if ((err = wa_request_encode(op, user, rid, args, &me.buf, &me.len)) !=
+    if ((me.err = wa_request_encode(op, user, rid, args, &me.buf, &me.len)) !=
         WA_OK)
-        return err;
+        return me.err;
     me.deadline = nng_clock() + (nng_time)timeout_ms;
     me.rep = rep;
+    me.raw = raw;
     atomic_init(&me.state, C_QUEUED);
 
+    /* A peer without bus.batch gets every call alone. */
+    queue = !atomic_load(&b->unsupported);
     pthread_mutex_lock(&b->mu);
     b->stats.calls++;
-    if (b->tail != NULL)
-        b->tail->next = &me;
-    else
-        b->head = &me;
-    b->tail = &me;
-    if (b->inflight < b->max_inflight) {
-        b->inflight++;
-        me.batch = take_batch(b); /* the queue was empty: just me */
-        atomic_store(&me.state, C_LEAD);
+    if (!queue) {
+        atomic_store(&me.state, C_SINGLE);
+    } else {
+        if (b->tail != NULL)
+            b->tail->next = &me;
+        else
+            b->head = &me;
+        b->tail = &me;
+        if (b->inflight < b->max_inflight) {
+            b->inflight++;
+            me.batch = take_batch(b); /* the queue was empty: just me */
+            atomic_store(&me.state, C_LEAD);
+        }
     }
     pthread_mutex_unlock(&b->mu);
     state_wait(&me.state);
@@ -352,9 +378,24 @@ wa_err_t wa_bus_batcher_call(wa_bus_batcher_t *b, wa_op_t op, const char *user,
 
         me.err = me.deadline > now
                      ? wa__bus_call_encoded(b->req, me.buf, me.len,
-                                            (int)(me.deadline - now), rep)
+                                            (int)(me.deadline - now), raw, rep)
                      : WA_ETIMEDOUT;
     }
     free(me.buf);
     return me.err;
+}
+
+wa_err_t wa_bus_batcher_call(wa_bus_batcher_t *b, wa_op_t op, const char *user,
+                             const char *rid, const cJSON *args, int timeout_ms,
+                             wa_reply_t *rep)
+{
+    return batcher_call(b, op, user, rid, args, timeout_ms, false, rep);
+}
+
+wa_err_t wa_bus_batcher_call_raw(wa_bus_batcher_t *b, wa_op_t op,
+                                 const char *user, const char *rid,
+                                 const cJSON *args, int timeout_ms,
+                                 wa_reply_t *rep)
+{
+    return batcher_call(b, op, user, rid, args, timeout_ms, true, rep);
 }

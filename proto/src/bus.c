@@ -261,10 +261,12 @@ wa_err_t wa__bus_result(wa_err_t decode_err, wa_reply_t *rep)
 
 /* Decode a reply into rep. A reply we cannot decode is the peer's fault
  * (WA_EPROTO), never to be confused with a remote error code. */
-static wa_err_t decode_reply(nng_msg *msg, wa_reply_t *rep)
+static wa_err_t decode_reply(nng_msg *msg, bool raw, wa_reply_t *rep)
 {
     return wa__bus_result(
-        wa_reply_decode(nng_msg_body(msg), nng_msg_len(msg), rep), rep);
+        raw ? wa_reply_decode_raw(nng_msg_body(msg), nng_msg_len(msg), rep)
+            : wa_reply_decode(nng_msg_body(msg), nng_msg_len(msg), rep),
+        rep);
 }
 
 /*
@@ -386,7 +388,7 @@ static wa_err_t slot_take(call_cache_t *cc, nng_socket req, call_slot_t *tmp,
 /* One request-reply on the slot's context. *replied tells whether the reply
  * came (the context is idle again); otherwise a request may be pending. */
 static wa_err_t slot_call(call_slot_t *sl, nng_msg *msg, int timeout_ms,
-                          wa_reply_t *rep, bool *replied)
+                          bool raw, wa_reply_t *rep, bool *replied)
 {
     nng_duration resend = resend_after(timeout_ms);
     nng_time deadline = nng_clock() + (nng_time)timeout_ms;
@@ -427,13 +429,13 @@ static wa_err_t slot_call(call_slot_t *sl, nng_msg *msg, int timeout_ms,
     msg = nng_aio_get_msg(sl->aio);
     nng_aio_set_msg(sl->aio, NULL);
     *replied = true;
-    err = decode_reply(msg, rep);
+    err = decode_reply(msg, raw, rep);
     nng_msg_free(msg);
     return err;
 }
 
 wa_err_t wa__bus_call_encoded(nng_socket req, const char *buf, size_t len,
-                              int timeout_ms, wa_reply_t *rep)
+                              int timeout_ms, bool raw, wa_reply_t *rep)
 {
     call_cache_t *cc;
     call_slot_t tmp, *sl;
@@ -449,7 +451,7 @@ wa_err_t wa__bus_call_encoded(nng_socket req, const char *buf, size_t len,
         nng_msg_free(msg);
         return err;
     }
-    err = slot_call(sl, msg, timeout_ms, rep, &replied);
+    err = slot_call(sl, msg, timeout_ms, raw, rep, &replied);
     /* Without a reply a request may still be pending: closing the context
      * abandons it. */
     if (cc == NULL || !replied)
@@ -477,7 +479,7 @@ wa_err_t wa_bus_call(nng_socket req, wa_op_t op, const char *user,
      * peer with the default limit would drop along with its connection. */
     if ((err = wa_request_encode(op, user, rid, args, &buf, &len)) != WA_OK)
         return err;
-    err = wa__bus_call_encoded(req, buf, len, timeout_ms, rep);
+    err = wa__bus_call_encoded(req, buf, len, timeout_ms, false, rep);
     free(buf);
     return err;
 }

@@ -5,15 +5,18 @@
 #ifndef WA_BUS_INT_H
 #define WA_BUS_INT_H
 
+#include <stdbool.h>
+
 #include "wa/bus.h"
 
 /*
  * One request-reply of an already encoded request (buf[0..len), not
  * consumed) on this thread's cached context for req; results as
- * wa_bus_call(). timeout_ms > 0.
+ * wa_bus_call(), with the reply's data left as text (rep->raw) when raw.
+ * timeout_ms > 0.
  */
 wa_err_t wa__bus_call_encoded(nng_socket req, const char *buf, size_t len,
-                              int timeout_ms, wa_reply_t *rep);
+                              int timeout_ms, bool raw, wa_reply_t *rep);
 
 /*
  * The result of a call from its decoded reply: decode_err is the decoder's

@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "wa/envelope.h"
+#include "envelope_int.h"
 
 /* Largest integer a double (and JavaScript) holds exactly with its
  * neighbours distinct: 2^53 - 1. 2^53 itself is refused because
@@ -447,19 +448,135 @@ fail:
     return rv;
 }
 
-wa_err_t wa_reply_decode(const void *buf, size_t len, wa_reply_t *rep)
+/*
+ * A reply read by the scanner (json.h) rather than by cJSON: the envelope's
+ * few members are found in the text, and only "data" becomes a tree, or
+ * not even that when the caller relays it (raw). The checks and their
+ * errors are reply_from's. s[0..n) is a checked JSON object.
+ */
+static wa_err_t reply_scan(wa_json_span_t obj, bool raw, wa_reply_t *rep)
 {
-    cJSON *root = NULL;
-    wa_err_t rv;
+    enum { M_V, M_OK, M_DATA, M_CODE, M_MESSAGE, M_COUNT };
+    static const char *const names[M_COUNT] = {"v", "ok", "data", "code",
+                                               "message"};
+    wa_json_span_t m[M_COUNT] = {{0}}, key, val;
+    wa_json_iter_t it;
+    cJSON *code = NULL, *message = NULL;
+    char num[32];
+    wa_err_t rv = WA_EPROTO, c;
+
+    memset(rep, 0, sizeof(*rep));
+    if (!wa_json_iter_init(&it, obj) || !it.object)
+        return WA_EPROTO;
+    while (wa_json_iter_next(&it, &key, &val)) {
+        for (int k = 0; k < M_COUNT; k++) {
+            if (!wa_json_key_is(key, names[k]))
+                continue;
+            if (m[k].p != NULL)
+                return WA_EPROTO; /* as collect(): a known member twice */
+            m[k] = val;
+            break;
+        }
+    }
+
+    /* "v" first, so a future version is WA_EVERSION whatever else. */
+    if (wa_json_kind(m[M_V]) != '0')
+        return WA_EPROTO;
+    if (m[M_V].n >= sizeof(num))
+        return WA_EVERSION;
+    memcpy(num, m[M_V].p, m[M_V].n);
+    num[m[M_V].n] = '\0';
+    if (strtod(num, NULL) != WA_ENVELOPE_VERSION)
+        return WA_EVERSION;
+
+    if (wa_json_kind(m[M_OK]) == 't') {
+        /* "data" may be any JSON value; absent means null. */
+        wa_json_span_t d = m[M_DATA];
+        if (d.p == NULL)
+            d = (wa_json_span_t){"null", 4};
+        if (raw) {
+            if ((rep->raw = malloc(d.n + 1)) == NULL)
+                goto nomem;
+            memcpy(rep->raw, d.p, d.n);
+            rep->raw[d.n] = '\0';
+            rep->raw_len = d.n;
+        } else if ((rep->data = cJSON_ParseWithLength(d.p, d.n)) == NULL) {
+            goto nomem; /* checked text: only memory can fail */
+        }
+        rep->ok = 1;
+        rep->err = WA_OK;
+        return WA_OK;
+    }
+    if (wa_json_kind(m[M_OK]) != 'f' || wa_json_kind(m[M_CODE]) != '"' ||
+        wa_json_kind(m[M_MESSAGE]) != '"')
+        goto fail;
+    /* The error path: strings decoded the way every reader would. */
+    if ((code = cJSON_ParseWithLength(m[M_CODE].p, m[M_CODE].n)) == NULL ||
+        (message = cJSON_ParseWithLength(m[M_MESSAGE].p, m[M_MESSAGE].n)) ==
+            NULL)
+        goto nomem;
+    /* An error reply must name a real error: "ok" is not one. */
+    if (wa_err_from_code(code->valuestring, &c) != WA_OK || c == WA_OK)
+        goto fail;
+    if (strlen(message->valuestring) > WA_MESSAGE_MAX) {
+        rv = WA_ETOOBIG;
+        goto fail;
+    }
+    rep->ok = 0;
+    rep->err = c;
+    copy_checked(rep->message, sizeof(rep->message), message->valuestring);
+    cJSON_Delete(code);
+    cJSON_Delete(message);
+    return WA_OK;
+
+nomem:
+    rv = WA_ENOMEM;
+fail:
+    cJSON_Delete(code);
+    cJSON_Delete(message);
+    free(rep->raw);
+    memset(rep, 0, sizeof(*rep));
+    return rv;
+}
+
+static wa_err_t reply_decode(const void *buf, size_t len, bool raw,
+                             wa_reply_t *rep)
+{
+    wa_json_span_t obj;
 
     if (rep == NULL)
         return WA_EINVAL;
     memset(rep, 0, sizeof(*rep));
-    if ((rv = parse_object(buf, len, &root)) != WA_OK)
-        return rv;
-    rv = reply_from(root, rep);
-    cJSON_Delete(root);
-    return rv;
+    if (len > WA_ENVELOPE_MAX)
+        return WA_ETOOBIG;
+    if (buf == NULL)
+        return len == 0 ? WA_EPROTO : WA_EINVAL;
+    if (!wa_utf8_valid(buf, len))
+        return WA_EUTF8;
+    if (wa_json_check_object(buf, len, &obj) != WA_OK)
+        return WA_EPROTO;
+    return reply_scan(obj, raw, rep);
+}
+
+wa_err_t wa_reply_decode(const void *buf, size_t len, wa_reply_t *rep)
+{
+    return reply_decode(buf, len, false, rep);
+}
+
+wa_err_t wa_reply_decode_raw(const void *buf, size_t len, wa_reply_t *rep)
+{
+    return reply_decode(buf, len, true, rep);
+}
+
+wa_err_t wa__reply_decode_checked(wa_json_span_t obj, bool raw, wa_reply_t *rep)
+{
+    if (rep == NULL)
+        return WA_EINVAL;
+    if (wa_json_kind(obj) != '{') {
+        memset(rep, 0, sizeof(*rep));
+        return WA_EPROTO;
+    }
+    return reply_scan(obj, raw, rep);
 }
 
 wa_err_t wa_reply_from_json(cJSON *obj, wa_reply_t *rep)
@@ -474,6 +591,7 @@ void wa_reply_clear(wa_reply_t *rep)
     if (rep == NULL)
         return;
     cJSON_Delete(rep->data);
+    free(rep->raw);
     memset(rep, 0, sizeof(*rep));
 }
 

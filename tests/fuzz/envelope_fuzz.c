@@ -2,13 +2,16 @@
  * envelope_fuzz.c - every bus decoder on arbitrary bytes. A message that
  * decodes must encode again and decode to the same thing. PUB messages are
  * also read with wa_pub_split_* (both forms); every event it yields must
- * survive a batch round trip.
+ * survive a batch round trip. JSON text the scanner (json.h) accepts must
+ * parse with cJSON, and a reply must decode the same with and without its
+ * data left as text.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "wa/envelope.h"
+#include "wa/json.h"
 #include "wa/pub.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -35,8 +38,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(out);
         out = NULL;
     }
-    if (wa_reply_decode(data, size, &rep) == WA_OK)
+    if (wa_utf8_valid(data, size) &&
+        wa_json_check((const char *)data, size, NULL) == WA_OK) {
+        cJSON *tree = cJSON_ParseWithLength((const char *)data, size);
+
+        if (tree == NULL)
+            abort();
+        cJSON_Delete(tree);
+    }
+    if (wa_reply_decode(data, size, &rep) == WA_OK) {
+        wa_reply_t raw;
+
+        if (wa_reply_decode_raw(data, size, &raw) != WA_OK ||
+            raw.ok != rep.ok || raw.err != rep.err)
+            abort();
+        if (rep.ok) {
+            /* The same value: printed from the tree, parsed from the
+             * text and printed again. */
+            cJSON *back = cJSON_Parse(raw.raw);
+            char *a = cJSON_PrintUnformatted(rep.data);
+            char *b = back != NULL ? cJSON_PrintUnformatted(back) : NULL;
+
+            if (a == NULL || b == NULL || strcmp(a, b) != 0)
+                abort();
+            free(a);
+            free(b);
+            cJSON_Delete(back);
+        }
+        wa_reply_clear(&raw);
         wa_reply_clear(&rep);
+    } else if (wa_reply_decode_raw(data, size, &rep) == WA_OK) {
+        abort();
+    }
     if (wa_event_decode(data, size, &ev) == WA_OK) {
         if (wa_event_encode(&ev, &out, &len) != WA_OK ||
             wa_event_decode(out, len, &ev2) != WA_OK || ev2.seq != ev.seq ||

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "validate.h"
+#include "wa/json.h"
 
 static void test_chat_id_good(void **state)
 {
@@ -234,13 +235,63 @@ static void test_nul_escape(void **state)
     assert_false(gw_json_has_nul_escape("{\"m\":\"\\u000", 10));
 }
 
+/* The GET /logs body relayed from store-svc: exactly the contract. */
+static void test_logs_shape(void **state)
+{
+    static const char *const good[] = {
+        "{\"logs\":[]}",
+        "{\"logs\":[{\"id\":1,\"eventType\":\"qr\",\"eventData\":{\"a\":[1]},"
+        "\"timestamp\":\"2026-01-01T00:00:00.000Z\"}]}",
+        " { \"logs\" : [ "
+        "{\"timestamp\":null,\"eventData\":\"x\",\"eventType\":null,"
+        "\"id\":2} , {\"id\":3,\"eventType\":\"t\",\"eventData\":null,"
+        "\"timestamp\":\"t\"} ] } ",
+    };
+    static const char *const bad[] = {
+        "{}",
+        "[]",
+        "{\"logs\":{}}",
+        "{\"logs\":[],\"more\":1}",
+        "{\"logs\":[],\"logs\":[]}",
+        "{\"logs\":[1]}",
+        "{\"logs\":[{}]}",
+        /* a column too many, one missing, one twice, wrong types */
+        "{\"logs\":[{\"id\":1,\"eventType\":\"t\",\"eventData\":1,"
+        "\"timestamp\":\"t\",\"userId\":\"bob\"}]}",
+        "{\"logs\":[{\"id\":1,\"eventType\":\"t\",\"eventData\":1}]}",
+        "{\"logs\":[{\"id\":1,\"id\":1,\"eventType\":\"t\",\"eventData\":1,"
+        "\"timestamp\":\"t\"}]}",
+        "{\"logs\":[{\"id\":\"1\",\"eventType\":\"t\",\"eventData\":1,"
+        "\"timestamp\":\"t\"}]}",
+        "{\"logs\":[{\"id\":1,\"eventType\":2,\"eventData\":1,"
+        "\"timestamp\":\"t\"}]}",
+        "{\"logs\":[{\"id\":1,\"eventType\":\"t\",\"eventData\":1,"
+        "\"timestamp\":[]}]}",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        wa_json_span_t v;
+
+        assert_int_equal(wa_json_check(good[i], strlen(good[i]), &v), WA_OK);
+        if (!gw_valid_logs(v.p, v.n))
+            fail_msg("refused: %s", good[i]);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        wa_json_span_t v;
+
+        assert_int_equal(wa_json_check(bad[i], strlen(bad[i]), &v), WA_OK);
+        if (gw_valid_logs(v.p, v.n))
+            fail_msg("accepted: %s", bad[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chat_id_good), cmocka_unit_test(test_chat_id_bad),
         cmocka_unit_test(test_phone),        cmocka_unit_test(test_parse_int),
         cmocka_unit_test(test_query_param),  cmocka_unit_test(test_message),
-        cmocka_unit_test(test_nul_escape),
+        cmocka_unit_test(test_nul_escape),   cmocka_unit_test(test_logs_shape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -187,6 +187,7 @@ static void test_adopts_seed_database(void **state)
     cJSON_Delete(row);
     /* Non-JSON event data of older rows comes back as a string. */
     assert_int_equal(logs__list(&db->rd, "old", 10, &logs), WA_OK);
+    logs = tl_as_sent(logs);
     assert_string_equal(
         cJSON_GetObjectItem(
             cJSON_GetArrayItem(cJSON_GetObjectItem(logs, "logs"), 0),
@@ -367,6 +368,7 @@ static void test_log_list_uses_index(void **state)
     assert_int_equal(db__exec(&db->wr, ST_COMMIT), WA_OK);
     sqlite3_stmt_status(db->rd.st[ST_LOG_LIST], SQLITE_STMTSTATUS_VM_STEP, 1);
     assert_int_equal(logs__list(&db->rd, "u7", 500, &out), WA_OK);
+    out = tl_as_sent(out);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(out, "logs")), 200);
     assert_int_equal(sqlite3_stmt_status(db->rd.st[ST_LOG_LIST],
                                          SQLITE_STMTSTATUS_FULLSCAN_STEP, 0),

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "store_testlib.h"
+#include "wa/json.h"
 
 typedef struct fx {
     char *dir;
@@ -61,19 +62,6 @@ static int64_t count_rows(fx_t *f)
 
 /* The answer as the bus carries it: eventData goes out as the stored text
  * (raw), so read it back the way a client does. */
-static cJSON *as_sent(cJSON *res)
-{
-    char *text = cJSON_PrintUnformatted(res);
-    cJSON *back;
-
-    assert_non_null(text);
-    back = cJSON_Parse(text);
-    assert_non_null(back);
-    free(text);
-    cJSON_Delete(res);
-    return back;
-}
-
 static void test_append_list(void **state)
 {
     fx_t *f = *state;
@@ -91,7 +79,7 @@ static void test_append_list(void **state)
                          WA_OK);
     }
     assert_int_equal(logs__list(&f->db->rd, "u1", 3, &res), WA_OK);
-    res = as_sent(res);
+    res = tl_as_sent(res);
     logs = cJSON_GetObjectItem(res, "logs");
     assert_int_equal(cJSON_GetArraySize(logs), 3);
     for (int i = 0; i < 3; i++) {
@@ -111,7 +99,7 @@ static void test_append_list(void **state)
     cJSON_Delete(res);
     /* JSON null is data too. */
     assert_int_equal(logs__list(&f->db->rd, "u2", 1, &res), WA_OK);
-    res = as_sent(res);
+    res = tl_as_sent(res);
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(
         cJSON_GetArrayItem(cJSON_GetObjectItem(res, "logs"), 0), "eventData")));
     cJSON_Delete(res);
@@ -124,7 +112,7 @@ static void test_append_list(void **state)
                                   "2026-01-01T00:00:00.000Z", &id),
                      WA_OK);
     assert_int_equal(logs__list(&f->db->rd, "u4", 2, &res), WA_OK);
-    res = as_sent(res);
+    res = tl_as_sent(res);
     logs = cJSON_GetObjectItem(res, "logs");
     assert_string_equal(
         cJSON_GetObjectItem(cJSON_GetArrayItem(logs, 0), "eventData")
@@ -136,9 +124,35 @@ static void test_append_list(void **state)
         "plain \"text");
     cJSON_Delete(res);
     assert_int_equal(logs__list(&f->db->rd, "u3", 500, &res), WA_OK);
+    res = tl_as_sent(res);
+    assert_true(cJSON_IsArray(cJSON_GetObjectItem(res, "logs")));
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "logs")), 0);
     cJSON_Delete(res);
     assert_int_equal(count_rows(f), 12);
+}
+
+/* The answer is written as text: every byte of stored text that is not
+ * JSON comes back exactly, escaped, and the whole answer is valid JSON. */
+static void test_list_text_escaped(void **state)
+{
+    static const char odd[] = "a\x01b\x1f\n\r\t\b\f\"q\\ \xc3\xa9 </script>";
+    fx_t *f = *state;
+    cJSON *res = NULL, *row;
+    int64_t id;
+
+    assert_int_equal(logs__append(&f->db->wr, "u5", "message", odd,
+                                  "2026-01-01T00:00:00.000Z", &id),
+                     WA_OK);
+    assert_int_equal(logs__list(&f->db->rd, "u5", 50, &res), WA_OK);
+    assert_true(cJSON_IsRaw(res));
+    assert_int_equal(
+        wa_json_check(res->valuestring, strlen(res->valuestring), NULL), WA_OK);
+    res = tl_as_sent(res);
+    row = cJSON_GetArrayItem(cJSON_GetObjectItem(res, "logs"), 0);
+    assert_string_equal(cJSON_GetObjectItem(row, "eventData")->valuestring,
+                        odd);
+    assert_int_equal((int64_t)cJSON_GetObjectItem(row, "id")->valuedouble, id);
+    cJSON_Delete(res);
 }
 
 /* The count is incremental and stays exact. */
@@ -445,6 +459,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_append_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_text_escaped, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_count_incremental, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_seq_per_user_durable, setup,

@@ -88,3 +88,16 @@ void tl_quiet(void)
 {
     wa_log_init("store-test", WA_LOG_ERROR);
 }
+
+cJSON *tl_as_sent(cJSON *res)
+{
+    char *text = cJSON_PrintUnformatted(res);
+    cJSON *back;
+
+    assert_non_null(text);
+    back = cJSON_Parse(text);
+    assert_non_null(back);
+    free(text);
+    cJSON_Delete(res);
+    return back;
+}

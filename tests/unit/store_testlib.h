@@ -27,6 +27,10 @@ void tl_sql(const char *path, const char *sql);
 /* The first column of the first row of sql on c, as an integer. */
 long long tl_scalar(db_conn_t *c, const char *sql);
 
+/* A result as the bus carries it: printed (raw nodes as their text) and
+ * parsed back; res is consumed. Fails the test if either step fails. */
+cJSON *tl_as_sent(cJSON *res);
+
 /* Keep log records below this level quiet (default: error only). */
 void tl_quiet(void);
 

@@ -102,6 +102,14 @@ wa_err_t wa_bus_batcher_call(wa_bus_batcher_t *b, wa_op_t op, const char *user,
                              const char *rid, const cJSON *args, int timeout_ms,
                              wa_reply_t *rep);
 
+/* The same, for a caller that relays the answer rather than reading it: on
+ * WA_OK the data is left as checked JSON text in rep->raw (rep->data is
+ * NULL), so no tree is built for it. */
+wa_err_t wa_bus_batcher_call_raw(wa_bus_batcher_t *b, wa_op_t op,
+                                 const char *user, const char *rid,
+                                 const cJSON *args, int timeout_ms,
+                                 wa_reply_t *rep);
+
 /* A request being served. Valid from the handler call until it is answered. */
 typedef struct wa_bus_job wa_bus_job_t;
 

@@ -96,13 +96,18 @@ typedef struct wa_request {
     cJSON *args;
 } wa_request_t;
 
-/* A decoded reply. On ok, data is owned (may be a JSON null, never NULL);
- * otherwise err and message describe the failure and data is NULL. */
+/* A decoded reply. On ok, data is owned (may be a JSON null, never NULL),
+ * or, from the *_raw decoders and calls, raw is instead: the text of
+ * "data" as the peer sent it, checked to be JSON (json.h), NUL-terminated.
+ * Otherwise err and message describe the failure and data and raw are
+ * NULL. */
 typedef struct wa_reply {
     int ok;
     wa_err_t err;
     char message[WA_MESSAGE_MAX + 1];
     cJSON *data;
+    char *raw;
+    size_t raw_len;
 } wa_reply_t;
 
 /* An event. data is a JSON object owned by the struct. */
@@ -151,7 +156,11 @@ wa_err_t wa_reply_encode_ok(const cJSON *data, char **out, size_t *outlen);
 wa_err_t wa_reply_encode_err(wa_err_t err, const char *message, char **out,
                              size_t *outlen);
 
+/* Decode buf into *rep (zeroed first). The envelope is read without a tree
+ * (json.h); only "data" is parsed, and by the _raw form not even that: it
+ * is left as text for a caller that relays it. */
 wa_err_t wa_reply_decode(const void *buf, size_t len, wa_reply_t *rep);
+wa_err_t wa_reply_decode_raw(const void *buf, size_t len, wa_reply_t *rep);
 void wa_reply_clear(wa_reply_t *rep);
 
 /* As wa_reply_decode, from an already parsed object; data is detached from

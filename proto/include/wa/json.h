@@ -1,0 +1,87 @@
+/*
+ * json.h - JSON text checked, walked and written without building a tree.
+ *
+ * For answers that are passed on rather than read: the gateway's GET /logs
+ * body is store-svc's log.list data, checked here and relayed, and a
+ * bus.batch reply is split into its members' texts. cJSON would allocate a
+ * node per value on the way in and print them all again on the way out.
+ *
+ * The grammar is RFC 8259's, strictly: no comments, no trailing commas, no
+ * leading zeros, no raw control characters in strings. It also refuses
+ * what cJSON (every reader of our JSON) would misread: the escape \u0000,
+ * which would end a C string early, and unpaired UTF-16 surrogate escapes.
+ * Containers nest at most WA_JSON_DEPTH_MAX deep, cJSON's own limit. The
+ * bytes must already be valid UTF-8 (the bus decoders check that first).
+ */
+#ifndef WA_JSON_H
+#define WA_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wa/err.h"
+
+#define WA_JSON_DEPTH_MAX 1000
+
+/* A span of JSON text inside someone else's buffer. */
+typedef struct wa_json_span {
+    const char *p;
+    size_t n;
+} wa_json_span_t;
+
+/* Is s[0..n) exactly one JSON value, with optional whitespace around it?
+ * WA_OK with *value (if not NULL) its span without the whitespace, or
+ * WA_EPROTO. */
+wa_err_t wa_json_check(const char *s, size_t n, wa_json_span_t *value);
+
+/* The same, of a value that must be an object. */
+wa_err_t wa_json_check_object(const char *s, size_t n, wa_json_span_t *value);
+
+/*
+ * The members of a checked object, or the elements of a checked array, in
+ * order. For an array, key is {NULL, 0}; for an object it is the key's
+ * text with its quotes (compare it with wa_json_key_is). Values are spans
+ * of their whole text, without surrounding whitespace. Only for text that
+ * wa_json_check accepted: nothing is checked again.
+ */
+typedef struct wa_json_iter {
+    const char *s;
+    size_t n, i;
+    bool object;
+} wa_json_iter_t;
+
+/* Start at a checked container (span begins with '{' or '['); false if it
+ * is neither. */
+bool wa_json_iter_init(wa_json_iter_t *it, wa_json_span_t container);
+bool wa_json_iter_next(wa_json_iter_t *it, wa_json_span_t *key,
+                       wa_json_span_t *val);
+
+/* Is this checked key (with quotes, escapes allowed) equal to name? */
+bool wa_json_key_is(wa_json_span_t key, const char *name);
+
+/* The kind of a checked value, from its first byte: '{', '[', '"', 'n'
+ * (null), 't', 'f', or '0' for a number. */
+char wa_json_kind(wa_json_span_t v);
+
+/*
+ * A growing buffer of JSON text. Appends after a failed allocation do
+ * nothing; wa_json_buf_done() then reports WA_ENOMEM and frees. The text is
+ * always NUL-terminated once anything was added.
+ */
+typedef struct wa_json_buf {
+    char *p;
+    size_t len, cap;
+    bool failed;
+} wa_json_buf_t;
+
+void wa_json_buf_add(wa_json_buf_t *b, const char *s, size_t n);
+void wa_json_buf_lit(wa_json_buf_t *b, const char *s); /* NUL-terminated */
+void wa_json_buf_int(wa_json_buf_t *b, int64_t v);
+/* s as a JSON string, escaped as cJSON does; NULL is written as null. */
+void wa_json_buf_string(wa_json_buf_t *b, const char *s);
+/* WA_OK with *out (malloc'd, NUL-terminated; free()) and *len; or WA_ENOMEM
+ * with nothing to free. b is empty afterwards either way. */
+wa_err_t wa_json_buf_done(wa_json_buf_t *b, char **out, size_t *len);
+
+#endif /* WA_JSON_H */
