@@ -20,6 +20,7 @@
 
 #include "wa/auth.h"
 #include "wa/envelope.h"
+#include "wa/json.h"
 
 #define BATCH 256
 
@@ -79,6 +80,8 @@ typedef struct codec_ctx {
     size_t req_len;
     char *evmsg; /* encoded event */
     size_t evmsg_len;
+    char *logs; /* a log.list reply of 50 rows, as GET /logs gets it */
+    size_t logs_len;
 } codec_ctx_t;
 
 static wa_err_t request_encode(void *p)
@@ -125,6 +128,45 @@ static wa_err_t reply_round_trip(void *p)
         wa_reply_clear(&r);
     }
     return rv;
+}
+
+/* The log.list reply read into a tree (what the gateway did before it
+ * relayed the text). */
+static wa_err_t logs_decode_tree(void *p)
+{
+    codec_ctx_t *c = p;
+    wa_reply_t r;
+    wa_err_t rv = wa_reply_decode(c->logs, c->logs_len, &r);
+
+    if (rv == WA_OK) {
+        sink += (size_t)cJSON_GetArraySize(
+            cJSON_GetObjectItemCaseSensitive(r.data, "logs"));
+        wa_reply_clear(&r);
+    }
+    return rv;
+}
+
+/* The same reply with its data kept as text, then every row and member
+ * walked (json.h), as the gateway's shape check of GET /logs does. */
+static wa_err_t logs_decode_raw(void *p)
+{
+    codec_ctx_t *c = p;
+    wa_json_span_t key, val, row, k2, v2;
+    wa_json_iter_t top, rows, cols;
+    wa_reply_t r;
+    wa_err_t rv = wa_reply_decode_raw(c->logs, c->logs_len, &r);
+
+    if (rv != WA_OK)
+        return rv;
+    wa_json_iter_init(&top, (wa_json_span_t){r.raw, r.raw_len});
+    while (wa_json_iter_next_in(&top, &key, &val, &rows)) {
+        while (wa_json_iter_next_in(&rows, &key, &row, &cols)) {
+            while (wa_json_iter_next(&cols, &k2, &v2))
+                sink += v2.n;
+        }
+    }
+    wa_reply_clear(&r);
+    return WA_OK;
 }
 
 static wa_err_t event_encode(void *p)
@@ -210,12 +252,38 @@ static void codec_setup(codec_ctx_t *c)
         die("request encode", rv);
     if ((rv = wa_event_encode(&c->ev, &c->evmsg, &c->evmsg_len)) != WA_OK)
         die("event encode", rv);
+
+    /* 50 rows shaped as bench/gateway_bench.sh seeds them. */
+    {
+        wa_json_buf_t b = {0};
+        cJSON *raw;
+
+        wa_json_buf_lit(&b, "{\"logs\":[");
+        for (int i = 0; i < 50; i++) {
+            wa_json_buf_lit(&b, i > 0 ? ",{\"id\":" : "{\"id\":");
+            wa_json_buf_int(&b, 1000000 - i);
+            wa_json_buf_lit(&b, ",\"eventType\":\"message\",\"eventData\":"
+                                "{\"n\":1,\"body\":\"00000000000000000000"
+                                "000000000000000000000\"},\"timestamp\":"
+                                "\"2026-11-26T10:00:00.123Z\"}");
+        }
+        wa_json_buf_lit(&b, "]}");
+        if ((rv = wa_json_buf_done(&b, &c->logs, NULL)) != WA_OK ||
+            (raw = cJSON_CreateRaw(c->logs)) == NULL)
+            die("logs", WA_ENOMEM);
+        free(c->logs);
+        rv = wa_reply_encode_ok(raw, &c->logs, &c->logs_len);
+        cJSON_Delete(raw);
+        if (rv != WA_OK)
+            die("logs reply", rv);
+    }
 }
 
 static void codec_teardown(codec_ctx_t *c)
 {
     free(c->req);
     free(c->evmsg);
+    free(c->logs);
     wa_event_clear(&c->ev);
     cJSON_Delete(c->args);
     cJSON_Delete(c->data);
@@ -306,14 +374,17 @@ int main(int argc, char **argv)
     }
 
     codec_setup(&c);
-    printf("# request %zu bytes, event %zu bytes, %.2f s per figure\n",
-           c.req_len, c.evmsg_len, seconds);
+    printf("# request %zu bytes, event %zu bytes, log.list reply %zu bytes, "
+           "%.2f s per figure\n",
+           c.req_len, c.evmsg_len, c.logs_len, seconds);
     run("request_encode", request_encode, &c, seconds);
     run("request_decode", request_decode, &c, seconds);
     run("reply_roundtrip", reply_round_trip, &c, seconds);
     run("event_encode", event_encode, &c, seconds);
     run("event_decode", event_decode, &c, seconds);
     run("event_frame", event_frame, &c, seconds);
+    run("logs_tree", logs_decode_tree, &c, seconds);
+    run("logs_raw", logs_decode_raw, &c, seconds);
     codec_teardown(&c);
 
     bench_jwt(seconds);

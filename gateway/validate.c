@@ -174,22 +174,19 @@ bool gw_json_has_nul_escape(const char *buf, size_t len)
 }
 
 /*
- * Is this log row exactly {id, eventType, eventData, timestamp}, each once,
- * id a number, eventType and timestamp strings or null? eventData is any
- * JSON (checked already, with the whole answer).
+ * Is this log row (an object being walked) exactly {id, eventType,
+ * eventData, timestamp}, each once, id a number, eventType and timestamp
+ * strings or null? eventData is any JSON (checked with the whole answer).
  */
-static bool log_row_ok(wa_json_span_t row)
+static bool log_row_ok(wa_json_iter_t *row)
 {
     static const char *const fields[] = {"id", "eventType", "eventData",
                                          "timestamp"};
     const size_t nf = sizeof(fields) / sizeof(fields[0]);
     unsigned seen = 0;
     wa_json_span_t key, val;
-    wa_json_iter_t it;
 
-    if (wa_json_kind(row) != '{' || !wa_json_iter_init(&it, row))
-        return false;
-    while (wa_json_iter_next(&it, &key, &val)) {
+    while (wa_json_iter_next(row, &key, &val)) {
         size_t i;
         char k;
 
@@ -206,23 +203,23 @@ static bool log_row_ok(wa_json_span_t row)
     return seen == (1u << nf) - 1;
 }
 
+/* One pass: the array and each row are entered, not skipped first. */
 bool gw_valid_logs(const char *text, size_t len)
 {
-    wa_json_span_t key, val, row, logs = {0};
-    wa_json_iter_t it, rows;
+    wa_json_span_t key, val, row;
+    wa_json_iter_t it, rows, cols;
+    bool seen = false;
 
     if (!wa_json_iter_init(&it, (wa_json_span_t){text, len}) || !it.object)
         return false;
-    while (wa_json_iter_next(&it, &key, &val)) {
-        if (!wa_json_key_is(key, "logs") || logs.p != NULL)
+    while (wa_json_iter_next_in(&it, &key, &val, &rows)) {
+        if (seen || !wa_json_key_is(key, "logs") || wa_json_kind(val) != '[')
             return false;
-        logs = val;
+        seen = true;
+        while (wa_json_iter_next_in(&rows, &key, &row, &cols)) {
+            if (wa_json_kind(row) != '{' || !log_row_ok(&cols))
+                return false;
+        }
     }
-    if (wa_json_kind(logs) != '[' || !wa_json_iter_init(&rows, logs))
-        return false;
-    while (wa_json_iter_next(&rows, &key, &row)) {
-        if (!log_row_ok(row))
-            return false;
-    }
-    return true;
+    return seen;
 }

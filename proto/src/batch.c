@@ -165,33 +165,35 @@ static void set_all(call_t *list, wa_err_t err, const wa_reply_t *rep)
  */
 static void split(call_t *list, size_t n, const char *data, size_t len)
 {
-    wa_json_span_t key, val, replies = {0};
-    wa_json_iter_t it;
+    wa_json_span_t key, val, spans[WA_BUS_BATCH_MAX];
+    wa_json_iter_t it, replies;
     size_t count = 0;
+    bool seen = false;
 
-    if (wa_json_iter_init(&it, (wa_json_span_t){data, len}) && it.object) {
-        while (wa_json_iter_next(&it, &key, &val)) {
-            if (!wa_json_key_is(key, "replies"))
-                continue;
-            if (replies.p != NULL)
+    if (n > WA_BUS_BATCH_MAX ||
+        !wa_json_iter_init(&it, (wa_json_span_t){data, len}) || !it.object)
+        goto bad;
+    /* One pass: the members' spans, as many as there were calls. */
+    while (wa_json_iter_next_in(&it, &key, &val, &replies)) {
+        if (!wa_json_key_is(key, "replies"))
+            continue;
+        if (seen || wa_json_kind(val) != '[')
+            goto bad;
+        seen = true;
+        while (wa_json_iter_next(&replies, &key, &val)) {
+            if (count == n)
                 goto bad;
-            replies = val;
+            spans[count++] = val;
         }
     }
-    if (wa_json_kind(replies) != '[')
+    if (!seen || count != n)
         goto bad;
-    wa_json_iter_init(&it, replies);
-    while (wa_json_iter_next(&it, &key, &val))
-        count++;
-    if (count != n)
-        goto bad;
-    wa_json_iter_init(&it, replies);
+    count = 0;
     for (call_t *c = list; c != NULL; c = c->next) {
         if (!c->live)
             continue;
-        (void)wa_json_iter_next(&it, &key, &val);
-        c->err = wa__bus_result(wa__reply_decode_checked(val, c->raw, c->rep),
-                                c->rep);
+        c->err = wa__bus_result(
+            wa__reply_decode_checked(spans[count++], c->raw, c->rep), c->rep);
     }
     return;
 bad:

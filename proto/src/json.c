@@ -23,6 +23,54 @@ static size_t skip_ws(const char *s, size_t n, size_t i)
     return i;
 }
 
+/*
+ * Byte classes, so the hot loops test one table entry per byte: STR ends a
+ * run of plain string bytes (quote, backslash, or a control character,
+ * which JSON refuses raw); NEST is where a skip over a checked container
+ * must look (quote, brackets, braces).
+ */
+enum { STR = 1, NEST = 2 };
+
+#define CTL1(b) [b] = STR
+#define CTL4(b) CTL1(b), CTL1(b + 1), CTL1(b + 2), CTL1(b + 3)
+static const unsigned char cls[256] = {
+    CTL4(0x00),   CTL4(0x04),   CTL4(0x08),   CTL4(0x0c),         CTL4(0x10),
+    CTL4(0x14),   CTL4(0x18),   CTL4(0x1c),   ['"'] = STR | NEST, ['\\'] = STR,
+    ['{'] = NEST, ['['] = NEST, ['}'] = NEST, [']'] = NEST,
+};
+
+/*
+ * Eight bytes at a time (SWAR) over the plain runs of strings, which are
+ * most of the bytes of our JSON (message text, timestamps, ids): the
+ * index of the first byte at or after i (i < n) that needs a look, a quote,
+ * a backslash or, with ctl, a control character; n if none.
+ */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+static uint64_t has_zero(uint64_t x)
+{
+    return (x - ONES) & ~x & HIGHS;
+}
+
+static size_t plain_run(const char *s, size_t n, size_t i, bool ctl)
+{
+    while (n - i >= 8) {
+        uint64_t w, hit;
+
+        memcpy(&w, s + i, 8);
+        hit = has_zero(w ^ (ONES * '"')) | has_zero(w ^ (ONES * '\\'));
+        if (ctl)
+            hit |= (w - ONES * 0x20) & ~w & HIGHS; /* a byte < 0x20 */
+        if (hit != 0)
+            break;
+        i += 8;
+    }
+    while (i < n && !(cls[(unsigned char)s[i]] & STR))
+        i++;
+    return i;
+}
+
 static int hex4(const char *s)
 {
     int v = 0;
@@ -50,6 +98,7 @@ static bool scan_string(const char *s, size_t n, size_t *i)
     for (;;) {
         unsigned char c;
 
+        k = plain_run(s, n, k, true);
         if (k >= n)
             return false;
         c = (unsigned char)s[k];
@@ -260,41 +309,48 @@ wa_err_t wa_json_check_object(const char *s, size_t n, wa_json_span_t *value)
 
 /* ---------------------------------------------------------- iteration */
 
+/* Just past the checked string whose opening quote is s[i]. */
+static size_t string_end(const char *s, size_t n, size_t i)
+{
+    i++;
+    for (;;) {
+        i = plain_run(s, n, i, false);
+        if (i >= n || s[i] == '"')
+            return i < n ? i + 1 : n;
+        i += 2; /* an escape (checked: a control cannot be here) */
+    }
+}
+
 /* The end of the checked value at s[i]. */
 static size_t value_end(const char *s, size_t n, size_t i)
 {
     size_t depth = 0;
 
-    do {
-        switch (s[i]) {
-        case '"':
+    if (s[i] == '"')
+        return string_end(s, n, i);
+    if (s[i] != '{' && s[i] != '[') {
+        /* A scalar: a literal or a number. */
+        while (i < n && s[i] != ',' && s[i] != '}' && s[i] != ']' &&
+               !is_ws(s[i]))
             i++;
-            while (s[i] != '"')
-                i += s[i] == '\\' ? 2 : 1;
+        return i;
+    }
+    while (i < n) {
+        while (i < n && !(cls[(unsigned char)s[i]] & NEST))
             i++;
+        if (i >= n)
             break;
-        case '{':
-        case '[':
+        if (s[i] == '"') {
+            i = string_end(s, n, i);
+        } else if (s[i] == '{' || s[i] == '[') {
             depth++;
             i++;
-            break;
-        case '}':
-        case ']':
-            depth--;
+        } else {
             i++;
-            break;
-        default:
-            if (depth == 0) {
-                /* A scalar at the top: a literal or a number. */
-                while (i < n && s[i] != ',' && s[i] != '}' && s[i] != ']' &&
-                       !is_ws(s[i]))
-                    i++;
-                return i;
-            }
-            i++;
-            break;
+            if (--depth == 0)
+                break;
         }
-    } while (depth > 0 && i < n);
+    }
     return i;
 }
 
@@ -310,37 +366,79 @@ bool wa_json_iter_init(wa_json_iter_t *it, wa_json_span_t c)
     return true;
 }
 
-bool wa_json_iter_next(wa_json_iter_t *it, wa_json_span_t *key,
-                       wa_json_span_t *val)
+/* Where it goes on: after the value it handed to an inner iterator, read
+ * by that iterator to its end, or skipped now if it was left early. */
+static size_t resume_at(wa_json_iter_t *it)
+{
+    wa_json_iter_t *in = it->inner;
+
+    it->inner = NULL;
+    if (in->done)
+        return in->i + 1;
+    return value_end(it->s, it->n, it->open_at);
+}
+
+static bool next(wa_json_iter_t *it, wa_json_span_t *key, wa_json_span_t *val,
+                 wa_json_iter_t *inner)
 {
     const char *s = it->s;
     size_t n = it->n, i, start;
 
-    if (s == NULL)
+    if (s == NULL || it->done)
         return false;
-    i = skip_ws(s, n, it->i);
+    i = it->inner != NULL ? resume_at(it) : it->i;
+    i = skip_ws(s, n, i);
     if (i < n && s[i] == ',')
         i = skip_ws(s, n, i + 1);
     if (i >= n || s[i] == '}' || s[i] == ']') {
-        it->i = i;
+        it->i = i; /* the closing bracket: see resume_at */
+        it->done = true;
         return false;
     }
     key->p = NULL;
     key->n = 0;
     if (it->object) {
         start = i;
-        i = value_end(s, n, i);
+        i = string_end(s, n, i);
         key->p = s + start;
         key->n = i - start;
         i = skip_ws(s, n, i);
         i = skip_ws(s, n, i + 1); /* the ':' */
     }
     start = i;
-    i = value_end(s, n, i);
     val->p = s + start;
+    if (inner != NULL && (s[i] == '{' || s[i] == '[')) {
+        /* Entered, not skipped: inner reads it, and it goes on from there.
+         * inner sees the rest of the text too, and stops at the bracket
+         * that closes its container. */
+        val->n = 0;
+        memset(inner, 0, sizeof(*inner));
+        inner->s = s;
+        inner->n = n;
+        inner->i = i + 1;
+        inner->object = s[i] == '{';
+        it->inner = inner;
+        it->open_at = i;
+        return true;
+    }
+    if (inner != NULL)
+        memset(inner, 0, sizeof(*inner));
+    i = value_end(s, n, i);
     val->n = i - start;
     it->i = i;
     return true;
+}
+
+bool wa_json_iter_next(wa_json_iter_t *it, wa_json_span_t *key,
+                       wa_json_span_t *val)
+{
+    return next(it, key, val, NULL);
+}
+
+bool wa_json_iter_next_in(wa_json_iter_t *it, wa_json_span_t *key,
+                          wa_json_span_t *val, wa_json_iter_t *inner)
+{
+    return next(it, key, val, inner);
 }
 
 /* The UTF-8 bytes of code point u into out (4 bytes); their count. */
@@ -434,7 +532,7 @@ bool wa_json_key_is(wa_json_span_t key, const char *name)
 
 char wa_json_kind(wa_json_span_t v)
 {
-    if (v.p == NULL || v.n == 0)
+    if (v.p == NULL)
         return '\0';
     switch (v.p[0]) {
     case '{':

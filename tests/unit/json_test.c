@@ -190,6 +190,48 @@ static void test_iterate(void **state)
     assert_false(wa_json_iter_next(&it, &key, &val));
 }
 
+/* Entering containers instead of skipping them: the outer walk goes on
+ * right after each, whether the inner walk finished it or left early. */
+static void test_iterate_in(void **state)
+{
+    const char *s = "{\"a\":[1,[2,3],{\"b\":\"]\"}],\"c\":{\"d\":[]},\"e\":5,"
+                    "\"f\":[{\"g\":1}, 7] }";
+    wa_json_span_t top, key, val, k2, v2;
+    wa_json_iter_t it, in, in2;
+
+    (void)state;
+    assert_int_equal(wa_json_check(s, strlen(s), &top), WA_OK);
+    assert_true(wa_json_iter_init(&it, top));
+    /* "a": entered and walked to its end, entering one level more. */
+    assert_true(wa_json_iter_next_in(&it, &key, &val, &in));
+    span_is(key, "\"a\"");
+    assert_int_equal(wa_json_kind(val), '[');
+    assert_int_equal(val.n, 0);
+    assert_true(wa_json_iter_next_in(&in, &k2, &v2, &in2));
+    span_is(v2, "1");
+    assert_true(wa_json_iter_next_in(&in, &k2, &v2, &in2));
+    assert_int_equal(wa_json_kind(v2), '[');
+    assert_true(wa_json_iter_next(&in2, &k2, &v2));
+    span_is(v2, "2");
+    /* in2 left early: in skips the rest of [2,3] itself. */
+    assert_true(wa_json_iter_next(&in, &k2, &v2));
+    span_is(v2, "{\"b\":\"]\"}");
+    assert_false(wa_json_iter_next(&in, &k2, &v2));
+    /* "c": entered, not walked at all. */
+    assert_true(wa_json_iter_next_in(&it, &key, &val, &in));
+    span_is(key, "\"c\"");
+    /* "e": a scalar comes back whole. */
+    assert_true(wa_json_iter_next_in(&it, &key, &val, &in));
+    span_is(key, "\"e\"");
+    span_is(val, "5");
+    assert_false(wa_json_iter_next(&in, &k2, &v2));
+    /* "f": skipped the ordinary way after all. */
+    assert_true(wa_json_iter_next(&it, &key, &val));
+    span_is(val, "[{\"g\":1}, 7]");
+    assert_false(wa_json_iter_next_in(&it, &key, &val, &in));
+    assert_false(wa_json_iter_next(&it, &key, &val));
+}
+
 static void test_key_is(void **state)
 {
     (void)state;
@@ -332,11 +374,11 @@ static void test_reply_raw(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_accepts),   cmocka_unit_test(test_refuses),
-        cmocka_unit_test(test_depth),     cmocka_unit_test(test_iterate),
-        cmocka_unit_test(test_key_is),    cmocka_unit_test(test_buf_string),
-        cmocka_unit_test(test_buf_int),   cmocka_unit_test(test_buf_grows),
-        cmocka_unit_test(test_reply_raw),
+        cmocka_unit_test(test_accepts),    cmocka_unit_test(test_refuses),
+        cmocka_unit_test(test_depth),      cmocka_unit_test(test_iterate),
+        cmocka_unit_test(test_iterate_in), cmocka_unit_test(test_key_is),
+        cmocka_unit_test(test_buf_string), cmocka_unit_test(test_buf_int),
+        cmocka_unit_test(test_buf_grows),  cmocka_unit_test(test_reply_raw),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

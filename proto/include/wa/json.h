@@ -48,7 +48,9 @@ wa_err_t wa_json_check_object(const char *s, size_t n, wa_json_span_t *value);
 typedef struct wa_json_iter {
     const char *s;
     size_t n, i;
-    bool object;
+    bool object, done;
+    size_t open_at;             /* where the entered value starts */
+    struct wa_json_iter *inner; /* walking that value (next_in) */
 } wa_json_iter_t;
 
 /* Start at a checked container (span begins with '{' or '['); false if it
@@ -57,11 +59,23 @@ bool wa_json_iter_init(wa_json_iter_t *it, wa_json_span_t container);
 bool wa_json_iter_next(wa_json_iter_t *it, wa_json_span_t *key,
                        wa_json_span_t *val);
 
+/*
+ * As wa_json_iter_next, but a value that is a container is entered rather
+ * than skipped: *inner is set to walk it, val->p points at it and val->n
+ * is 0 (its end is not known yet). The next call on it goes on after that
+ * value, without reading it again if inner was walked to its end. inner
+ * must live until then. A scalar value comes back as from
+ * wa_json_iter_next, with inner walking nothing. One pass over the text
+ * instead of one per level.
+ */
+bool wa_json_iter_next_in(wa_json_iter_t *it, wa_json_span_t *key,
+                          wa_json_span_t *val, wa_json_iter_t *inner);
+
 /* Is this checked key (with quotes, escapes allowed) equal to name? */
 bool wa_json_key_is(wa_json_span_t key, const char *name);
 
 /* The kind of a checked value, from its first byte: '{', '[', '"', 'n'
- * (null), 't', 'f', or '0' for a number. */
+ * (null), 't', 'f', or '0' for a number; '\0' for no value (p NULL). */
 char wa_json_kind(wa_json_span_t v);
 
 /*
