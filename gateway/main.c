@@ -87,7 +87,8 @@ int main(int argc, char **argv)
             cfg->port, cfg->threads, cfg->store_url);
 
     while (!wa_service_wait(1000)) {
-        if (wa_service_trim_when_idle(gw_metrics_requests_total(gw.metrics)))
+        if (wa_service_trim_when_idle(gw_metrics_requests_total(gw.metrics),
+                                      NULL, NULL))
             wa_debug(NULL, "idle: freed heap memory returned to the system");
     }
     wa_info(NULL, "stopping");

@@ -304,6 +304,14 @@ void db__read_end(db_t *db)
     pthread_mutex_unlock(&db->rd_mu);
 }
 
+void db__release_memory(db_t *db)
+{
+    if (db == NULL)
+        return;
+    (void)sqlite3_db_release_memory(db__read_begin(db)->h);
+    db__read_end(db);
+}
+
 int db__user_version(db_conn_t *c)
 {
     sqlite3_stmt *st = NULL;

@@ -76,7 +76,8 @@ int main(void)
             cfg.store_url, cfg.db_path, DB_SCHEMA_VERSION);
 
     while (!wa_service_wait(1000))
-        (void)wa_service_trim_when_idle(wa_bus_server_requests(server));
+        (void)wa_service_trim_when_idle(wa_bus_server_requests(server),
+                                        store__release_memory, store);
     wa_info(NULL, "stopping");
     status = 0;
 out:

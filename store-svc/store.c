@@ -84,3 +84,11 @@ void store__close(store_t *st)
     db__close(st->db);
     free(st);
 }
+
+void store__release_memory(void *arg)
+{
+    store_t *st = arg;
+
+    db__release_memory(st->db);
+    writer__release_memory(st->writer);
+}

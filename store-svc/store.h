@@ -127,6 +127,9 @@ int db__user_version(db_conn_t *c);
 db_conn_t *db__read_begin(db_t *db);
 void db__read_end(db_t *db);
 
+/* Release the read connection's page cache (under the read lock). */
+void db__release_memory(db_t *db);
+
 /* The statement id of c, reset and with its bindings cleared. */
 sqlite3_stmt *db__stmt(db_conn_t *c, db_stmt_t id);
 
@@ -312,6 +315,11 @@ void writer__free(writer_t *w);
 
 void writer__stats(writer_t *w, writer_stats_t *out);
 
+/* Have the writer thread release its connection's page cache
+ * (sqlite3_db_release_memory), and wait until it did; at once if the
+ * writer is stopped. NULL is a no-op. */
+void writer__release_memory(writer_t *w);
+
 /* ---------------------------------------------------------------- idem.c */
 
 typedef struct idem idem_t;
@@ -423,6 +431,11 @@ void store__quiesce(store_t *st);
 
 /* Quiesce if needed, then free everything. NULL is a no-op. */
 void store__close(store_t *st);
+
+/* Give back the memory of SQLite's page caches (pages are read again from
+ * the file, or the OS's cache of it, when next needed): for an idle store,
+ * with wa_service_trim_when_idle. arg is the store_t. Thread-safe. */
+void store__release_memory(void *arg);
 
 /* ----------------------------------------------------------------- ops.c */
 

@@ -33,6 +33,9 @@ struct writer {
     pthread_cond_t done_cv;      /* work for the answerer */
     writer_job_t *head, *tail;   /* queued */
     writer_job_t *dhead, *dtail; /* finished, to answer */
+    pthread_cond_t released_cv;  /* a release of the cache is done */
+    bool release;                /* asked: release the page cache */
+    uint64_t releases;           /* done, since start */
     bool closing;                /* no new jobs; the writer drains and exits */
     bool drained; /* the writer has exited; the answerer drains and exits */
     int threads;  /* started: 0, 1 or 2 */
@@ -134,8 +137,18 @@ static void *writer_main(void *arg)
 
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (w->head == NULL && !w->closing)
+        while (w->head == NULL && !w->closing && !w->release)
             pthread_cond_wait(&w->cv, &w->mu);
+        if (w->release) {
+            /* The write connection is this thread's alone (NOMUTEX). */
+            w->release = false;
+            pthread_mutex_unlock(&w->mu);
+            (void)sqlite3_db_release_memory(w->db->wr.h);
+            pthread_mutex_lock(&w->mu);
+            w->releases++;
+            pthread_cond_broadcast(&w->released_cv);
+            continue;
+        }
         if (w->head == NULL)
             break; /* closing, and everything queued is done */
         batch = take(w, &n);
@@ -145,6 +158,7 @@ static void *writer_main(void *arg)
     }
     w->drained = true;
     pthread_cond_signal(&w->done_cv);
+    pthread_cond_broadcast(&w->released_cv); /* no release will come */
     pthread_mutex_unlock(&w->mu);
     return NULL;
 }
@@ -176,6 +190,7 @@ static void *answerer_main(void *arg)
 
 static void destroy(writer_t *w)
 {
+    pthread_cond_destroy(&w->released_cv);
     pthread_cond_destroy(&w->done_cv);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
@@ -197,6 +212,10 @@ wa_err_t writer__start(db_t *db, writer_t **out)
     if ((rc = pthread_cond_init(&w->cv, NULL)) == 0 &&
         (rc = pthread_cond_init(&w->done_cv, NULL)) != 0)
         pthread_cond_destroy(&w->cv);
+    if (rc == 0 && (rc = pthread_cond_init(&w->released_cv, NULL)) != 0) {
+        pthread_cond_destroy(&w->done_cv);
+        pthread_cond_destroy(&w->cv);
+    }
     if (rc != 0) {
         pthread_mutex_destroy(&w->mu);
         free(w);
@@ -270,4 +289,23 @@ void writer__free(writer_t *w)
         return;
     writer__stop(w);
     destroy(w);
+}
+
+void writer__release_memory(writer_t *w)
+{
+    uint64_t want;
+
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->mu);
+    if (w->threads == 0 || w->drained) {
+        pthread_mutex_unlock(&w->mu);
+        return;
+    }
+    want = w->releases + 1;
+    w->release = true;
+    pthread_cond_signal(&w->cv);
+    while (w->releases < want && !w->drained)
+        pthread_cond_wait(&w->released_cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
 }

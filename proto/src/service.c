@@ -40,20 +40,6 @@ void wa_service_load_config(const char *service, const wa_config_spec_t *specs,
         wa_service_config_fail(service, "configuration: %s", err);
 }
 
-wa_auth_t *wa_service_auth(const char *service, const wa_auth_opts_t *opts)
-{
-    wa_auth_t *auth = NULL;
-    char err[256];
-
-    if (wa_auth_new(opts, &auth, err, sizeof(err)) != WA_OK)
-        wa_service_config_fail(service, "configuration: %s", err);
-    if (wa_auth_dev_mode(auth))
-        wa_warn(NULL, "AUTH_DEV_MODE=1: 'Authorization: UserId <id>' and raw "
-                      "bearer user ids are accepted without a signature; "
-                      "never use this in production");
-    return auth;
-}
-
 static void on_signal(int sig)
 {
     int saved = errno;
@@ -128,7 +114,8 @@ void wa_service_tune_malloc(char **argv)
     (void)unsetenv("GLIBC_TUNABLES"); /* not run again: carry on as is */
 }
 
-bool wa_service_trim_when_idle(uint64_t work_done)
+bool wa_service_trim_when_idle(uint64_t work_done, void (*release)(void *),
+                               void *arg)
 {
     static uint64_t last;
     static bool busy;
@@ -139,6 +126,8 @@ bool wa_service_trim_when_idle(uint64_t work_done)
     } else if (busy) {
         busy = false;
         trim = true;
+        if (release != NULL)
+            release(arg);
         (void)malloc_trim(0);
     }
     last = work_done;

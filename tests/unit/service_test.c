@@ -129,15 +129,37 @@ static void test_trim_when_idle(void **state)
 {
     (void)state;
     /* Trims once, on the first still second after work. */
-    assert_false(wa_service_trim_when_idle(0));
-    assert_false(wa_service_trim_when_idle(0));
-    assert_false(wa_service_trim_when_idle(5));
-    assert_true(wa_service_trim_when_idle(5));
-    assert_false(wa_service_trim_when_idle(5));
-    assert_false(wa_service_trim_when_idle(7));
-    assert_false(wa_service_trim_when_idle(9));
-    assert_true(wa_service_trim_when_idle(9));
-    assert_false(wa_service_trim_when_idle(9));
+    assert_false(wa_service_trim_when_idle(0, NULL, NULL));
+    assert_false(wa_service_trim_when_idle(0, NULL, NULL));
+    assert_false(wa_service_trim_when_idle(5, NULL, NULL));
+    assert_true(wa_service_trim_when_idle(5, NULL, NULL));
+    assert_false(wa_service_trim_when_idle(5, NULL, NULL));
+    assert_false(wa_service_trim_when_idle(7, NULL, NULL));
+    assert_false(wa_service_trim_when_idle(9, NULL, NULL));
+    assert_true(wa_service_trim_when_idle(9, NULL, NULL));
+    assert_false(wa_service_trim_when_idle(9, NULL, NULL));
+}
+
+static void count_release(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* The service's own release runs once per trim, and only then. */
+static void test_trim_releases(void **state)
+{
+    int n = 0;
+
+    (void)state;
+    assert_false(wa_service_trim_when_idle(20, count_release, &n));
+    assert_int_equal(n, 0);
+    assert_true(wa_service_trim_when_idle(20, count_release, &n));
+    assert_int_equal(n, 1);
+    assert_false(wa_service_trim_when_idle(20, count_release, &n));
+    assert_false(wa_service_trim_when_idle(21, count_release, &n));
+    assert_int_equal(n, 1);
+    assert_true(wa_service_trim_when_idle(21, count_release, &n));
+    assert_int_equal(n, 2);
 }
 
 /* The re-executed test binary prints what it got (see main). */
@@ -180,6 +202,7 @@ int main(int argc, char **argv)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trim_when_idle),
+        cmocka_unit_test(test_trim_releases),
         cmocka_unit_test(test_tune_malloc),
         cmocka_unit_test(test_config_failure_exits_2),
         cmocka_unit_test(test_config_fail),

@@ -155,6 +155,56 @@ static void test_list_text_escaped(void **state)
     cJSON_Delete(res);
 }
 
+static int cache_used(db_conn_t *c)
+{
+    int cur = 0, hi = 0;
+
+    assert_int_equal(
+        sqlite3_db_status(c->h, SQLITE_DBSTATUS_CACHE_USED, &cur, &hi, 0),
+        SQLITE_OK);
+    return cur;
+}
+
+/* An idle store gives its page caches back: the read connection's under
+ * the read lock, the write connection's on the writer thread. */
+static void test_release_memory(void **state)
+{
+    fx_t *f = *state;
+    writer_t *w = NULL;
+    cJSON *res = NULL;
+    int64_t id;
+    char user[16];
+    int before;
+
+    assert_int_equal(db__exec(&f->db->wr, ST_BEGIN), WA_OK);
+    for (int i = 0; i < 5000; i++) {
+        snprintf(user, sizeof(user), "u%d", i % 10);
+        assert_int_equal(logs__append(&f->db->wr, user, "message",
+                                      "{\"body\":\"0123456789abcdef\"}",
+                                      "2026-01-01T00:00:00.000Z", &id),
+                         WA_OK);
+    }
+    assert_int_equal(db__exec(&f->db->wr, ST_COMMIT), WA_OK);
+    assert_int_equal(logs__list(&f->db->rd, "u3", 500, &res), WA_OK);
+    cJSON_Delete(res);
+    before = cache_used(&f->db->rd);
+    assert_true(before > 64 * 1024);
+    db__release_memory(f->db);
+    assert_true(cache_used(&f->db->rd) < before / 4);
+
+    before = cache_used(&f->db->wr);
+    assert_true(before > 64 * 1024);
+    assert_int_equal(writer__start(f->db, &w), WA_OK);
+    writer__release_memory(w);
+    assert_true(cache_used(&f->db->wr) < before / 4);
+    /* Stopped: returns at once, nothing to do. */
+    writer__stop(w);
+    writer__release_memory(w);
+    writer__free(w);
+    db__release_memory(NULL);
+    writer__release_memory(NULL);
+}
+
 /* The count is incremental and stays exact. */
 static void test_count_incremental(void **state)
 {
@@ -461,6 +511,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_append_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_text_escaped, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_release_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_count_incremental, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_seq_per_user_durable, setup,

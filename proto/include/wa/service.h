@@ -67,13 +67,15 @@ bool wa_service_wait(int timeout_ms);
 /*
  * For a main loop that wakes every second or so: work_done is any counter
  * of work that only rises (requests served). When it stood still since the
- * last call after having moved, a burst of work is over, and the heap
- * memory the service's threads freed is given back to the system
- * (malloc_trim): glibc keeps it in per-thread arenas otherwise, so an idle
- * service would hold what its busiest second needed. Returns whether it
- * trimmed. Not thread-safe: one caller.
+ * last call after having moved, a burst of work is over: release(arg) runs
+ * first, if given, for the service to drop caches of its own (store-svc:
+ * SQLite's page cache), then the heap memory the service's threads freed
+ * is given back to the system (malloc_trim): glibc keeps it in per-thread
+ * arenas otherwise, so an idle service would hold what its busiest second
+ * needed. Returns whether it trimmed. Not thread-safe: one caller.
  */
-bool wa_service_trim_when_idle(uint64_t work_done);
+bool wa_service_trim_when_idle(uint64_t work_done, void (*release)(void *),
+                               void *arg);
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 long long wa_now_ms(void);
