@@ -310,6 +310,7 @@ void db__release_memory(db_t *db)
         return;
     (void)sqlite3_db_release_memory(db__read_begin(db)->h);
     db__read_end(db);
+    ckpt__release_memory(db->ckpt);
 }
 
 int db__user_version(db_conn_t *c)
@@ -554,6 +555,13 @@ wa_err_t db__open(const char *path, db_t **out, char *err, size_t errlen)
         rv = conn_err(&db->wr, rc, "PRAGMA synchronous", err, errlen);
         goto fail;
     }
+    /* A WAL file that grew under a burst is cut back to this once it
+     * starts over (checkpoint.c). */
+    if ((rc = pragma(&db->wr, "PRAGMA journal_size_limit = 67108864")) !=
+        SQLITE_OK) {
+        rv = conn_err(&db->wr, rc, "PRAGMA journal_size_limit", err, errlen);
+        goto fail;
+    }
     if ((rv = migrate(&db->wr, err, errlen)) != WA_OK)
         goto fail;
     if ((rv = prepare_all(&db->wr, ON_WR, err, errlen)) != WA_OK)
@@ -564,6 +572,8 @@ wa_err_t db__open(const char *path, db_t **out, char *err, size_t errlen)
         WA_OK)
         goto fail;
     if ((rv = prepare_all(&db->rd, ON_RD, err, errlen)) != WA_OK)
+        goto fail;
+    if ((rv = ckpt__start(path, db->wr.h, &db->ckpt, err, errlen)) != WA_OK)
         goto fail;
     *out = db;
     return WA_OK;
@@ -578,7 +588,8 @@ void db__close(db_t *db)
     if (db == NULL)
         return;
     conn_close(&db->rd);
-    conn_close(&db->wr);
+    conn_close(&db->wr); /* its commit hook names the checkpointer */
+    ckpt__free(db->ckpt);
     pthread_mutex_destroy(&db->rd_mu);
     free(db->path);
     free(db);

@@ -100,10 +100,13 @@ typedef struct db_conn {
  * a time: the writer) and a read-only connection for the bus handlers,
  * serialised by rd_mu. WAL lets the reader run while the writer commits.
  */
+typedef struct ckpt ckpt_t;
+
 typedef struct db {
     db_conn_t wr;
     db_conn_t rd;
     pthread_mutex_t rd_mu;
+    ckpt_t *ckpt; /* WAL checkpoints, off the writer thread */
     char *path;
 } db_t;
 
@@ -127,8 +130,25 @@ int db__user_version(db_conn_t *c);
 db_conn_t *db__read_begin(db_t *db);
 void db__read_end(db_t *db);
 
-/* Release the read connection's page cache (under the read lock). */
+/* Release the page caches of the read connection (under the read lock)
+ * and of the checkpoint connection (unless a checkpoint runs). */
 void db__release_memory(db_t *db);
+
+/* ---------------------------------------------------------- checkpoint.c */
+
+/*
+ * Checkpoints of the WAL on a thread and connection of their own: the
+ * write connection's automatic checkpoint is replaced by a commit hook
+ * that asks for one past a threshold. err as db__open's.
+ */
+wa_err_t ckpt__start(const char *path, sqlite3 *writer, ckpt_t **out, char *err,
+                     size_t errlen);
+void ckpt__release_memory(ckpt_t *c);
+/* Checkpoints completed since start (for tests). */
+uint64_t ckpt__runs(ckpt_t *c);
+/* Stop the thread and close; after the write connection is closed (or its
+ * hook removed). NULL is a no-op. */
+void ckpt__free(ckpt_t *c);
 
 /* The statement id of c, reset and with its bindings cleared. */
 sqlite3_stmt *db__stmt(db_conn_t *c, db_stmt_t id);

@@ -60,7 +60,50 @@ static void test_pragmas(void **state)
     /* The read connection cannot write. */
     assert_true(sqlite3_db_readonly(db->rd.h, "main") == 1);
     assert_true(sqlite3_db_readonly(db->wr.h, "main") == 0);
+    assert_int_equal(tl_scalar(&db->wr, "PRAGMA journal_size_limit"),
+                     64 * 1024 * 1024);
     db__close(db);
+    free(path);
+    tl_rmrf(dir);
+}
+
+/* Checkpoints run on their own thread once the WAL is long, and every
+ * committed row stays readable through them and after a reopen. */
+static void test_checkpoint_thread(void **state)
+{
+    char *dir = tl_tmpdir(), *path = tl_path(dir, "c.db");
+    char *wal = tl_path(dir, "c.db-wal");
+    db_t *db = tl_open(path);
+    char data[2048];
+    int64_t id;
+    FILE *f;
+
+    (void)state;
+    memset(data, 'x', sizeof(data) - 3);
+    data[0] = '"';
+    data[sizeof(data) - 2] = '"';
+    data[sizeof(data) - 1] = '\0';
+    /* About two pages per row, one row per commit, as the writer would. */
+    for (int i = 0; i < 3000 && ckpt__runs(db->ckpt) == 0; i++) {
+        assert_int_equal(logs__append(&db->wr, "u", "t", data, "t", &id),
+                         WA_OK);
+        if (i % 100 == 99)
+            usleep(1000);
+    }
+    for (int i = 0; i < 2000 && ckpt__runs(db->ckpt) == 0; i++)
+        usleep(1000);
+    assert_true(ckpt__runs(db->ckpt) >= 1);
+    assert_int_equal(tl_scalar(&db->rd, "SELECT count(*) FROM session_logs"),
+                     id);
+    db__close(db);
+    /* Closed cleanly: the last connection checkpointed and removed the
+     * WAL, and nothing was lost. */
+    assert_null(f = fopen(wal, "r"));
+    db = tl_open(path);
+    assert_int_equal(tl_scalar(&db->rd, "SELECT count(*) FROM session_logs"),
+                     id);
+    db__close(db);
+    free(wal);
     free(path);
     tl_rmrf(dir);
 }
@@ -403,6 +446,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_creates_dirs_and_file),
         cmocka_unit_test(test_pragmas),
+        cmocka_unit_test(test_checkpoint_thread),
         cmocka_unit_test(test_statements_prepared),
         cmocka_unit_test(test_schema),
         cmocka_unit_test(test_reopen_keeps_rows),
