@@ -11,9 +11,6 @@
  * per checkpoint, not once per 1000 pages of WAL. When everything was
  * copied, the writer's next commit starts the WAL over from its beginning,
  * and journal_size_limit (set by db.c) truncates the file.
- *
- * Measured with bench/store_bench.sh (single-row log.append, 256 threads
- * through a batcher): see docs/architecture.md.
  */
 #include <stdio.h>
 #include <stdlib.h>
