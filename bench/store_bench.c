@@ -15,6 +15,10 @@
  *                --rows=N (2..256) sends N rows per call in "rows", as a
  *                producer with a backlog does; rows/s counts rows;
  *   session.get  the read path;
+ *   log.list     (only with --only=log.list) 50 rows of a user, newest
+ *                first, as GET /logs asks; 50 rows per user are appended
+ *                first, and the answer is kept as text as the gateway
+ *                keeps it (wa_bus_batcher_call_raw with --batcher);
  *   ping         no database at all: the ceiling of the bus itself on this
  *                machine, to read the other two against.
  *
@@ -45,6 +49,7 @@
 #define USERS 100
 #define CALL_TIMEOUT_MS 10000
 #define LAT_SLOTS 4096 /* latency histogram: 0.1 ms buckets up to 409.6 */
+#define LIST_ROWS 50   /* log.list: rows per user, seeded and asked for */
 
 typedef struct bench {
     const char *url;
@@ -134,11 +139,21 @@ static void *client_main(void *arg)
         atomic_fetch_add(&b->errors, 1);
         return NULL;
     }
+    if (b->op == WA_OP_LOG_LIST &&
+        ((args = cJSON_CreateObject()) == NULL ||
+         cJSON_AddNumberToObject(args, "limit", LIST_ROWS) == NULL)) {
+        atomic_fetch_add(&b->errors, 1);
+        cJSON_Delete(args);
+        return NULL;
+    }
     while ((t0 = now_s()) < b->until) {
         snprintf(user, sizeof(user), "bench-user-%lu",
                  ((unsigned long)cl->id * 7919 + n++) % USERS);
         wa_rid_new(rid, sizeof(rid));
-        if ((b->batcher != NULL
+        if ((b->batcher != NULL && b->op == WA_OP_LOG_LIST
+                 ? wa_bus_batcher_call_raw(b->batcher, b->op, user, rid, args,
+                                           CALL_TIMEOUT_MS, &rep)
+             : b->batcher != NULL
                  ? wa_bus_batcher_call(b->batcher, b->op,
                                        b->op == WA_OP_PING ? "" : user, rid,
                                        args, CALL_TIMEOUT_MS, &rep)
@@ -222,9 +237,32 @@ out:
     return rv;
 }
 
+/* log.list's data: LIST_ROWS rows for each of the USERS users, one call
+ * each. */
+static int seed_logs(bench_t *b)
+{
+    char rid[WA_RID_MAX + 1], user[32];
+    cJSON *args = append_args(0, LIST_ROWS);
+    wa_reply_t rep;
+    wa_err_t rv = args != NULL ? WA_OK : WA_ENOMEM;
+
+    for (int u = 0; u < USERS && rv == WA_OK; u++) {
+        snprintf(user, sizeof(user), "bench-user-%d", u);
+        wa_rid_new(rid, sizeof(rid));
+        rv = wa_bus_call(b->shared, WA_OP_LOG_APPEND, user, rid, args,
+                         CALL_TIMEOUT_MS, &rep);
+        wa_reply_clear(&rep);
+    }
+    cJSON_Delete(args);
+    if (rv != WA_OK)
+        fprintf(stderr, "store_bench: seeding log rows: %s\n", wa_strerror(rv));
+    return rv == WA_OK ? 0 : -1;
+}
+
 static void usage(void)
 {
-    fprintf(stderr, "usage: store_bench [--only=log.append|session.get|ping] "
+    fprintf(stderr, "usage: store_bench "
+                    "[--only=log.append|session.get|ping|log.list] "
                     "[--socket-per-thread] [--rows=2..256] [--batcher=1..256] "
                     "[seconds] "
                     "[threads...]\n");
@@ -249,7 +287,7 @@ int main(int argc, char **argv)
         if (strncmp(argv[i], "--only=", 7) == 0 &&
             wa_op_from_name(argv[i] + 7, &ops[0]) == WA_OK &&
             (ops[0] == WA_OP_LOG_APPEND || ops[0] == WA_OP_SESSION_GET ||
-             ops[0] == WA_OP_PING)) {
+             ops[0] == WA_OP_PING || ops[0] == WA_OP_LOG_LIST)) {
             nops = 1;
         } else if (strncmp(argv[i], "--rows=", 7) == 0) {
             rows = atoi(argv[i] + 7);
@@ -319,6 +357,8 @@ int main(int argc, char **argv)
     printf("store_bench: %s, %.1f s per figure, %s%s\n", url, seconds,
            b->per_thread ? "one socket per thread" : "one shared socket",
            b->batcher != NULL ? ", through a batcher" : "");
+    if (ops[0] == WA_OP_LOG_LIST && seed_logs(b) != 0)
+        status = 1;
     for (int o = 0; o < nops && status == 0; o++) {
         for (int k = 0; k < ncounts && status == 0; k++)
             status = run(b, ops[o], counts[k], seconds) ? 1 : 0;

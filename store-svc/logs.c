@@ -87,6 +87,8 @@ wa_err_t logs__list(db_conn_t *c, const char *user, long limit, cJSON **out)
         err = db__fail(c, rc, "log.list bind");
         goto out;
     }
+    /* A typical row (an event without a message body) is ~150 bytes. */
+    wa_json_buf_reserve(&b, (size_t)limit * 160 + 16);
     wa_json_buf_lit(&b, "{\"logs\":[");
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         wa_json_buf_lit(&b, sep);

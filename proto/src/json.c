@@ -575,6 +575,11 @@ static bool reserve(wa_json_buf_t *b, size_t more)
     return true;
 }
 
+void wa_json_buf_reserve(wa_json_buf_t *b, size_t n)
+{
+    (void)reserve(b, n);
+}
+
 void wa_json_buf_add(wa_json_buf_t *b, const char *s, size_t n)
 {
     if (!reserve(b, n))

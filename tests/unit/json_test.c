@@ -311,6 +311,8 @@ static void test_buf_grows(void **state)
     size_t len;
 
     (void)state;
+    wa_json_buf_reserve(&b, 100);
+    assert_true(b.cap > 100);
     wa_json_buf_lit(&b, "[");
     for (int i = 0; i < 10000; i++) {
         if (i > 0)

@@ -89,6 +89,9 @@ typedef struct wa_json_buf {
     bool failed;
 } wa_json_buf_t;
 
+/* Room for n more bytes at once, when the size is about known: saves the
+ * copies of growing step by step. */
+void wa_json_buf_reserve(wa_json_buf_t *b, size_t n);
 void wa_json_buf_add(wa_json_buf_t *b, const char *s, size_t n);
 void wa_json_buf_lit(wa_json_buf_t *b, const char *s); /* NUL-terminated */
 void wa_json_buf_int(wa_json_buf_t *b, int64_t v);
