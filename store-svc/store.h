@@ -57,7 +57,7 @@
 /* ------------------------------------------------------------------ db.c */
 
 /* Schema version this binary migrates to (PRAGMA user_version). */
-#define DB_SCHEMA_VERSION 3
+#define DB_SCHEMA_VERSION 4
 
 /* Every statement, prepared once per connection at open. */
 typedef enum db_stmt {

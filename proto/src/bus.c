@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nng/protocol/pubsub0/pub.h>
 #include <nng/protocol/pubsub0/sub.h>
@@ -993,19 +994,25 @@ static uint64_t splitmix64(uint64_t *state)
 
 void wa_rid_new(char *buf, size_t len)
 {
-    /* A per-thread splitmix64 stream seeded once from nng_random() (a
+    /* 11 hex digits of the wall clock's milliseconds, then 13 of a
+     * per-thread splitmix64 stream seeded once from nng_random() (a
      * CSPRNG): unique ids without a system call per request, which the
      * gateway makes one of for every request that brings none. Ids need to
-     * be unique, not secret: idempotency is keyed by (op, user, rid). */
+     * be unique, not secret: idempotency is keyed by (op, user, rid). They
+     * sort by creation time, so store-svc's table of them (keyed by rid
+     * first) grows at one end: a commit of many writes dirties a leaf or
+     * two of it, not one per write. */
     static _Thread_local uint64_t state;
-    uint64_t a, b;
+    struct timespec ts;
+    uint64_t ms;
 
     if (buf == NULL || len == 0)
         return;
     if (state == 0)
         state = (uint64_t)nng_random() << 32 | nng_random() | 1;
-    a = splitmix64(&state);
-    b = splitmix64(&state);
-    snprintf(buf, len, "%016llx%08x", (unsigned long long)a,
-             (unsigned)(b >> 32));
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    snprintf(buf, len, "%011llx%013llx",
+             (unsigned long long)(ms & 0xfffffffffffull),
+             (unsigned long long)(splitmix64(&state) >> 12));
 }

@@ -152,9 +152,12 @@ class Stack:
         gw = Proc(name, [os.path.join(BIN, "gateway")], full, self.dir)
         gw.port = port
         self.procs.append(gw)
+        # Its own log line too: a port picked free can be taken by another
+        # process before the gateway binds it, and that one would answer.
         wait_until(name + " listening",
-                   lambda: socket.create_connection(("127.0.0.1", port),
-                                                    0.2).close() or True)
+                   lambda: "listening on port %d " % port in gw.text() and
+                   (socket.create_connection(("127.0.0.1", port),
+                                             0.2).close() or True))
         return gw
 
     def start_session(self, name, url=None):

@@ -1308,6 +1308,25 @@ static void test_rid_new(void **state)
         free(rids[i]);
     free(rids);
 
+    /* Ids begin with their creation time in ms (11 hex digits), so later
+     * ids sort after earlier ones. */
+    {
+        char a[WA_RID_MAX + 1], b[WA_RID_MAX + 1], ms[12];
+        struct timespec ts;
+        long long now, t;
+
+        wa_rid_new(a, sizeof(a));
+        clock_gettime(CLOCK_REALTIME, &ts);
+        now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        memcpy(ms, a, 11);
+        ms[11] = '\0';
+        t = strtoll(ms, NULL, 16);
+        assert_true(t <= now && now - t < 1000);
+        usleep(2000);
+        wa_rid_new(b, sizeof(b));
+        assert_true(strcmp(a, b) < 0);
+    }
+
     /* A short buffer is truncated, still terminated. */
     wa_rid_new(small, sizeof(small));
     assert_int_equal(strlen(small), sizeof(small) - 1);

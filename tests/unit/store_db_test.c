@@ -197,6 +197,51 @@ static void test_reopen_keeps_rows(void **state)
     tl_rmrf(dir);
 }
 
+/* Version 3 kept bus_requests keyed (op, user_id, rid); version 4 keys it
+ * by rid first. A recorded answer survives the change and is still found. */
+static void test_migrates_rid_table(void **state)
+{
+    char *dir = tl_tmpdir(), *path = tl_path(dir, "v3.db");
+    db_t *db = tl_open(path);
+    char *reply = NULL;
+    uint64_t fp = 0;
+
+    (void)state;
+    db__close(db);
+    tl_sql(path, "DROP TABLE bus_requests;"
+                 "CREATE TABLE bus_requests (op TEXT NOT NULL, user_id TEXT "
+                 "NOT NULL, rid TEXT NOT NULL, fingerprint INTEGER NOT NULL, "
+                 "reply TEXT NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY "
+                 "(op, user_id, rid)) WITHOUT ROWID;"
+                 "CREATE INDEX bus_requests_at ON bus_requests (at_ms);"
+                 "INSERT INTO bus_requests VALUES ('log.append', 'alice', "
+                 "'r-1', 42, '{\"id\":7}', 1000);"
+                 "PRAGMA user_version = 3;");
+    db = tl_open(path);
+    assert_int_equal(db__user_version(&db->wr), DB_SCHEMA_VERSION);
+    assert_int_equal(
+        rids__get(&db->wr, WA_OP_LOG_APPEND, "alice", "r-1", &fp, &reply),
+        WA_OK);
+    assert_int_equal(fp, 42);
+    assert_string_equal(reply, "{\"id\":7}");
+    free(reply);
+    assert_int_equal(
+        rids__get(&db->wr, WA_OP_LOG_APPEND, "bob", "r-1", &fp, &reply),
+        WA_ENOTFOUND);
+    /* Keyed by rid first now. */
+    assert_int_equal(
+        tl_scalar(&db->wr, "SELECT count(*) FROM pragma_index_xinfo("
+                           "'sqlite_autoindex_bus_requests_1') WHERE seqno = "
+                           "0 AND name = 'rid'"),
+        1);
+    assert_int_equal(tl_scalar(&db->wr, "SELECT count(*) FROM sqlite_master "
+                                        "WHERE name = 'bus_requests_at'"),
+                     1);
+    db__close(db);
+    free(path);
+    tl_rmrf(dir);
+}
+
 /* A database the original Node.js server left (user_version 0, its two
  * tables, rows, a NULL status) is adopted with its rows. */
 static void test_adopts_seed_database(void **state)
@@ -451,6 +496,7 @@ int main(void)
         cmocka_unit_test(test_schema),
         cmocka_unit_test(test_reopen_keeps_rows),
         cmocka_unit_test(test_adopts_seed_database),
+        cmocka_unit_test(test_migrates_rid_table),
         cmocka_unit_test(test_refuses_newer_schema),
         cmocka_unit_test(test_failed_migration_is_rolled_back),
         cmocka_unit_test(test_not_a_database),
