@@ -168,7 +168,9 @@ wa_err_t wa_bus_recv_event(nng_socket sub, wa_event_t *ev);
  * already queued. For draining a burst. */
 wa_err_t wa_bus_try_recv_event(nng_socket sub, wa_event_t *ev);
 
-/* Make a fresh request id (24 hex chars) into buf (>= WA_RID_MAX + 1). */
+/* Make a fresh request id (24 hex chars) into buf (>= WA_RID_MAX + 1): the
+ * wall clock's milliseconds (11 digits), then 52 random bits, so ids sort
+ * by creation time. Unique, not secret. */
 void wa_rid_new(char *buf, size_t len);
 
 #endif /* WA_BUS_H */
