@@ -55,7 +55,7 @@ static uint64_t has_zero(uint64_t x)
 
 static size_t plain_run(const char *s, size_t n, size_t i, bool ctl)
 {
-    while (n - i >= 8) {
+    while (i < n && n - i >= 8) {
         uint64_t w, hit;
 
         memcpy(&w, s + i, 8);
@@ -404,6 +404,11 @@ static bool next(wa_json_iter_t *it, wa_json_span_t *key, wa_json_span_t *val,
         key->n = i - start;
         i = skip_ws(s, n, i);
         i = skip_ws(s, n, i + 1); /* the ':' */
+    }
+    if (i >= n) { /* only text that was not checked ends here */
+        it->i = n;
+        it->done = true;
+        return false;
     }
     start = i;
     val->p = s + start;
