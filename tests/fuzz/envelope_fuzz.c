@@ -16,6 +16,38 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Every member and element of checked text is itself one checked value,
+ * whether skipped (iter_next) or entered (iter_next_in), and keys are
+ * strings. */
+static void walk(wa_json_span_t v, int depth)
+{
+    wa_json_iter_t it, in;
+    wa_json_span_t key, val;
+    bool enter = depth % 2 == 1;
+
+    if (depth > 64 || !wa_json_iter_init(&it, v))
+        return;
+    while (enter ? wa_json_iter_next_in(&it, &key, &val, &in)
+                 : wa_json_iter_next(&it, &key, &val)) {
+        if (it.object && (key.n < 2 || key.p[0] != '"' ||
+                          wa_json_check(key.p, key.n, NULL) != WA_OK))
+            abort();
+        if (enter && val.n == 0) {
+            /* Entered: walk the inner iterator to its end. */
+            wa_json_span_t k2, v2;
+            while (wa_json_iter_next(&in, &k2, &v2)) {
+                if (wa_json_check(v2.p, v2.n, NULL) != WA_OK)
+                    abort();
+                walk(v2, depth + 2);
+            }
+            continue;
+        }
+        if (wa_json_check(val.p, val.n, NULL) != WA_OK)
+            abort();
+        walk(val, depth + 1);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     wa_request_t req, req2;
@@ -41,10 +73,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (wa_utf8_valid(data, size) &&
         wa_json_check((const char *)data, size, NULL) == WA_OK) {
         cJSON *tree = cJSON_ParseWithLength((const char *)data, size);
+        wa_json_span_t top;
 
         if (tree == NULL)
             abort();
         cJSON_Delete(tree);
+        if (wa_json_check((const char *)data, size, &top) != WA_OK)
+            abort();
+        walk(top, 0);
     }
     if (wa_reply_decode(data, size, &rep) == WA_OK) {
         wa_reply_t raw;
