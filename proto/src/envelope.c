@@ -10,6 +10,10 @@
  * "v" (so a future version is reported as WA_EVERSION, not as a shape
  * error), then every field for presence, type and length.
  *
+ * Replies are read with json.h's checker and iterator instead of cJSON
+ * (the same checks, in the same order): only their "data" becomes a tree,
+ * and only when the caller reads it (reply_scan).
+ *
  * Error mapping of the decoders: a string field over its byte limit ->
  * WA_ETOOBIG; "v" a number other than 1 -> WA_EVERSION; an unknown "op" ->
  * WA_EUNKNOWNOP; invalid UTF-8 anywhere -> WA_EUTF8; anything else malformed
