@@ -256,16 +256,25 @@ fail:
 }
 
 /* The first checks of every decoder, in their order: size before anything
- * is read, then UTF-8, then the JSON itself. */
-static wa_err_t parse_object(const void *buf, size_t len, cJSON **out)
+ * is read, then UTF-8; the JSON itself comes next. */
+static wa_err_t check_message(const void *buf, size_t len)
 {
-    *out = NULL;
     if (len > WA_ENVELOPE_MAX)
         return WA_ETOOBIG;
     if (buf == NULL)
         return len == 0 ? WA_EPROTO : WA_EINVAL;
     if (!wa_utf8_valid(buf, len))
         return WA_EUTF8;
+    return WA_OK;
+}
+
+static wa_err_t parse_object(const void *buf, size_t len, cJSON **out)
+{
+    wa_err_t rv;
+
+    *out = NULL;
+    if ((rv = check_message(buf, len)) != WA_OK)
+        return rv;
     return parse_json(buf, len, out);
 }
 
@@ -547,16 +556,13 @@ static wa_err_t reply_decode(const void *buf, size_t len, bool raw,
                              wa_reply_t *rep)
 {
     wa_json_span_t obj;
+    wa_err_t rv;
 
     if (rep == NULL)
         return WA_EINVAL;
     memset(rep, 0, sizeof(*rep));
-    if (len > WA_ENVELOPE_MAX)
-        return WA_ETOOBIG;
-    if (buf == NULL)
-        return len == 0 ? WA_EPROTO : WA_EINVAL;
-    if (!wa_utf8_valid(buf, len))
-        return WA_EUTF8;
+    if ((rv = check_message(buf, len)) != WA_OK)
+        return rv;
     if (wa_json_check_object(buf, len, &obj) != WA_OK)
         return WA_EPROTO;
     return reply_scan(obj, raw, rep);
