@@ -72,4 +72,16 @@ bool gw_json_has_nul_escape(const char *buf, size_t len);
  */
 bool gw_valid_logs(const char *text, size_t len);
 
+/*
+ * The GET /status body from store-svc's session.get data (JSON text
+ * already checked): {"status", "phoneNumber", "displayName", "qrCode",
+ * "connectedAt", "lastActivity"}, each the store's string or null, qrCode
+ * only while status is "qr"; nothing else passes. WA_OK with *out
+ * (malloc'd, NUL-terminated; free()) and *outlen; WA_EPROTO when status is
+ * not a string or a field comes twice; WA_ENOMEM. Values are copied as
+ * the store wrote them, never parsed and printed again.
+ */
+wa_err_t gw_status_body(const char *text, size_t len, char **out,
+                        size_t *outlen);
+
 #endif /* GW_VALIDATE_H */

@@ -285,6 +285,55 @@ static void test_logs_shape(void **state)
     }
 }
 
+static void status_is(const char *store, const char *want)
+{
+    wa_json_span_t v;
+    char *out = NULL;
+    size_t len = 0;
+
+    assert_int_equal(wa_json_check(store, strlen(store), &v), WA_OK);
+    assert_int_equal(gw_status_body(v.p, v.n, &out, &len), WA_OK);
+    assert_string_equal(out, want);
+    assert_int_equal(len, strlen(want));
+    free(out);
+}
+
+/* The GET /status body: the six fields, strings or null, the QR only while
+ * scanning, nothing else of the store's row. */
+static void test_status_body(void **state)
+{
+    static const char *const bad[] = {
+        "{}",
+        "{\"status\":null}",
+        "{\"status\":1}",
+        "[]",
+        "{\"status\":\"qr\",\"status\":\"ready\"}",
+        "{\"status\":\"qr\",\"qrCode\":\"a\",\"qrCode\":\"b\"}",
+    };
+    (void)state;
+    status_is("{\"userId\":\"u\",\"status\":\"qr\",\"qrCode\":\"data:x\","
+              "\"phoneNumber\":null,\"updatedAt\":\"t\",\"displayName\":"
+              "\"Dr \\\"Z\\u00f6\\\"\"}",
+              "{\"status\":\"qr\",\"phoneNumber\":null,\"displayName\":"
+              "\"Dr \\\"Z\\u00f6\\\"\",\"qrCode\":\"data:x\",\"connectedAt\":"
+              "null,\"lastActivity\":null}");
+    status_is("{\"status\":\"ready\",\"qrCode\":\"stale\",\"phoneNumber\":"
+              "\"+41791234567\",\"connectedAt\":\"2026-11-26T10:00:00.000Z\","
+              "\"lastActivity\":7,\"displayName\":{\"x\":1}}",
+              "{\"status\":\"ready\",\"phoneNumber\":\"+41791234567\","
+              "\"displayName\":null,\"qrCode\":null,\"connectedAt\":"
+              "\"2026-11-26T10:00:00.000Z\",\"lastActivity\":null}");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        wa_json_span_t v;
+        char *out = NULL;
+
+        assert_int_equal(wa_json_check(bad[i], strlen(bad[i]), &v), WA_OK);
+        if (gw_status_body(v.p, v.n, &out, NULL) != WA_EPROTO)
+            fail_msg("accepted: %s", bad[i]);
+        assert_null(out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -292,6 +341,7 @@ int main(void)
         cmocka_unit_test(test_phone),        cmocka_unit_test(test_parse_int),
         cmocka_unit_test(test_query_param),  cmocka_unit_test(test_message),
         cmocka_unit_test(test_nul_escape),   cmocka_unit_test(test_logs_shape),
+        cmocka_unit_test(test_status_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
