@@ -147,14 +147,21 @@ typedef struct nt_writers nt_writers_t;
 
 /*
  * Write coalescing: a connection is written at most once per epoch of
- * this many milliseconds, except that the first write after a quiet epoch
- * goes at once. Frames queued to a connection already written in the
- * current epoch go out together at the next one. So a client receiving
- * fewer than ~1000/NT_WRITE_EPOCH_MS frames/s sees no added latency, and a
- * busy one costs one send() (and one client wake-up) per epoch instead of
- * one per frame, at most NT_WRITE_EPOCH_MS later.
+ * this many milliseconds, counted from its own last write, except that a
+ * write after a quiet epoch goes at once. Frames queued to a connection
+ * within an epoch of its last write go out together when that epoch ends
+ * (at the monitor's next tick). So a client receiving fewer than
+ * ~1000/NT_WRITE_EPOCH_MS frames/s sees no added latency, and a busy one
+ * costs one send() (and one client wake-up) per epoch instead of one per
+ * frame, at most NT_WRITE_EPOCH_MS (and half a tick) later. Epochs are per
+ * connection, not a shared clock, so a thousand busy connections fall due
+ * spread over the epoch instead of all at one boundary, where the last of them
+ * would wait for the other writes too.
  */
 #define NT_WRITE_EPOCH_MS 20
+/* The monitor's period: epochs end on its ticks, so a busy connection's
+ * writes are NT_WRITE_EPOCH_MS apart give or take half of this. */
+#define NT_WRITE_TICK_MS 4
 
 /* Start `threads` (>= 1) workers. WA_OK, WA_EINVAL, WA_EINTERNAL. */
 wa_err_t nt_writers_new(size_t threads, nt_metrics_t *metrics,

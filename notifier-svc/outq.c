@@ -6,7 +6,11 @@
  * for a client. Workers take a queue with work from a FIFO ready list,
  * write a batch of its frames (small ones coalesced into one write), and
  * put it back at the tail if more is queued, so every connection gets its
- * turn. A write to a client that stopped reading blocks inside CivetWeb
+ * turn. A busy connection is written at most once per NT_WRITE_EPOCH_MS
+ * of its own (see notifier.h): what comes in meanwhile waits on a timing
+ * wheel of NT_WRITE_TICK_MS slots, keyed by when its epoch ends, which the
+ * monitor empties into the ready list as each slot comes due. A write to a
+ * client that stopped reading blocks inside CivetWeb
  * until its write timeout; the monitor sees a worker stuck that long
  * (NT_WRITER_STALL_MS), starts a replacement, and the stuck one retires
  * once its write returns. Meanwhile that client's queue overflows and it is
@@ -26,10 +30,16 @@
 #define WRITER_BATCH 64       /* frames taken per turn */
 #define WRITER_COALESCE 16384 /* small frames are copied into one write */
 #define WRITER_STACK (256 * 1024)
-/* The monitor's period, and the length of a write epoch (see
- * NT_WRITE_EPOCH_MS in notifier.h). */
-#define MONITOR_TICK_MS NT_WRITE_EPOCH_MS
-#define EPOCH_NEVER UINT64_MAX
+/* The timing wheel: more slots than the ticks an epoch can span, so a slot
+ * never holds two due times that are both still ahead. */
+#define EPOCH_NS ((int64_t)NT_WRITE_EPOCH_MS * 1000000)
+#define TICK_NS ((int64_t)NT_WRITE_TICK_MS * 1000000)
+#define WHEEL_SLOTS 16
+/* Queues released from the wheel per worker woken for them. */
+#define RELEASE_PER_WAKE WRITER_BATCH
+
+_Static_assert(NT_WRITE_EPOCH_MS / NT_WRITE_TICK_MS + 1 < WHEEL_SLOTS,
+               "the wheel must span a write epoch");
 
 typedef struct worker {
     nt_writers_t *pool;
@@ -42,11 +52,16 @@ typedef struct worker {
 
 struct nt_writers {
     pthread_mutex_t mu;
-    pthread_cond_t work;      /* workers wait for the ready list */
-    pthread_cond_t done;      /* nt_outq_stop waits for a worker to let go */
-    nt_outq_t *head, *tail;   /* ready list: queues with something to write */
-    nt_outq_t *dhead, *dtail; /* delayed list: ready at the next epoch */
-    uint64_t epoch;           /* atomic: write epochs since start */
+    pthread_cond_t work;    /* workers wait for the ready list */
+    pthread_cond_t done;    /* nt_outq_stop waits for a worker to let go */
+    nt_outq_t *head, *tail; /* ready list: queues with something to write */
+    /* The wheel: slot t % WHEEL_SLOTS lists the queues whose epoch ends at
+     * tick t; slots up to `released` have been moved to the ready list. */
+    nt_outq_t *whead[WHEEL_SLOTS], *wtail[WHEEL_SLOTS];
+    uint64_t released;
+    int64_t start_ns; /* tick 0 */
+    uint64_t tick;    /* atomic: NT_WRITE_TICK_MS ticks since start */
+    size_t waiting;   /* atomic (written under mu): queues on the wheel */
     worker_t *workers;
     size_t want;    /* workers that should be unstuck */
     size_t active;  /* unstuck workers */
@@ -56,14 +71,13 @@ struct nt_writers {
     bool deferred;  /* the pump is mid-burst: wake workers at its end */
     bool stopping;  /* written under mu, atomically (the monitor reads) */
     bool attention; /* atomic: the monitor must look under the lock */
-    bool delayed;   /* atomic: the delayed list is not empty */
     pthread_t monitor;
     nt_metrics_t *metrics;
 };
 
 struct nt_outq {
     nt_writers_t *pool;
-    nt_outq_t *rnext, *rprev; /* ready or delayed list links */
+    nt_outq_t *rnext, *rprev; /* ready list or wheel slot links */
     nt_frame_t **ring;        /* circular, cap entries */
     size_t cap, head, count, bytes;
     size_t max_frames, max_bytes;
@@ -71,8 +85,9 @@ struct nt_outq {
     bool close_pending; /* a close frame is still to be written */
     bool finished;      /* a close frame went out, or a write failed */
     bool ready;         /* on the ready list */
-    bool waiting;       /* on the delayed list */
-    uint64_t written;   /* epoch of the last data write, or EPOCH_NEVER */
+    bool waiting;       /* on the wheel, in slot due % WHEEL_SLOTS */
+    uint64_t due;       /* the first tick an epoch after its last data
+                           write (0 before any): it waits until then */
     bool running;       /* a worker is writing it */
     bool started, stopped;
     uint16_t close_code;
@@ -87,6 +102,12 @@ static int64_t mono_ns(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The wheel tick of a CLOCK_MONOTONIC time. */
+static uint64_t tick_of(const nt_writers_t *w, int64_t now)
+{
+    return (uint64_t)((now - w->start_ns) / TICK_NS);
 }
 
 /* ---- frames ---------------------------------------------------------------
@@ -189,7 +210,6 @@ nt_outq_t *nt_outq_new(const nt_outq_opts_t *opts)
     if ((q = calloc(1, sizeof(*q))) == NULL)
         return NULL;
     q->pool = opts->writers;
-    q->written = EPOCH_NEVER;
     q->max_frames = opts->max_frames;
     q->max_bytes = opts->max_bytes;
     return q;
@@ -243,10 +263,14 @@ static void unready_locked(nt_outq_t *q)
 {
     nt_writers_t *w = q->pool;
 
-    if (q->ready)
+    if (q->ready) {
         list_remove(&w->head, &w->tail, q);
-    else if (q->waiting)
-        list_remove(&w->dhead, &w->dtail, q);
+    } else if (q->waiting) {
+        size_t slot = q->due % WHEEL_SLOTS;
+
+        list_remove(&w->whead[slot], &w->wtail[slot], q);
+        __atomic_store_n(&w->waiting, w->waiting - 1, __ATOMIC_RELAXED);
+    }
     q->ready = q->waiting = false;
 }
 
@@ -271,10 +295,11 @@ static bool wake_one_locked(nt_writers_t *w)
 
 /*
  * Put q on the ready list if it has work and is not listed or being
- * written. Write coalescing: a queue already written in this epoch goes on
- * the delayed list instead, which the monitor moves to the ready list at
- * the next epoch, so a busy connection gets one write per epoch carrying
- * everything queued meanwhile, while a quiet one is written at once. A
+ * written. Write coalescing: a queue written less than an epoch ago waits
+ * on the wheel until that epoch ends, so a busy connection gets one write
+ * per epoch carrying everything queued meanwhile, while a quiet one is
+ * written at once. Each queue's epoch runs from its own last write, so
+ * busy connections fall due spread over time, not all at one instant. A
  * close, or a full write's worth of frames, goes at once. While the pump
  * defers wake-ups, only a queue holding a full write wakes a worker.
  * Returns whether a sleeping worker should be woken.
@@ -282,21 +307,24 @@ static bool wake_one_locked(nt_writers_t *w)
 static bool enqueue_locked(nt_outq_t *q, bool coalesce)
 {
     nt_writers_t *w = q->pool;
+    uint64_t now = __atomic_load_n(&w->tick, __ATOMIC_RELAXED);
     bool delay;
 
     if (q->ready || q->running || !has_work(q))
         return false;
-    delay = coalesce && !q->close_pending && below_one_write(q) &&
-            q->written == __atomic_load_n(&w->epoch, __ATOMIC_RELAXED);
+    delay = coalesce && !q->close_pending && below_one_write(q) && q->due > now;
     if (q->waiting) {
         if (delay)
             return false;
         unready_locked(q); /* promoted: a close or a full write */
     }
     if (delay) {
+        size_t slot;
+
         q->waiting = true;
-        list_append(&w->dhead, &w->dtail, q);
-        __atomic_store_n(&w->delayed, true, __ATOMIC_RELEASE);
+        slot = q->due % WHEEL_SLOTS;
+        list_append(&w->whead[slot], &w->wtail[slot], q);
+        __atomic_store_n(&w->waiting, w->waiting + 1, __ATOMIC_RELAXED);
         return false;
     }
     q->ready = true;
@@ -556,6 +584,7 @@ static void run_turn(worker_t *me, nt_outq_t *q)
     nt_frame_t *batch[WRITER_BATCH];
     unsigned char frame[4 + NT_CLOSE_REASON_MAX];
     size_t n = 0, bytes = 0, close_len = 0;
+    int64_t now = mono_ns();
     int rv = 0;
 
     while (n < WRITER_BATCH && q->count > 0) {
@@ -572,12 +601,15 @@ static void run_turn(worker_t *me, nt_outq_t *q)
         q->close_pending = false;
         q->finished = true; /* nothing follows a close frame */
     }
+    /* From the write's own time, not the monitor's last tick, which may
+     * lag: the tick nearest to an epoch after this write, so writes are
+     * an epoch apart on average, give or take half a tick. */
     if (n > 0)
-        q->written = __atomic_load_n(&w->epoch, __ATOMIC_RELAXED);
+        q->due = tick_of(w, now + EPOCH_NS + TICK_NS / 2);
     q->running = true;
     pthread_mutex_unlock(&w->mu);
 
-    __atomic_store_n(&me->busy_since, mono_ns(), __ATOMIC_RELAXED);
+    __atomic_store_n(&me->busy_since, now, __ATOMIC_RELAXED);
     if (n > 0)
         rv = write_batch(q, batch, n);
     else if (close_len > 0)
@@ -721,28 +753,50 @@ static bool monitor_due(nt_writers_t *w, int64_t now, int64_t stall)
     return false;
 }
 
-/* Start a new epoch: every delayed queue becomes ready. Returns how many
- * sleeping workers to wake. Caller holds the lock. */
-static size_t next_epoch_locked(nt_writers_t *w)
+/* Move wheel slot `slot` to the tail of the ready list; returns how many
+ * queues it held. Caller holds the lock. */
+static size_t release_slot_locked(nt_writers_t *w, size_t slot)
 {
-    size_t wake = 0;
+    nt_outq_t *first = w->whead[slot];
+    size_t n = 0;
 
-    __atomic_add_fetch(&w->epoch, 1, __ATOMIC_RELAXED);
-    if (w->dhead == NULL)
+    if (first == NULL)
         return 0;
-    for (nt_outq_t *q = w->dhead; q != NULL; q = q->rnext) {
+    for (nt_outq_t *q = first; q != NULL; q = q->rnext) {
         q->waiting = false;
         q->ready = true;
+        n++;
     }
-    w->dhead->rprev = w->tail;
+    first->rprev = w->tail;
     if (w->tail != NULL)
-        w->tail->rnext = w->dhead;
+        w->tail->rnext = first;
     else
-        w->head = w->dhead;
-    w->tail = w->dtail;
-    w->dhead = w->dtail = NULL;
-    __atomic_store_n(&w->delayed, false, __ATOMIC_RELAXED);
-    while (wake_one_locked(w))
+        w->head = first;
+    w->tail = w->wtail[slot];
+    w->whead[slot] = w->wtail[slot] = NULL;
+    __atomic_store_n(&w->waiting, w->waiting - n, __ATOMIC_RELAXED);
+    return n;
+}
+
+/* Release every wheel slot due by tick `now`, oldest first. Returns how
+ * many sleeping workers to wake: enough for what was released, not every
+ * one for a handful of writes. Caller holds the lock. */
+static size_t release_due_locked(nt_writers_t *w, uint64_t now)
+{
+    size_t n = 0, wake = 0;
+    uint64_t t = w->released;
+
+    if (now <= t)
+        return 0;
+    /* A slot holds due times within an epoch of the tick it was filled
+     * at, so after a long gap one pass over the wheel covers them all
+     * (releasing a queue early costs only a write sooner). */
+    if (now - t > WHEEL_SLOTS)
+        t = now - WHEEL_SLOTS;
+    while (t < now)
+        n += release_slot_locked(w, (size_t)(++t % WHEEL_SLOTS));
+    w->released = now;
+    while (n > wake * RELEASE_PER_WAKE && wake_one_locked(w))
         wake++;
     return wake;
 }
@@ -751,24 +805,23 @@ static void *monitor_main(void *arg)
 {
     nt_writers_t *w = arg;
     const int64_t stall = (int64_t)NT_WRITER_STALL_MS * 1000000;
-    const struct timespec tick = {.tv_nsec = MONITOR_TICK_MS * 1000000L};
+    const struct timespec tick = {.tv_nsec = NT_WRITE_TICK_MS * 1000000L};
 
     (void)pthread_setname_np(pthread_self(), "nt-monitor");
     while (!__atomic_load_n(&w->stopping, __ATOMIC_ACQUIRE)) {
         size_t wake = 0;
+        uint64_t ticks;
         int64_t now;
 
         nanosleep(&tick, NULL);
         now = mono_ns();
-        if (!__atomic_load_n(&w->delayed, __ATOMIC_ACQUIRE) &&
-            !monitor_due(w, now, stall)) {
-            /* Nothing waits for the epoch: no need for the lock. A queue
-             * delayed right now waits one epoch more, at worst. */
-            __atomic_add_fetch(&w->epoch, 1, __ATOMIC_RELAXED);
-            continue;
-        }
+        ticks = tick_of(w, now);
+        __atomic_store_n(&w->tick, ticks, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&w->waiting, __ATOMIC_RELAXED) == 0 &&
+            !monitor_due(w, now, stall))
+            continue; /* nothing on the wheel: no need for the lock */
         pthread_mutex_lock(&w->mu);
-        wake = next_epoch_locked(w);
+        wake = release_due_locked(w, ticks);
         for (worker_t *me = w->workers; me != NULL; me = me->next) {
             int64_t since = __atomic_load_n(&me->busy_since, __ATOMIC_RELAXED);
 
@@ -806,6 +859,7 @@ wa_err_t nt_writers_new(size_t threads, nt_metrics_t *metrics,
         return WA_ENOMEM;
     w->want = threads;
     w->metrics = metrics;
+    w->start_ns = mono_ns();
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->work, NULL);
     pthread_cond_init(&w->done, NULL);

@@ -404,6 +404,104 @@ static void test_coalesced_stream_order(void **state)
     nt_writers_free(w);
 }
 
+/* A sink that records when each write began. */
+typedef struct timed {
+    pthread_mutex_t mu;
+    long long at[16]; /* wa_now_ms() */
+    size_t n;
+} timed_t;
+
+static int timed_sink(void *arg, const void *buf, size_t len)
+{
+    timed_t *t = arg;
+
+    (void)buf;
+    (void)len;
+    pthread_mutex_lock(&t->mu);
+    if (t->n < sizeof(t->at) / sizeof(t->at[0]))
+        t->at[t->n++] = wa_now_ms();
+    pthread_mutex_unlock(&t->mu);
+    return 0;
+}
+
+static size_t timed_writes(timed_t *t)
+{
+    size_t n;
+
+    pthread_mutex_lock(&t->mu);
+    n = t->n;
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+/* Wait (at most 2 s) until t has seen n writes. */
+static bool timed_wait(timed_t *t, size_t n)
+{
+    long long deadline = wa_now_ms() + 2000;
+
+    while (timed_writes(t) < n && wa_now_ms() < deadline) {
+        struct timespec ts = {.tv_nsec = 500 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return timed_writes(t) >= n;
+}
+
+/*
+ * Write coalescing keeps an epoch per connection: a frame queued to a
+ * quiet connection goes at once, and the next one waits until an epoch
+ * after that connection's own write, not for a boundary it shares with a
+ * connection written earlier. (The lower bounds hold however slow the
+ * machine is: they come from the write times themselves.)
+ */
+static void test_epoch_per_connection(void **state)
+{
+    nt_writers_t *w = NULL;
+    nt_outq_opts_t o = {.max_frames = 128, .max_bytes = 1 << 20};
+    nt_frame_t *f = text("{}", 1);
+    timed_t t[2];
+    nt_outq_t *q[2];
+
+    (void)state;
+    assert_int_equal(nt_writers_new(2, NULL, &w), WA_OK);
+    o.writers = w;
+    for (int i = 0; i < 2; i++) {
+        memset(&t[i], 0, sizeof(t[i]));
+        pthread_mutex_init(&t[i].mu, NULL);
+        q[i] = nt_outq_new(&o);
+        assert_int_equal(nt_outq_start(q[i], timed_sink, &t[i]), WA_OK);
+    }
+    /* q0 written now, q1 half an epoch later. */
+    assert_int_equal(nt_outq_push(q[0], f), WA_OK);
+    assert_true(timed_wait(&t[0], 1));
+    {
+        struct timespec ts = {.tv_nsec = NT_WRITE_EPOCH_MS / 2 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(nt_outq_push(q[1], f), WA_OK);
+    assert_true(timed_wait(&t[1], 1));
+    /* A second frame to each, right after their writes. */
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(nt_outq_push(q[i], f), WA_OK);
+    for (int i = 0; i < 2; i++) {
+        assert_true(timed_wait(&t[i], 2));
+        /* No sooner than an epoch after its own first write, to within
+         * half a tick (and 1 ms for the rounding of wa_now_ms). */
+        assert_true(t[i].at[1] - t[i].at[0] >=
+                    NT_WRITE_EPOCH_MS - NT_WRITE_TICK_MS / 2 - 1);
+    }
+    /* A full write's worth is never held back: q0 was written an instant
+     * ago, yet 64 frames go out at once. */
+    for (int i = 0; i < 64; i++)
+        assert_int_equal(nt_outq_push(q[0], f), WA_OK);
+    assert_true(timed_wait(&t[0], 3));
+    for (int i = 0; i < 2; i++) {
+        nt_outq_free(q[i]);
+        pthread_mutex_destroy(&t[i].mu);
+    }
+    nt_frame_unref(f);
+    nt_writers_free(w);
+}
+
 static void test_failing_sink(void **state)
 {
     nt_metrics_t m = {0};
@@ -471,6 +569,7 @@ int main(void)
         cmocka_unit_test(test_defer),
         cmocka_unit_test(test_defer_full_write),
         cmocka_unit_test(test_coalesced_stream_order),
+        cmocka_unit_test(test_epoch_per_connection),
         cmocka_unit_test(test_failing_sink),
         cmocka_unit_test(test_stop_without_close),
     };
