@@ -478,13 +478,16 @@ wa_err_t nt_hub_attach(nt_hub_t *hub, nt_sub_t *sub, int64_t since,
 /* ---- fan-out -------------------------------------------------------------
  */
 
-/* The frame of an event, encoded once and shared by every recipient. */
+/* The frame of an event, encoded once and shared by every recipient: the
+ * one the pump's decoder made (wa_event_decode_frame), else encoded here. */
 static wa_err_t event_frame(const wa_event_t *ev, nt_frame_t **out)
 {
     char *json = NULL;
     size_t len;
     wa_err_t rv;
 
+    if (ev->frame != NULL)
+        return nt_frame_new_text(ev->frame, ev->frame_len, ev->seq, out);
     if ((rv = wa_event_frame(ev, &json, &len)) != WA_OK)
         return rv;
     rv = nt_frame_new_text(json, len, ev->seq, out);

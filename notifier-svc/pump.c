@@ -13,7 +13,10 @@
  *
  * A message is either one event (DESIGN §6) or a batch of them from a
  * wa_publisher_t (pub.h); both are read with proto's wa_pub_split_*, which
- * decodes every record with wa_event_decode. A batch may hold more events
+ * decodes every record with wa_event_decode_frame: the checks of
+ * wa_event_decode, and the WebSocket frame written from the record's text
+ * (its data copied, never parsed into a tree and printed again: those two
+ * were a fifth of the notifier's CPU). A batch may hold more events
  * than fit this pump's array: the rest stay in the held message and start
  * the next run, so nothing is dropped and NT_PUMP_BATCH still bounds a
  * relay.
@@ -121,7 +124,7 @@ static void release_msg(nt_pump_t *p)
 static void split_msg(nt_pump_t *p, size_t *n, size_t *bytes)
 {
     while (*n < NT_PUMP_BATCH && *bytes < NT_PUMP_BATCH_BYTES) {
-        if (wa_pub_split_next(&p->split, &p->evs[*n]) != WA_OK) {
+        if (wa_pub_split_next_frame(&p->split, &p->evs[*n]) != WA_OK) {
             release_msg(p);
             return;
         }

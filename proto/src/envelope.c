@@ -192,40 +192,14 @@ static void copy_checked(char *dst, size_t size, const char *src)
 /* -------------------------------------------------------------- decoding */
 
 /*
- * Bytes JSON never contains raw: controls other than tab, LF and CR (inside
- * strings they must be escaped, outside only those three are whitespace),
- * which also covers an embedded NUL. And the escape \u0000: cJSON would
- * decode it into a C string that silently ends there ("alice\u0000x" ->
- * "alice"), so it is refused everywhere.
- */
-static wa_err_t check_json_bytes(const unsigned char *s, size_t len)
-{
-    const unsigned char *p = s, *end = s + len;
-
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = s[i];
-        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
-            return WA_EPROTO;
-    }
-    /* A backslash is valid JSON only as the start of an escape inside a
-     * string, so pairing backslashes left to right finds every escape of
-     * any input the parser would accept. */
-    while (p < end && (p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
-        if (end - p >= 6 && p[1] == 'u' && memcmp(p + 2, "0000", 4) == 0)
-            return WA_EPROTO;
-        if (end - p < 2)
-            break;
-        p += 2;
-    }
-    return WA_OK;
-}
-
-/*
  * Parse exactly s[0..len), already known to be valid UTF-8, as one JSON
- * object: nothing but JSON whitespace may follow it. This is what
- * require_null_terminated gives on a NUL-terminated copy, without copying up
- * to WA_ENVELOPE_MAX bytes; raw NUL bytes were refused by
- * check_json_bytes().
+ * object. The text is checked first by json.h, the one grammar every
+ * decoder (tree or text) applies: strict RFC 8259 (cJSON alone would also
+ * take "01" or "1." as numbers), no raw control characters, which also
+ * covers an embedded NUL, and no \u0000 escape, which cJSON would decode
+ * into a C string that silently ends there ("alice\u0000x" -> "alice").
+ * cJSON then parses exactly that text, without the copy to a NUL-terminated
+ * buffer that require_null_terminated would need.
  */
 static wa_err_t parse_json(const char *s, size_t len, cJSON **out)
 {
@@ -235,7 +209,7 @@ static wa_err_t parse_json(const char *s, size_t len, cJSON **out)
 
     if (len == 0)
         return WA_EPROTO;
-    if ((rv = check_json_bytes((const unsigned char *)s, len)) != WA_OK)
+    if ((rv = wa_json_check_object(s, len, NULL)) != WA_OK)
         return rv;
     root = cJSON_ParseWithLengthOpts(s, len, &end, 0);
     if (root == NULL)
@@ -619,24 +593,19 @@ static wa_err_t decode_seq(const cJSON *seq, int64_t *out)
     return WA_OK;
 }
 
-wa_err_t wa_event_decode(const void *buf, size_t len, wa_event_t *ev)
+/* An event message's topic: checks of the whole message, then the user
+ * id before the first '\n' (a user id never contains one) into ev->user;
+ * *json is what follows it. */
+static wa_err_t event_topic(const void *buf, size_t len, wa_event_t *ev,
+                            const char **json, size_t *jlen)
 {
     const char *s = buf, *nl;
-    cJSON *root = NULL, *f[F_COUNT];
     size_t ulen;
     wa_err_t rv;
 
-    if (ev == NULL)
-        return WA_EINVAL;
-    memset(ev, 0, sizeof(*ev));
-    if (len > WA_ENVELOPE_MAX)
-        return WA_ETOOBIG;
-    if (s == NULL)
-        return len == 0 ? WA_EPROTO : WA_EINVAL;
-    /* UTF-8 once for topic and JSON. The first '\n' ends the topic: a user
-     * id never contains one. */
-    if (!wa_utf8_valid(s, len))
-        return WA_EUTF8;
+    /* UTF-8 once for topic and JSON. */
+    if ((rv = check_message(buf, len)) != WA_OK)
+        return rv;
     if ((nl = memchr(s, '\n', len)) == NULL)
         return WA_EPROTO;
     ulen = (size_t)(nl - s);
@@ -646,12 +615,26 @@ wa_err_t wa_event_decode(const void *buf, size_t len, wa_event_t *ev)
         return WA_EPROTO;
     memcpy(ev->user, s, ulen);
     ev->user[ulen] = '\0';
-    if (wa_check_user(ev->user) != WA_OK) {
-        rv = WA_EPROTO;
-        goto fail;
-    }
+    if (wa_check_user(ev->user) != WA_OK)
+        return WA_EPROTO;
+    *json = nl + 1;
+    *jlen = len - ulen - 1;
+    return WA_OK;
+}
 
-    if ((rv = parse_json(nl + 1, len - ulen - 1, &root)) != WA_OK)
+wa_err_t wa_event_decode(const void *buf, size_t len, wa_event_t *ev)
+{
+    cJSON *root = NULL, *f[F_COUNT];
+    const char *json;
+    size_t jlen;
+    wa_err_t rv;
+
+    if (ev == NULL)
+        return WA_EINVAL;
+    memset(ev, 0, sizeof(*ev));
+    if ((rv = event_topic(buf, len, ev, &json, &jlen)) != WA_OK)
+        goto fail;
+    if ((rv = parse_json(json, jlen, &root)) != WA_OK)
         goto fail;
     rv = collect(root,
                  BIT(F_V) | BIT(F_TYPE) | BIT(F_DATA) | BIT(F_TIMESTAMP) |
@@ -678,6 +661,123 @@ wa_err_t wa_event_decode(const void *buf, size_t len, wa_event_t *ev)
 
 fail:
     cJSON_Delete(root);
+    memset(ev, 0, sizeof(*ev));
+    return rv;
+}
+
+/* The text of a checked JSON string span as a C string into buf (size
+ * bytes): the bytes between the quotes, or decoded when it has escapes.
+ * WA_ETOOBIG past size - 1 bytes. */
+static wa_err_t span_string(wa_json_span_t v, char *buf, size_t size)
+{
+    cJSON *str;
+    size_t n;
+
+    if (memchr(v.p, '\\', v.n) == NULL) {
+        if ((n = v.n - 2) >= size)
+            return WA_ETOOBIG;
+        memcpy(buf, v.p + 1, n);
+        buf[n] = '\0';
+        return WA_OK;
+    }
+    if ((str = cJSON_ParseWithLength(v.p, v.n)) == NULL)
+        return WA_ENOMEM;
+    n = strlen(str->valuestring);
+    if (n < size)
+        memcpy(buf, str->valuestring, n + 1);
+    cJSON_Delete(str);
+    return n < size ? WA_OK : WA_ETOOBIG;
+}
+
+wa_err_t wa_event_decode_frame(const void *buf, size_t len, wa_event_t *ev)
+{
+    enum { E_V, E_TYPE, E_DATA, E_TIMESTAMP, E_SEQ, E_COUNT };
+    static const char *const names[E_COUNT] = {"v", "type", "data", "timestamp",
+                                               "seq"};
+    wa_json_span_t m[E_COUNT] = {{0}}, obj, key, val;
+    wa_json_buf_t b = {0};
+    wa_json_iter_t it;
+    const char *json;
+    char num[32], ts[WA_TIMESTAMP_MAX + 2];
+    size_t jlen;
+    double d;
+    wa_err_t rv;
+    int t;
+
+    if (ev == NULL)
+        return WA_EINVAL;
+    memset(ev, 0, sizeof(*ev));
+    if ((rv = event_topic(buf, len, ev, &json, &jlen)) != WA_OK)
+        goto fail;
+    rv = WA_EPROTO;
+    if (jlen == 0 || wa_json_check_object(json, jlen, &obj) != WA_OK)
+        goto fail;
+    wa_json_iter_init(&it, obj);
+    while (wa_json_iter_next(&it, &key, &val)) {
+        for (int k = 0; k < E_COUNT; k++) {
+            if (!wa_json_key_is(key, names[k]))
+                continue;
+            if (m[k].p != NULL)
+                goto fail; /* as collect(): a known member twice */
+            m[k] = val;
+            break;
+        }
+    }
+    /* "v" first, as check_version. */
+    if (wa_json_kind(m[E_V]) != '0')
+        goto fail;
+    if (m[E_V].n >= sizeof(num)) {
+        rv = WA_EVERSION;
+        goto fail;
+    }
+    memcpy(num, m[E_V].p, m[E_V].n);
+    num[m[E_V].n] = '\0';
+    if (strtod(num, NULL) != WA_ENVELOPE_VERSION) {
+        rv = WA_EVERSION;
+        goto fail;
+    }
+    if (wa_json_kind(m[E_TYPE]) != '"' || wa_json_kind(m[E_DATA]) != '{' ||
+        wa_json_kind(m[E_TIMESTAMP]) != '"')
+        goto fail;
+    for (t = 0; t < WA_EV_COUNT; t++) {
+        if (wa_json_key_is(m[E_TYPE], wa_event_type_name((wa_event_type_t)t)))
+            break;
+    }
+    if (t == WA_EV_COUNT)
+        goto fail;
+    ev->type = (wa_event_type_t)t;
+    /* As check_timestamp() of the decoded string. */
+    if ((rv = span_string(m[E_TIMESTAMP], ts, sizeof(ts))) != WA_OK ||
+        (rv = check_timestamp(ts)) != WA_OK)
+        goto fail;
+    copy_checked(ev->timestamp, sizeof(ev->timestamp), ts);
+    /* As decode_seq(): an integer 0..SEQ_MAX, however it is written. */
+    rv = WA_EPROTO;
+    if (wa_json_kind(m[E_SEQ]) != '0' || m[E_SEQ].n >= sizeof(num))
+        goto fail;
+    memcpy(num, m[E_SEQ].p, m[E_SEQ].n);
+    num[m[E_SEQ].n] = '\0';
+    d = strtod(num, NULL);
+    if (!(d >= 0.0 && d <= (double)SEQ_MAX) || floor(d) != d)
+        goto fail;
+    ev->seq = (int64_t)d;
+
+    /* What wa_event_frame() prints, with data as the publisher wrote it. */
+    wa_json_buf_reserve(&b, m[E_DATA].n + 96);
+    wa_json_buf_lit(&b, "{\"type\":\"");
+    wa_json_buf_lit(&b, wa_event_type_name(ev->type));
+    wa_json_buf_lit(&b, "\",\"data\":");
+    wa_json_buf_add(&b, m[E_DATA].p, m[E_DATA].n);
+    wa_json_buf_lit(&b, ",\"timestamp\":");
+    wa_json_buf_string(&b, ev->timestamp);
+    wa_json_buf_lit(&b, ",\"seq\":");
+    wa_json_buf_int(&b, ev->seq);
+    wa_json_buf_lit(&b, "}");
+    if ((rv = wa_json_buf_done(&b, &ev->frame, &ev->frame_len)) != WA_OK)
+        goto fail;
+    return WA_OK;
+
+fail:
     memset(ev, 0, sizeof(*ev));
     return rv;
 }
@@ -1037,5 +1137,6 @@ void wa_event_clear(wa_event_t *ev)
     if (ev == NULL)
         return;
     cJSON_Delete(ev->data);
+    free(ev->frame);
     memset(ev, 0, sizeof(*ev));
 }

@@ -134,7 +134,7 @@ wa_err_t wa_pub_split_begin(wa_pub_split_t *s, const void *buf, size_t len)
     return WA_OK;
 }
 
-wa_err_t wa_pub_split_next(wa_pub_split_t *s, wa_event_t *ev)
+static wa_err_t split_next(wa_pub_split_t *s, wa_event_t *ev, bool frame)
 {
     if (s == NULL || ev == NULL)
         return WA_EINVAL;
@@ -150,13 +150,25 @@ wa_err_t wa_pub_split_next(wa_pub_split_t *s, wa_event_t *ev)
             stop = nl; /* the separator before the next record */
         s->p = stop < s->end ? stop + 1 : s->end;
         s->len = (size_t)(stop - rec);
-        if ((rv = wa_event_decode(rec, s->len, ev)) == WA_OK)
+        rv = frame ? wa_event_decode_frame(rec, s->len, ev)
+                   : wa_event_decode(rec, s->len, ev);
+        if (rv == WA_OK)
             return WA_OK;
         s->bad++;
         s->err = rv;
     }
     s->len = 0;
     return WA_ENOTFOUND;
+}
+
+wa_err_t wa_pub_split_next(wa_pub_split_t *s, wa_event_t *ev)
+{
+    return split_next(s, ev, false);
+}
+
+wa_err_t wa_pub_split_next_frame(wa_pub_split_t *s, wa_event_t *ev)
+{
+    return split_next(s, ev, true);
 }
 
 /* ---------------------------------------------------------- the publisher */

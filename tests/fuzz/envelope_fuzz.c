@@ -106,6 +106,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (wa_reply_decode_raw(data, size, &rep) == WA_OK) {
         abort();
     }
+    {
+        /* The relay's decoder agrees with the tree's, and its frame holds
+         * the same value. */
+        wa_event_t a, b;
+        wa_err_t ra = wa_event_decode(data, size, &a);
+        wa_err_t rb = wa_event_decode_frame(data, size, &b);
+
+        if (ra != rb)
+            abort();
+        if (ra == WA_OK) {
+            char *fa = NULL, *fb = NULL;
+            size_t la;
+            cJSON *back = cJSON_Parse(b.frame);
+
+            if (wa_event_frame(&a, &fa, &la) != WA_OK || back == NULL ||
+                (fb = cJSON_PrintUnformatted(back)) == NULL ||
+                strcmp(fa, fb) != 0 || a.seq != b.seq || a.type != b.type ||
+                strcmp(a.user, b.user) != 0 ||
+                strcmp(a.timestamp, b.timestamp) != 0)
+                abort();
+            free(fa);
+            free(fb);
+            cJSON_Delete(back);
+            wa_event_clear(&a);
+            wa_event_clear(&b);
+        }
+    }
     if (wa_event_decode(data, size, &ev) == WA_OK) {
         if (wa_event_encode(&ev, &out, &len) != WA_OK ||
             wa_event_decode(out, len, &ev2) != WA_OK || ev2.seq != ev.seq ||

@@ -67,19 +67,51 @@ static wa_err_t rep_dec(const char *json)
     return rep_dec_n(json, strlen(json));
 }
 
+/* Every event decoded here is decoded twice: by wa_event_decode and by
+ * wa_event_decode_frame, which must give the same verdict, the same fields
+ * and, as its frame, the value wa_event_frame() prints (the same bytes
+ * when our encoder wrote the event: test_event_frame_bytes). */
 static wa_err_t ev_dec_n(const void *buf, size_t len)
 {
-    wa_event_t e;
-    wa_err_t rv;
+    wa_event_t e, f;
+    wa_err_t rv, rv2;
+    char *frame = NULL;
+    size_t flen = 0;
 
     memset(&e, 0xA5, sizeof(e));
+    memset(&f, 0x5A, sizeof(f));
     rv = wa_event_decode(buf, len, &e);
+    rv2 = wa_event_decode_frame(buf, len, &f);
+    assert_int_equal(rv2, rv);
     if (rv == WA_OK) {
         assert_true(cJSON_IsObject(e.data));
+        assert_null(e.frame);
+        assert_null(f.data);
+        assert_string_equal(f.user, e.user);
+        assert_int_equal(f.type, e.type);
+        assert_int_equal(f.seq, e.seq);
+        assert_string_equal(f.timestamp, e.timestamp);
+        assert_int_equal(wa_event_frame(&e, &frame, &flen), WA_OK);
+        assert_int_equal(f.frame_len, strlen(f.frame));
+        if (strcmp(f.frame, frame) != 0) {
+            /* Data is copied as the publisher wrote it (whitespace,
+             * escapes); the value must be the same. */
+            cJSON *back = cJSON_Parse(f.frame);
+            char *again = cJSON_PrintUnformatted(back);
+
+            assert_non_null(again);
+            assert_string_equal(again, frame);
+            free(again);
+            cJSON_Delete(back);
+        }
+        free(frame);
         wa_event_clear(&e);
+        wa_event_clear(&f);
     } else {
         assert_null(e.data);
         assert_string_equal(e.user, "");
+        assert_null(f.frame);
+        assert_string_equal(f.user, "");
     }
     return rv;
 }
@@ -1034,6 +1066,45 @@ static void test_event_frame(void **state)
     wa_event_clear(&ev);
 }
 
+/* An event our encoder wrote: the relay's frame (wa_event_decode_frame) is
+ * byte for byte what wa_event_frame() prints from the tree. */
+static void test_event_frame_bytes(void **state)
+{
+    wa_event_t ev, got;
+    cJSON *msg;
+    char *enc, *frame;
+    size_t len, flen;
+    (void)state;
+
+    assert_int_equal(wa_event_init(&ev, "dr-\xc3\xa9", WA_EV_MESSAGE), WA_OK);
+    msg = ev.data;
+    cJSON_AddStringToObject(msg, "body",
+                            "quote \" backslash \\ </script> \n tab\t "
+                            "\xf0\x9f\x99\x82 \x01");
+    cJSON_AddNumberToObject(msg, "timestamp", 1795687200);
+    cJSON_AddNumberToObject(msg, "ratio", 0.125);
+    cJSON_AddBoolToObject(msg, "fromMe", 0);
+    cJSON_AddNullToObject(msg, "quoted");
+    cJSON_AddItemToObject(msg, "list", cJSON_CreateIntArray((int[]){1, 2}, 2));
+    ev.seq = 9007199254740991;
+    strcpy(ev.timestamp, "2026-11-26T10:00:00.123Z");
+    assert_int_equal(wa_event_encode(&ev, &enc, &len), WA_OK);
+    assert_int_equal(wa_event_frame(&ev, &frame, &flen), WA_OK);
+    assert_int_equal(wa_event_decode_frame(enc, len, &got), WA_OK);
+    assert_null(got.data);
+    assert_string_equal(got.user, "dr-\xc3\xa9");
+    assert_int_equal(got.type, WA_EV_MESSAGE);
+    assert_int_equal(got.seq, ev.seq);
+    assert_int_equal(got.frame_len, flen);
+    assert_string_equal(got.frame, frame);
+    wa_event_clear(&got);
+    assert_null(got.frame);
+    free(frame);
+    free(enc);
+    wa_event_clear(&ev);
+    assert_int_equal(wa_event_decode_frame("a\n{}", 4, NULL), WA_EINVAL);
+}
+
 static void test_event_encode_rejects(void **state)
 {
     wa_event_t ev;
@@ -1316,6 +1387,7 @@ int main(void)
         cmocka_unit_test(test_reply_decode_error_fields),
         cmocka_unit_test(test_event_round_trip),
         cmocka_unit_test(test_event_frame),
+        cmocka_unit_test(test_event_frame_bytes),
         cmocka_unit_test(test_event_encode_rejects),
         cmocka_unit_test(test_event_decode_topic),
         cmocka_unit_test(test_event_decode_fields),

@@ -110,13 +110,17 @@ typedef struct wa_reply {
     size_t raw_len;
 } wa_reply_t;
 
-/* An event. data is a JSON object owned by the struct. */
+/* An event. data is a JSON object owned by the struct; from
+ * wa_event_decode_frame, data is NULL and frame holds the event's WebSocket
+ * frame instead (owned too). */
 typedef struct wa_event {
     char user[WA_USER_MAX + 1];
     wa_event_type_t type;
     int64_t seq; /* >= 1 once store-svc recorded it; 0 = not yet assigned */
     char timestamp[WA_TIMESTAMP_MAX + 1];
     cJSON *data;
+    char *frame; /* NUL-terminated */
+    size_t frame_len;
 } wa_event_t;
 
 /*
@@ -196,6 +200,14 @@ wa_err_t wa_event_init(wa_event_t *ev, const char *user, wa_event_type_t type);
 /* Encode as "<user>\n<json>" for PUB. Not consumed. */
 wa_err_t wa_event_encode(const wa_event_t *ev, char **out, size_t *outlen);
 wa_err_t wa_event_decode(const void *buf, size_t len, wa_event_t *ev);
+
+/*
+ * As wa_event_decode, the same checks and errors, for a relay: no tree is
+ * built; ev->frame is set to what wa_event_frame() would encode, with
+ * "data" copied as the publisher wrote it (checked JSON, json.h), and
+ * ev->data stays NULL. Release with wa_event_clear().
+ */
+wa_err_t wa_event_decode_frame(const void *buf, size_t len, wa_event_t *ev);
 
 /* Encode the WebSocket frame {"type","data","timestamp","seq"}. */
 wa_err_t wa_event_frame(const wa_event_t *ev, char **out, size_t *outlen);

@@ -98,6 +98,10 @@ wa_err_t wa_pub_split_begin(wa_pub_split_t *s, const void *buf, size_t len);
  */
 wa_err_t wa_pub_split_next(wa_pub_split_t *s, wa_event_t *ev);
 
+/* The same with wa_event_decode_frame: ev->frame instead of ev->data, for
+ * a relay that only passes events on. */
+wa_err_t wa_pub_split_next_frame(wa_pub_split_t *s, wa_event_t *ev);
+
 /* ---- the publisher ---------------------------------------------------- */
 
 typedef struct wa_publisher wa_publisher_t;
