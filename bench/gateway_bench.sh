@@ -10,7 +10,9 @@
 # requests/s, p50 and p99, the CPU time gateway and store-svc spent per
 # request (user + system; steadier than req/s on a shared machine), and the
 # memory of both processes (RSS, its anonymous part, PSS), idle before and
-# after the load. Use an optimised build (the default RelWithDebInfo, or
+# after the load; "after" is sampled 3 s after the last request, since both
+# services give memory back on the first second without work that follows
+# a busy one (wa_service_trim_when_idle). Use an optimised build (the default RelWithDebInfo, or
 # Release), not a Debug one.
 #
 #   bench/gateway_bench.sh [build-dir] [seconds-per-run]   (default build, 10)
@@ -133,6 +135,7 @@ curl -s "$URL/metrics" | awk '
     $1 == "wa_gateway_store_batches_total" { b = $2 }
     $1 == "wa_gateway_store_batched_calls_total" { m = $2 }
     END { printf "store calls %d, of which %d in %d bus.batch messages (%.1f per batch)\n", c, m, b, (b > 0 ? m / b : 0) }'
+sleep 3 # idle: past the services' first still second (see the top)
 echo "idle before load: gateway $IDLE_GW; store-svc $IDLE_STORE"
 echo "idle after load:  gateway $(mem_of "$GW_PID"); store-svc $(mem_of "$STORE_PID")"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (a shared machine skews figures: compare runs)"
