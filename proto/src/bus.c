@@ -122,10 +122,14 @@ static wa_err_t msg_from(const void *buf, size_t len, nng_msg **out)
     nng_msg *msg;
     int rv;
 
-    if ((rv = nng_msg_alloc(&msg, len)) != 0)
+    /* Empty, then appended: nng_msg_alloc(len) would zero the body first
+     * (a measured 4% of store-svc's CPU with 7 KiB log.list answers). */
+    if ((rv = nng_msg_alloc(&msg, 0)) != 0)
         return wa_bus_err(rv);
-    if (len > 0)
-        memcpy(nng_msg_body(msg), buf, len);
+    if (len > 0 && (rv = nng_msg_append(msg, buf, len)) != 0) {
+        nng_msg_free(msg);
+        return wa_bus_err(rv);
+    }
     *out = msg;
     return WA_OK;
 }

@@ -1105,6 +1105,45 @@ static void test_event_frame_bytes(void **state)
     assert_int_equal(wa_event_decode_frame("a\n{}", 4, NULL), WA_EINVAL);
 }
 
+/* A reply whose data is a raw node is the text cJSON would print, built
+ * without the printer, with the same limits. */
+static void test_reply_raw_data(void **state)
+{
+    cJSON *raw = cJSON_CreateRaw("{\"logs\":[{\"id\":1,\"x\":\"\xc3\xa9\"}]}");
+    cJSON *root = cJSON_CreateObject();
+    char *out, *want, *big;
+    size_t len;
+    wa_reply_t r;
+    (void)state;
+
+    assert_int_equal(wa_reply_encode_ok(raw, &out, &len), WA_OK);
+    cJSON_AddItemToObject(root, "v", cJSON_CreateNumber(1));
+    cJSON_AddItemToObject(root, "ok", cJSON_CreateTrue());
+    cJSON_AddItemToObject(root, "data", cJSON_CreateRaw(raw->valuestring));
+    want = cJSON_PrintUnformatted(root);
+    assert_string_equal(out, want);
+    assert_int_equal(len, strlen(want));
+    assert_int_equal(wa_reply_decode_raw(out, len, &r), WA_OK);
+    assert_string_equal(r.raw, raw->valuestring);
+    wa_reply_clear(&r);
+    free(out);
+    free(want);
+    cJSON_Delete(root);
+    cJSON_Delete(raw);
+
+    raw = cJSON_CreateRaw("\"\xff\"");
+    assert_int_equal(wa_reply_encode_ok(raw, &out, &len), WA_EUTF8);
+    assert_null(out);
+    cJSON_Delete(raw);
+    big = malloc(WA_ENVELOPE_MAX + 1);
+    memset(big, '1', WA_ENVELOPE_MAX);
+    big[WA_ENVELOPE_MAX] = '\0';
+    raw = cJSON_CreateRaw(big);
+    assert_int_equal(wa_reply_encode_ok(raw, &out, &len), WA_ETOOBIG);
+    cJSON_Delete(raw);
+    free(big);
+}
+
 static void test_event_encode_rejects(void **state)
 {
     wa_event_t ev;
@@ -1388,6 +1427,7 @@ int main(void)
         cmocka_unit_test(test_event_round_trip),
         cmocka_unit_test(test_event_frame),
         cmocka_unit_test(test_event_frame_bytes),
+        cmocka_unit_test(test_reply_raw_data),
         cmocka_unit_test(test_event_encode_rejects),
         cmocka_unit_test(test_event_decode_topic),
         cmocka_unit_test(test_event_decode_fields),
