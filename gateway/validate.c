@@ -231,24 +231,12 @@ wa_err_t gw_status_body(const char *text, size_t len, char **out,
     static const char *const fields[NF] = {"status",      "phoneNumber",
                                            "displayName", "qrCode",
                                            "connectedAt", "lastActivity"};
-    wa_json_span_t f[NF] = {{0}}, key, val;
+    wa_json_span_t f[NF];
     wa_json_buf_t b = {0};
-    wa_json_iter_t it;
 
     *out = NULL;
-    if (!wa_json_iter_init(&it, (wa_json_span_t){text, len}) || !it.object)
-        return WA_EPROTO;
-    while (wa_json_iter_next(&it, &key, &val)) {
-        for (int i = 0; i < NF; i++) {
-            if (!wa_json_key_is(key, fields[i]))
-                continue;
-            if (f[i].p != NULL)
-                return WA_EPROTO;
-            f[i] = val;
-            break;
-        }
-    }
-    if (wa_json_kind(f[F_STATUS]) != '"')
+    if (wa_json_members((wa_json_span_t){text, len}, fields, NF, f) != WA_OK ||
+        wa_json_kind(f[F_STATUS]) != '"')
         return WA_EPROTO;
     /* The QR is only meaningful (and only shown) while scanning. */
     if (!wa_json_key_is(f[F_STATUS], "qr"))

@@ -435,6 +435,19 @@ fail:
     return rv;
 }
 
+/* check_version() of a member found by the scanner: a number (else
+ * WA_EPROTO) that is 1 (else WA_EVERSION). */
+static wa_err_t span_version(wa_json_span_t v)
+{
+    double d;
+
+    if (wa_json_kind(v) != '0')
+        return WA_EPROTO;
+    if (!wa_json_number(v, &d) || d != WA_ENVELOPE_VERSION)
+        return WA_EVERSION;
+    return WA_OK;
+}
+
 /*
  * A reply read by the scanner (json.h) rather than by cJSON: the envelope's
  * few members are found in the text, and only "data" becomes a tree, or
@@ -446,36 +459,16 @@ static wa_err_t reply_scan(wa_json_span_t obj, bool raw, wa_reply_t *rep)
     enum { M_V, M_OK, M_DATA, M_CODE, M_MESSAGE, M_COUNT };
     static const char *const names[M_COUNT] = {"v", "ok", "data", "code",
                                                "message"};
-    wa_json_span_t m[M_COUNT] = {{0}}, key, val;
-    wa_json_iter_t it;
+    wa_json_span_t m[M_COUNT];
     cJSON *code = NULL, *message = NULL;
-    char num[32];
     wa_err_t rv = WA_EPROTO, c;
 
     memset(rep, 0, sizeof(*rep));
-    if (!wa_json_iter_init(&it, obj) || !it.object)
-        return WA_EPROTO;
-    while (wa_json_iter_next(&it, &key, &val)) {
-        for (int k = 0; k < M_COUNT; k++) {
-            if (!wa_json_key_is(key, names[k]))
-                continue;
-            if (m[k].p != NULL)
-                return WA_EPROTO; /* as collect(): a known member twice */
-            m[k] = val;
-            break;
-        }
-    }
-
-    /* "v" first, so a future version is WA_EVERSION whatever else. */
-    if (wa_json_kind(m[M_V]) != '0')
-        return WA_EPROTO;
-    if (m[M_V].n >= sizeof(num))
-        return WA_EVERSION;
-    memcpy(num, m[M_V].p, m[M_V].n);
-    num[m[M_V].n] = '\0';
-    if (strtod(num, NULL) != WA_ENVELOPE_VERSION)
-        return WA_EVERSION;
-
+    /* As collect(): a known member twice is refused. */
+    if ((rv = wa_json_members(obj, names, M_COUNT, m)) != WA_OK ||
+        (rv = span_version(m[M_V])) != WA_OK)
+        return rv;
+    rv = WA_EPROTO;
     if (wa_json_kind(m[M_OK]) == 't') {
         /* "data" may be any JSON value; absent means null. */
         wa_json_span_t d = m[M_DATA];
@@ -694,11 +687,10 @@ wa_err_t wa_event_decode_frame(const void *buf, size_t len, wa_event_t *ev)
     enum { E_V, E_TYPE, E_DATA, E_TIMESTAMP, E_SEQ, E_COUNT };
     static const char *const names[E_COUNT] = {"v", "type", "data", "timestamp",
                                                "seq"};
-    wa_json_span_t m[E_COUNT] = {{0}}, obj, key, val;
+    wa_json_span_t m[E_COUNT], obj;
     wa_json_buf_t b = {0};
-    wa_json_iter_t it;
     const char *json;
-    char num[32], ts[WA_TIMESTAMP_MAX + 2];
+    char ts[WA_TIMESTAMP_MAX + 2];
     size_t jlen;
     double d;
     wa_err_t rv;
@@ -712,30 +704,11 @@ wa_err_t wa_event_decode_frame(const void *buf, size_t len, wa_event_t *ev)
     rv = WA_EPROTO;
     if (jlen == 0 || wa_json_check_object(json, jlen, &obj) != WA_OK)
         goto fail;
-    wa_json_iter_init(&it, obj);
-    while (wa_json_iter_next(&it, &key, &val)) {
-        for (int k = 0; k < E_COUNT; k++) {
-            if (!wa_json_key_is(key, names[k]))
-                continue;
-            if (m[k].p != NULL)
-                goto fail; /* as collect(): a known member twice */
-            m[k] = val;
-            break;
-        }
-    }
-    /* "v" first, as check_version. */
-    if (wa_json_kind(m[E_V]) != '0')
+    /* As collect() and check_version(). */
+    if ((rv = wa_json_members(obj, names, E_COUNT, m)) != WA_OK ||
+        (rv = span_version(m[E_V])) != WA_OK)
         goto fail;
-    if (m[E_V].n >= sizeof(num)) {
-        rv = WA_EVERSION;
-        goto fail;
-    }
-    memcpy(num, m[E_V].p, m[E_V].n);
-    num[m[E_V].n] = '\0';
-    if (strtod(num, NULL) != WA_ENVELOPE_VERSION) {
-        rv = WA_EVERSION;
-        goto fail;
-    }
+    rv = WA_EPROTO;
     if (wa_json_kind(m[E_TYPE]) != '"' || wa_json_kind(m[E_DATA]) != '{' ||
         wa_json_kind(m[E_TIMESTAMP]) != '"')
         goto fail;
@@ -753,12 +726,8 @@ wa_err_t wa_event_decode_frame(const void *buf, size_t len, wa_event_t *ev)
     copy_checked(ev->timestamp, sizeof(ev->timestamp), ts);
     /* As decode_seq(): an integer 0..SEQ_MAX, however it is written. */
     rv = WA_EPROTO;
-    if (wa_json_kind(m[E_SEQ]) != '0' || m[E_SEQ].n >= sizeof(num))
-        goto fail;
-    memcpy(num, m[E_SEQ].p, m[E_SEQ].n);
-    num[m[E_SEQ].n] = '\0';
-    d = strtod(num, NULL);
-    if (!(d >= 0.0 && d <= (double)SEQ_MAX) || floor(d) != d)
+    if (!wa_json_number(m[E_SEQ], &d) || !(d >= 0.0 && d <= (double)SEQ_MAX) ||
+        floor(d) != d)
         goto fail;
     ev->seq = (int64_t)d;
 

@@ -535,6 +535,41 @@ bool wa_json_key_is(wa_json_span_t key, const char *name)
     return *nm == '\0';
 }
 
+wa_err_t wa_json_members(wa_json_span_t obj, const char *const *names, size_t n,
+                         wa_json_span_t *out)
+{
+    wa_json_span_t key, val;
+    wa_json_iter_t it;
+
+    for (size_t k = 0; k < n; k++)
+        out[k] = (wa_json_span_t){0};
+    if (!wa_json_iter_init(&it, obj) || !it.object)
+        return WA_EPROTO;
+    while (wa_json_iter_next(&it, &key, &val)) {
+        for (size_t k = 0; k < n; k++) {
+            if (!wa_json_key_is(key, names[k]))
+                continue;
+            if (out[k].p != NULL)
+                return WA_EPROTO;
+            out[k] = val;
+            break;
+        }
+    }
+    return WA_OK;
+}
+
+bool wa_json_number(wa_json_span_t v, double *out)
+{
+    char num[64];
+
+    if (wa_json_kind(v) != '0' || v.n >= sizeof(num))
+        return false;
+    memcpy(num, v.p, v.n);
+    num[v.n] = '\0';
+    *out = strtod(num, NULL);
+    return true;
+}
+
 char wa_json_kind(wa_json_span_t v)
 {
     if (v.p == NULL)

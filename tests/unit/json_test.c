@@ -232,6 +232,33 @@ static void test_iterate_in(void **state)
     assert_false(wa_json_iter_next(&it, &key, &val));
 }
 
+static void test_members(void **state)
+{
+    static const char *const names[] = {"a", "b", "c"};
+    wa_json_span_t m[3];
+    double d;
+
+    (void)state;
+    assert_int_equal(
+        wa_json_members(
+            SPAN("{\"b\":[1,{\"a\":2}],\"x\":0,\"\\u0061\":-1.5e1}"), names, 3,
+            m),
+        WA_OK);
+    span_is(m[0], "-1.5e1");
+    span_is(m[1], "[1,{\"a\":2}]");
+    assert_null(m[2].p);
+    assert_true(wa_json_number(m[0], &d));
+    assert_true(d == -15.0);
+    assert_false(wa_json_number(m[1], &d));
+    assert_false(wa_json_number(m[2], &d));
+    /* A named member twice: refused; an unnamed one twice: not ours. */
+    assert_int_equal(wa_json_members(SPAN("{\"a\":1,\"a\":2}"), names, 3, m),
+                     WA_EPROTO);
+    assert_int_equal(wa_json_members(SPAN("{\"z\":1,\"z\":2}"), names, 3, m),
+                     WA_OK);
+    assert_int_equal(wa_json_members(SPAN("[1]"), names, 3, m), WA_EPROTO);
+}
+
 static void test_key_is(void **state)
 {
     (void)state;
@@ -378,9 +405,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepts),    cmocka_unit_test(test_refuses),
         cmocka_unit_test(test_depth),      cmocka_unit_test(test_iterate),
-        cmocka_unit_test(test_iterate_in), cmocka_unit_test(test_key_is),
-        cmocka_unit_test(test_buf_string), cmocka_unit_test(test_buf_int),
-        cmocka_unit_test(test_buf_grows),  cmocka_unit_test(test_reply_raw),
+        cmocka_unit_test(test_iterate_in), cmocka_unit_test(test_members),
+        cmocka_unit_test(test_key_is),     cmocka_unit_test(test_buf_string),
+        cmocka_unit_test(test_buf_int),    cmocka_unit_test(test_buf_grows),
+        cmocka_unit_test(test_reply_raw),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

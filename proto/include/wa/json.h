@@ -71,6 +71,19 @@ bool wa_json_iter_next(wa_json_iter_t *it, wa_json_span_t *key,
 bool wa_json_iter_next_in(wa_json_iter_t *it, wa_json_span_t *key,
                           wa_json_span_t *val, wa_json_iter_t *inner);
 
+/*
+ * The values of the members named names[0..n) of a checked object, into
+ * out[0..n) ({NULL, 0} for an absent one); other members are passed over.
+ * WA_EPROTO if the span is not an object or a named member comes twice
+ * (readers disagree on which of two to take).
+ */
+wa_err_t wa_json_members(wa_json_span_t obj, const char *const *names, size_t n,
+                         wa_json_span_t *out);
+
+/* The value of a checked number as a double (strtod of its text);
+ * false for a span that is not a number or is over 63 bytes long. */
+bool wa_json_number(wa_json_span_t v, double *out);
+
 /* Is this checked key (with quotes, escapes allowed) equal to name? */
 bool wa_json_key_is(wa_json_span_t key, const char *name);
 
