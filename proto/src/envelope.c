@@ -10,9 +10,9 @@
  * "v" (so a future version is reported as WA_EVERSION, not as a shape
  * error), then every field for presence, type and length.
  *
- * Replies are read with json.h's checker and iterator instead of cJSON
- * (the same checks, in the same order): only their "data" becomes a tree,
- * and only when the caller reads it (reply_scan).
+ * Replies and events are read with json.h's checker and iterator instead
+ * of cJSON (the same checks, in the same order): only their "data" becomes
+ * a tree, and only when the caller reads it (reply_scan, event_decode).
  *
  * Error mapping of the decoders: a string field over its byte limit ->
  * WA_ETOOBIG; "v" a number other than 1 -> WA_EVERSION; an unknown "op" ->
@@ -265,25 +265,13 @@ enum field {
     F_DATA,
     F_CODE,
     F_MESSAGE,
-    F_TYPE,
-    F_TIMESTAMP,
-    F_SEQ,
     F_COUNT
 };
 
 static const char *const field_names[F_COUNT] = {
-    [F_V] = "v",
-    [F_OP] = "op",
-    [F_USER] = "user",
-    [F_RID] = "rid",
-    [F_ARGS] = "args",
-    [F_OK] = "ok",
-    [F_DATA] = "data",
-    [F_CODE] = "code",
-    [F_MESSAGE] = "message",
-    [F_TYPE] = "type",
-    [F_TIMESTAMP] = "timestamp",
-    [F_SEQ] = "seq",
+    [F_V] = "v",       [F_OP] = "op",     [F_USER] = "user",
+    [F_RID] = "rid",   [F_ARGS] = "args", [F_OK] = "ok",
+    [F_DATA] = "data", [F_CODE] = "code", [F_MESSAGE] = "message",
 };
 
 #define BIT(f) (1u << (f))
@@ -572,20 +560,6 @@ void wa_reply_clear(wa_reply_t *rep)
     memset(rep, 0, sizeof(*rep));
 }
 
-/* seq: an integer 0..SEQ_MAX. The range test comes first, so the cast can
- * never overflow; NaN fails every comparison. */
-static wa_err_t decode_seq(const cJSON *seq, int64_t *out)
-{
-    double d;
-    if (!cJSON_IsNumber(seq))
-        return WA_EPROTO;
-    d = seq->valuedouble;
-    if (!(d >= 0.0 && d <= (double)SEQ_MAX) || floor(d) != d)
-        return WA_EPROTO;
-    *out = (int64_t)d;
-    return WA_OK;
-}
-
 /* An event message's topic: checks of the whole message, then the user
  * id before the first '\n' (a user id never contains one) into ev->user;
  * *json is what follows it. */
@@ -615,49 +589,6 @@ static wa_err_t event_topic(const void *buf, size_t len, wa_event_t *ev,
     return WA_OK;
 }
 
-wa_err_t wa_event_decode(const void *buf, size_t len, wa_event_t *ev)
-{
-    cJSON *root = NULL, *f[F_COUNT];
-    const char *json;
-    size_t jlen;
-    wa_err_t rv;
-
-    if (ev == NULL)
-        return WA_EINVAL;
-    memset(ev, 0, sizeof(*ev));
-    if ((rv = event_topic(buf, len, ev, &json, &jlen)) != WA_OK)
-        goto fail;
-    if ((rv = parse_json(json, jlen, &root)) != WA_OK)
-        goto fail;
-    rv = collect(root,
-                 BIT(F_V) | BIT(F_TYPE) | BIT(F_DATA) | BIT(F_TIMESTAMP) |
-                     BIT(F_SEQ),
-                 f);
-    if (rv != WA_OK || (rv = check_version(f[F_V])) != WA_OK)
-        goto fail;
-    rv = WA_EPROTO;
-    if (!cJSON_IsString(f[F_TYPE]) || !cJSON_IsObject(f[F_DATA]) ||
-        !cJSON_IsString(f[F_TIMESTAMP]))
-        goto fail;
-    if (wa_event_type_from_name(f[F_TYPE]->valuestring, &ev->type) != WA_OK)
-        goto fail;
-    if ((rv = check_timestamp(f[F_TIMESTAMP]->valuestring)) != WA_OK)
-        goto fail;
-    if ((rv = decode_seq(f[F_SEQ], &ev->seq)) != WA_OK)
-        goto fail;
-
-    copy_checked(ev->timestamp, sizeof(ev->timestamp),
-                 f[F_TIMESTAMP]->valuestring);
-    ev->data = cJSON_DetachItemViaPointer(root, f[F_DATA]);
-    cJSON_Delete(root);
-    return WA_OK;
-
-fail:
-    cJSON_Delete(root);
-    memset(ev, 0, sizeof(*ev));
-    return rv;
-}
-
 /* The text of a checked JSON string span as a C string into buf (size
  * bytes): the bytes between the quotes, or decoded when it has escapes.
  * WA_ETOOBIG past size - 1 bytes. */
@@ -682,7 +613,14 @@ static wa_err_t span_string(wa_json_span_t v, char *buf, size_t size)
     return n < size ? WA_OK : WA_ETOOBIG;
 }
 
-wa_err_t wa_event_decode_frame(const void *buf, size_t len, wa_event_t *ev)
+/*
+ * Both event decoders, one set of checks: the topic, then the JSON read by
+ * the scanner (json.h). "data" becomes a tree (ev->data) for a reader, or,
+ * for a relay (frame), the WebSocket frame is written around its text as
+ * wa_event_frame() would print it.
+ */
+static wa_err_t event_decode(const void *buf, size_t len, bool frame,
+                             wa_event_t *ev)
 {
     enum { E_V, E_TYPE, E_DATA, E_TIMESTAMP, E_SEQ, E_COUNT };
     static const char *const names[E_COUNT] = {"v", "type", "data", "timestamp",
@@ -704,7 +642,7 @@ wa_err_t wa_event_decode_frame(const void *buf, size_t len, wa_event_t *ev)
     rv = WA_EPROTO;
     if (jlen == 0 || wa_json_check_object(json, jlen, &obj) != WA_OK)
         goto fail;
-    /* As collect() and check_version(). */
+    /* A known member twice is refused; "v" first (WA_EVERSION). */
     if ((rv = wa_json_members(obj, names, E_COUNT, m)) != WA_OK ||
         (rv = span_version(m[E_V])) != WA_OK)
         goto fail;
@@ -719,18 +657,27 @@ wa_err_t wa_event_decode_frame(const void *buf, size_t len, wa_event_t *ev)
     if (t == WA_EV_COUNT)
         goto fail;
     ev->type = (wa_event_type_t)t;
-    /* As check_timestamp() of the decoded string. */
     if ((rv = span_string(m[E_TIMESTAMP], ts, sizeof(ts))) != WA_OK ||
         (rv = check_timestamp(ts)) != WA_OK)
         goto fail;
     copy_checked(ev->timestamp, sizeof(ev->timestamp), ts);
-    /* As decode_seq(): an integer 0..SEQ_MAX, however it is written. */
+    /* seq: an integer 0..SEQ_MAX, however it is written. The range test
+     * comes first, so the cast cannot overflow; NaN fails it. */
     rv = WA_EPROTO;
     if (!wa_json_number(m[E_SEQ], &d) || !(d >= 0.0 && d <= (double)SEQ_MAX) ||
         floor(d) != d)
         goto fail;
     ev->seq = (int64_t)d;
 
+    if (!frame) {
+        /* Checked text: only memory can fail. */
+        if ((ev->data = cJSON_ParseWithLength(m[E_DATA].p, m[E_DATA].n)) ==
+            NULL) {
+            rv = WA_ENOMEM;
+            goto fail;
+        }
+        return WA_OK;
+    }
     /* What wa_event_frame() prints, with data as the publisher wrote it. */
     wa_json_buf_reserve(&b, m[E_DATA].n + 96);
     wa_json_buf_lit(&b, "{\"type\":\"");
@@ -749,6 +696,16 @@ wa_err_t wa_event_decode_frame(const void *buf, size_t len, wa_event_t *ev)
 fail:
     memset(ev, 0, sizeof(*ev));
     return rv;
+}
+
+wa_err_t wa_event_decode(const void *buf, size_t len, wa_event_t *ev)
+{
+    return event_decode(buf, len, false, ev);
+}
+
+wa_err_t wa_event_decode_frame(const void *buf, size_t len, wa_event_t *ev)
+{
+    return event_decode(buf, len, true, ev);
 }
 
 /* -------------------------------------------------------------- encoding */
