@@ -35,6 +35,11 @@ extern char **environ;
  * cross-site frames, no omnibox popup (a WebUI renderer started with the
  * browser), and no first tab: adapter.c creates its page itself (a
  * created page keeps its renderer for the site; the first tab's does not).
+ * The network service runs in the browser process instead of a utility
+ * process of its own, and no crashpad handler is started: Chromium starts
+ * two even with crash reports off, outside the browser's process group
+ * (so the group kill at shutdown cannot reach them), and nothing here
+ * reads their dumps.
  */
 static const char *const base_flags[] = {
     "--headless=new",
@@ -61,6 +66,8 @@ static const char *const base_flags[] = {
     "AutofillServerCommunication,"
     "CertificateTransparencyComponentUpdater,DialMediaRouteProvider,"
     "WebUIOmniboxPopup,WebUIOmniboxAimPopup",
+    "--enable-features=NetworkServiceInProcess2",
+    "--disable-crashpad-for-testing",
     "--js-flags=--max-old-space-size=512",
 };
 
