@@ -129,8 +129,8 @@ static const struct {
     [ST_LOG_INSERT] = {"INSERT INTO session_logs (user_id, event_type, "
                        "event_data, timestamp) VALUES (?1, ?2, ?3, ?4)",
                        ON_WR},
-    [ST_LOG_LIST] = {"SELECT id, event_type, event_data, timestamp, "
-                     "json_valid(event_data) FROM session_logs "
+    [ST_LOG_LIST] = {"SELECT id, event_type, event_data, timestamp "
+                     "FROM session_logs "
                      "WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2",
                      ON_WR | ON_RD},
     /* A rowid range: from the last id counted to the end. */

@@ -43,14 +43,17 @@ static void text_column(wa_json_buf_t *b, sqlite3_stmt *st, int i)
 }
 
 /*
- * Stored event_data as JSON: the text itself when SQLite's json_valid()
- * (column `valid`; strict RFC 8259 in SQLite 3.40) vouches for it, so that
- * it is neither parsed nor printed again; else a string of the text (rows
- * not written as JSON). Whoever reads the answer checks it whole anyway.
+ * Stored event_data as JSON: the text itself when it is exactly one JSON
+ * value by proto's checker (the one every reader of the answer applies,
+ * stricter than SQLite's json_valid(): no \u0000, no lone surrogates), so
+ * that it is neither parsed nor printed again; else a string of the text
+ * (rows not written as JSON). A row that passed json_valid() but not the
+ * reader's check would make the user's whole answer unreadable.
  */
-static void event_data(wa_json_buf_t *b, sqlite3_stmt *st, int i, int valid)
+static void event_data(wa_json_buf_t *b, sqlite3_stmt *st, int i)
 {
     const char *text;
+    size_t n;
 
     if (sqlite3_column_type(st, i) == SQLITE_NULL) {
         wa_json_buf_lit(b, "null");
@@ -60,8 +63,9 @@ static void event_data(wa_json_buf_t *b, sqlite3_stmt *st, int i, int valid)
         b->failed = true; /* SQLite could not allocate the text */
         return;
     }
-    if (sqlite3_column_int(st, valid) == 1)
-        wa_json_buf_add(b, text, (size_t)sqlite3_column_bytes(st, i));
+    n = (size_t)sqlite3_column_bytes(st, i);
+    if (wa_json_check(text, n, NULL) == WA_OK)
+        wa_json_buf_add(b, text, n);
     else
         wa_json_buf_string(b, text);
 }
@@ -97,7 +101,7 @@ wa_err_t logs__list(db_conn_t *c, const char *user, long limit, cJSON **out)
         wa_json_buf_lit(&b, ",\"eventType\":");
         text_column(&b, st, 1);
         wa_json_buf_lit(&b, ",\"eventData\":");
-        event_data(&b, st, 2, 4);
+        event_data(&b, st, 2);
         wa_json_buf_lit(&b, ",\"timestamp\":");
         text_column(&b, st, 3);
         wa_json_buf_lit(&b, "}");

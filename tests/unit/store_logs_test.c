@@ -155,6 +155,38 @@ static void test_list_text_escaped(void **state)
     cJSON_Delete(res);
 }
 
+/* Stored text that SQLite's json_valid() accepts but every reader of the
+ * answer refuses (\u0000, a lone surrogate) goes out as a string: spliced
+ * in, it would make the user's whole answer unreadable. */
+static void test_list_reader_strict(void **state)
+{
+    static const char *const odd[] = {"{\"a\":\"\\u0000\"}", "[\"\\ud800\"]"};
+    fx_t *f = *state;
+    cJSON *res = NULL, *logs;
+    int64_t id;
+    size_t i;
+
+    for (i = 0; i < 2; i++)
+        assert_int_equal(logs__append(&f->db->wr, "u6", "message", odd[i],
+                                      "2026-01-01T00:00:00.000Z", &id),
+                         WA_OK);
+    assert_int_equal(logs__list(&f->db->rd, "u6", 50, &res), WA_OK);
+    assert_true(cJSON_IsRaw(res));
+    assert_int_equal(
+        wa_json_check(res->valuestring, strlen(res->valuestring), NULL), WA_OK);
+    res = tl_as_sent(res);
+    logs = cJSON_GetObjectItem(res, "logs");
+    assert_string_equal(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(logs, 0), "eventData")
+            ->valuestring,
+        odd[1]);
+    assert_string_equal(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(logs, 1), "eventData")
+            ->valuestring,
+        odd[0]);
+    cJSON_Delete(res);
+}
+
 static int cache_used(db_conn_t *c)
 {
     int cur = 0, hi = 0;
@@ -510,6 +542,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_append_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_text_escaped, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_list_reader_strict, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_release_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_count_incremental, setup,
