@@ -69,7 +69,10 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
 USER wa
 COPY --from=build /build/bin/session-svc /usr/local/bin/session-svc
 COPY --from=build /src/session-svc/inject/waweb.js /usr/local/share/wa-server/waweb.js
-ENV SESSIONS_DIR=/sessions CHROMIUM_PATH=/usr/bin/chromium
+# The browser binary itself: Debian's /usr/bin/chromium is a shell wrapper
+# that adds desktop flags and costs ~0.1 s per browser start
+# (docs/architecture.md, "Connect -> QR latency").
+ENV SESSIONS_DIR=/sessions CHROMIUM_PATH=/usr/lib/chromium/chromium
 VOLUME /sessions
 EXPOSE 5580
 ENTRYPOINT ["/usr/local/bin/session-svc"]
