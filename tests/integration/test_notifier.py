@@ -133,7 +133,12 @@ class Notifier:
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout=15)
+        try:
+            rc = self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            # Never leave a process behind, even when the test fails.
+            self.kill()
+            raise AssertionError("notifier-svc still running 15 s after SIGTERM")
         assert rc == expect_rc, "notifier-svc exited with %d on SIGTERM" % rc
 
     def kill(self):
@@ -429,16 +434,20 @@ def test_kill_and_restart():
 
 def test_sigterm_going_away():
     nt = Notifier().start()
-    ws = nt.connect("ivan")
-    t0 = time.monotonic()
-    nt.proc.send_signal(signal.SIGTERM)
     try:
-        ws.recv_json(10)
-        raise AssertionError("no close frame")
-    except wsclient.Closed as e:
-        assert e.code == 1001, e
-    assert nt.proc.wait(timeout=15) == 0
-    assert time.monotonic() - t0 < 10
+        ws = nt.connect("ivan")
+        t0 = time.monotonic()
+        nt.proc.send_signal(signal.SIGTERM)
+        try:
+            ws.recv_json(10)
+            raise AssertionError("no close frame")
+        except wsclient.Closed as e:
+            assert e.code == 1001, e
+        assert nt.proc.wait(timeout=15) == 0
+        assert time.monotonic() - t0 < 10
+    finally:
+        if nt.proc.poll() is None:  # a failure above: leave nothing running
+            nt.kill()
 
 
 def test_metrics_counts(nt):
