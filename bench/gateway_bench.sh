@@ -5,9 +5,11 @@
 # generous rate limit, seeds 50 log rows per user, mints tokens with
 # wa-token, then runs wrk on GET /status and GET /logs (default limit, 50
 # rows) at 1 and 64 keep-alive connections, first with one user's token
-# (identical reads in flight share one bus call), then with 64 users'
-# tokens in rotation (every request is its own bus round trip). Prints
-# requests/s, p50 and p99, the CPU time gateway and store-svc spent per
+# (identical reads in flight share one bus call), then with USERS users'
+# tokens dealt out between wrk's threads (gateway_bench.lua: nearly every
+# request is its own bus round trip). Prints requests/s, p50 and p99, the
+# share of requests that reached store-svc (to_store), the CPU time
+# gateway and store-svc spent per
 # request (user + system; steadier than req/s on a shared machine), and the
 # memory of both processes (RSS, its anonymous part, PSS), idle before and
 # after the load; "after" is sampled 3 s after the last request, since both
@@ -19,7 +21,8 @@
 #
 # Environment: GATEWAY_THREADS (default 72: CivetWeb holds one thread per
 # keep-alive connection, so it must exceed the connection count); ONLY, a
-# run to do alone, as "<path> <conns> <users>" (e.g. ONLY="/status 64 64").
+# run to do alone, as "<path> <conns> <users>" (e.g. ONLY="/status 64 256");
+# USERS, the users of the many-user runs (default 256).
 set -eu
 BUILD=${1:-build}
 DURATION=${2:-10}
@@ -72,30 +75,40 @@ for _ in $(seq 100); do
 done
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-# 64 users, 50 log rows each (what GET /logs answers by default).
+# USERS users (default 256: four per connection, so that wrk's rotation
+# rarely has one user in flight twice), 50 log rows each (what GET /logs
+# answers by default), one 50-row log.append per user.
+USERS=${USERS:-256}
 : >"$WORK/tokens"
-for u in $(seq 64); do
+for u in $(seq "$USERS"); do
     "$BIN/wa-token" "bench-user-$u" 86400 >>"$WORK/tokens"
 done
-seed() { # seed <user>: 50 rows
-    for n in $(seq 50); do
-        "$TOOLS/buscall" "$STORE_URL" log.append "bench-user-$1" \
-            "{\"eventType\":\"message\",\"eventData\":{\"n\":$n,\"body\":\"$(printf '%040d' 0)\"}}" >/dev/null
-    done
-}
+ROWS=$(for n in $(seq 50); do
+    printf '{"eventType":"message","eventData":{"n":%d,"body":"%040d"}}\n' "$n" 0
+done | paste -sd, -)
 SEEDERS=()
-for u in $(seq 64); do
-    seed "$u" &
+for u in $(seq "$USERS"); do
+    "$TOOLS/buscall" "$STORE_URL" log.append "bench-user-$u" "{\"rows\":[$ROWS]}" >/dev/null &
     SEEDERS+=($!)
     if [ ${#SEEDERS[@]} -eq 8 ]; then wait "${SEEDERS[@]}"; SEEDERS=(); fi
 done
+[ ${#SEEDERS[@]} -eq 0 ] || wait "${SEEDERS[@]}"
 TOKEN=$(head -1 "$WORK/tokens")
 sleep 1
 IDLE_GW=$(mem_of "$GW_PID") IDLE_STORE=$(mem_of "$STORE_PID")
 
 echo "# gateway_bench: $(nproc) CPUs, ${DURATION}s per run, GATEWAY_THREADS=$GATEWAY_THREADS, load average before seeding $LOAD_BEFORE"
-printf '%-12s %5s %5s %10s %9s %9s %8s %8s %6s\n' route conns users req/s p50 p99 \
-    gw_us/req st_us/req errors
+printf '%-12s %5s %5s %10s %9s %9s %8s %8s %8s %6s\n' route conns users req/s p50 p99 \
+    gw_us/req st_us/req to_store errors
+# "<requests> <store calls>" the gateway has counted so far: to_store is
+# the share of a run's requests that reached store-svc; the rest shared
+# the answer of an identical read in flight (coalescing).
+counters() {
+    curl -s "$URL/metrics" | awk '
+        $1 ~ /^wa_gateway_http_requests_total/ { r += $2 }
+        $1 == "wa_gateway_store_calls_total" { c = $2 }
+        END { print r + 0, c + 0 }'
+}
 # CPU time (user + system, clock ticks) a process has used so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # CPU microseconds per request from a tick delta: <ticks> <req/s>
@@ -104,30 +117,33 @@ us_per_req() {
         'BEGIN { printf "%.1f", (r > 0 ? t / hz * 1e6 / (r * d) : 0) }'
 }
 run() { # run <path> <conns> <users>
-    local path=$1 conns=$2 users=$3 threads=2 out gw0 st0 gw1 st1 rps
+    local path=$1 conns=$2 users=$3 threads=2 out gw0 st0 gw1 st1 rps r0 c0 r1 c1
     [ -n "${ONLY:-}" ] && [ "$ONLY" != "$path $conns $users" ] && return 0
     [ "$conns" -eq 1 ] && threads=1
+    read -r r0 c0 < <(counters)
     gw0=$(cpu_ticks "$GW_PID") st0=$(cpu_ticks "$STORE_PID")
     if [ "$users" -eq 1 ]; then
         out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency \
             -H "Authorization: Bearer $TOKEN" "$URL$path")
     else
         out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency \
-            -s "$HERE/gateway_bench.lua" "$URL$path" -- "$WORK/tokens")
+            -s "$HERE/gateway_bench.lua" "$URL$path" -- "$WORK/tokens" "$threads")
     fi
     gw1=$(cpu_ticks "$GW_PID") st1=$(cpu_ticks "$STORE_PID")
+    read -r r1 c1 < <(counters)
     rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
-    printf '%-12s %5s %5s %10s %9s %9s %8s %8s %6s\n' "GET $path" "$conns" "$users" \
+    printf '%-12s %5s %5s %10s %9s %9s %8s %8s %8s %6s\n' "GET $path" "$conns" "$users" \
         "$rps" \
         "$(awk '$1 == "50%" {print $2}' <<<"$out")" \
         "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
         "$(us_per_req $((gw1 - gw0)) "$rps")" "$(us_per_req $((st1 - st0)) "$rps")" \
+        "$(awk -v r=$((r1 - r0 - 1)) -v c=$((c1 - c0)) 'BEGIN { printf "%.0f%%", (r > 0 ? 100 * c / r : 0) }')" \
         "$(awk '/Non-2xx|Socket errors/ {e = e $0 "; "} END {print (e == "" ? 0 : e)}' <<<"$out")"
 }
 for path in /status /logs; do
     run "$path" 1 1
     run "$path" 64 1
-    run "$path" 64 64
+    run "$path" 64 "$USERS"
 done
 sleep 1
 curl -s "$URL/metrics" | awk '
