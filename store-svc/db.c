@@ -343,7 +343,8 @@ int db__user_version(db_conn_t *c)
 
 /* ---- opening ---- */
 
-/* mkdir -p of path's parent directories, new ones mode 0700. */
+/* mkdir -p of path's parent directories, new ones mode 0700; a failure is
+ * a DB_PATH that cannot be (WA_ECONFIG). */
 static wa_err_t make_parents(const char *path, char *err, size_t errlen)
 {
     char *dir = strdup(path);
@@ -369,9 +370,9 @@ static wa_err_t make_parents(const char *path, char *err, size_t errlen)
         goto fail;
     goto out;
 fail:
-    snprintf(err, errlen, "cannot create directory %s: %s", dir,
+    snprintf(err, errlen, "DB_PATH: cannot create directory %s: %s", dir,
              strerror(errno));
-    rv = WA_ESTORAGE;
+    rv = WA_ECONFIG;
 out:
     free(dir);
     return rv;
@@ -400,8 +401,15 @@ static wa_err_t prepare_file(const char *path, char *err, size_t errlen)
     if (fd < 0 && errno == ELOOP)
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600); /* a symlink */
     if (fd < 0) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return WA_ESTORAGE;
+        /* A place we may not, or cannot, write is the configuration's
+         * fault; anything else (EIO, ENOSPC...) the storage's. */
+        rv = errno == EACCES || errno == EPERM || errno == EROFS ||
+                     errno == ENOTDIR || errno == ENOENT || errno == EISDIR
+                 ? WA_ECONFIG
+                 : WA_ESTORAGE;
+        snprintf(err, errlen, "%scannot open %s: %s",
+                 rv == WA_ECONFIG ? "DB_PATH: " : "", path, strerror(errno));
+        return rv;
     }
     close(fd);
     return WA_OK;

@@ -66,6 +66,8 @@ struct call {
             long offset;
         } list;
     } a;
+    char ts[2][STORE_TS_LEN + 1]; /* session.upsert: its two times, kept
+                                     in the database's one form */
     char *data_json; /* log.append, event.record: the data as JSON text */
     /* log.append with "rows": each row's type (in args) and data as JSON */
     struct {
@@ -200,10 +202,25 @@ static bool digits(const char *s, int n)
     return true;
 }
 
-/* ISO-8601 UTC: YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z, fields in range. */
-static bool timestamp_valid(const char *s)
+static int days_in_month(int y, int m)
 {
-    size_t len = strlen(s), i = 19;
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return 29;
+    return days[m - 1];
+}
+
+/*
+ * An ISO-8601 UTC time, YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z with every field in
+ * range (a real calendar day, no leap second), written to out in the one
+ * form the database keeps: YYYY-MM-DDTHH:MM:SS.sssZ (the fraction cut or
+ * padded to milliseconds).
+ */
+static bool timestamp_normalize(const char *s, char out[STORE_TS_LEN + 1])
+{
+    size_t len = strlen(s), i = 19, f;
+    int y, mo;
 
     if (len < 20 || len > WA_TIMESTAMP_MAX || !digits(s, 4) || s[4] != '-' ||
         !digits(s + 5, 2) || s[7] != '-' || !digits(s + 8, 2) || s[10] != 'T' ||
@@ -218,9 +235,19 @@ static bool timestamp_valid(const char *s)
     }
     if (i != len - 1 || s[i] != 'Z')
         return false;
-    return atoi(s + 5) >= 1 && atoi(s + 5) <= 12 && atoi(s + 8) >= 1 &&
-           atoi(s + 8) <= 31 && atoi(s + 11) <= 23 && atoi(s + 14) <= 59 &&
-           atoi(s + 17) <= 60;
+    y = atoi(s);
+    mo = atoi(s + 5);
+    if (mo < 1 || mo > 12 || atoi(s + 8) < 1 ||
+        atoi(s + 8) > days_in_month(y, mo) || atoi(s + 11) > 23 ||
+        atoi(s + 14) > 59 || atoi(s + 17) > 59)
+        return false;
+    memcpy(out, s, 19);
+    out[19] = '.';
+    for (f = 0; f < 3; f++)
+        out[20 + f] = 20 + f < i ? s[20 + f] : '0';
+    out[23] = 'Z';
+    out[24] = '\0';
+    return true;
 }
 
 static bool event_type_valid(const char *s)
@@ -360,14 +387,18 @@ static wa_err_t parse_upsert(call_t *c)
          !bytes_in(u->qr.value, 0x20, 0x7e)))
         return invalid(c, "qrCode: must be 1..%d bytes of printable ASCII",
                        STORE_QR_MAX);
-    if (u->connected_at.value != NULL &&
-        !timestamp_valid(u->connected_at.value))
-        return invalid(c, "connectedAt: must be an ISO-8601 UTC time "
-                          "(YYYY-MM-DDTHH:MM:SS.sssZ)");
-    if (u->last_activity.value != NULL &&
-        !timestamp_valid(u->last_activity.value))
-        return invalid(c, "lastActivity: must be an ISO-8601 UTC time "
-                          "(YYYY-MM-DDTHH:MM:SS.sssZ)");
+    if (u->connected_at.value != NULL) {
+        if (!timestamp_normalize(u->connected_at.value, c->ts[0]))
+            return invalid(c, "connectedAt: must be an ISO-8601 UTC time "
+                              "(YYYY-MM-DDTHH:MM:SS.sssZ)");
+        u->connected_at.value = c->ts[0];
+    }
+    if (u->last_activity.value != NULL) {
+        if (!timestamp_normalize(u->last_activity.value, c->ts[1]))
+            return invalid(c, "lastActivity: must be an ISO-8601 UTC time "
+                              "(YYYY-MM-DDTHH:MM:SS.sssZ)");
+        u->last_activity.value = c->ts[1];
+    }
     return WA_OK;
 }
 
@@ -736,9 +767,15 @@ static wa_err_t exec_placement_resolve(call_t *c, db_conn_t *conn)
     wa_timestamp_now(now, sizeof(now));
     e = placement__resolve(conn, c->req->user, c->st->now_ms(), now, &p);
     if (e == WA_ENOSESSIONSVC) {
+        snprintf(c->msg, sizeof(c->msg), "no live session-svc instance");
+        wa_warn(c->req->rid, "placement: no live instance");
+        return e;
+    }
+    if (e == WA_EFULL) {
         snprintf(c->msg, sizeof(c->msg),
-                 "no live session-svc instance has room for this user");
-        wa_warn(c->req->rid, "placement: no live instance has room");
+                 "every live session-svc instance runs its maximum of "
+                 "sessions");
+        wa_warn(c->req->rid, "placement: every live instance is full");
         return e;
     }
     if (e != WA_OK)
@@ -755,7 +792,7 @@ static const op_desc_t ops[] = {
     {WA_OP_PING, false, NULL, NULL, read_ping, NULL, false},
     {WA_OP_SESSION_GET, true, NULL, NULL, read_session_get, NULL, false},
     {WA_OP_SESSION_UPSERT, true, f_upsert, parse_upsert, NULL, exec_upsert,
-     false},
+     true},
     {WA_OP_SESSION_LIST, false, f_page, parse_session_list, read_session_list,
      NULL, false},
     {WA_OP_LOG_APPEND, true, f_log, parse_log_append, NULL, exec_log_append,

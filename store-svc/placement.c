@@ -212,7 +212,8 @@ wa_err_t placement__lookup(db_conn_t *c, const char *user, int64_t now_ms,
     return lookup(c, user, now_ms, out, prev);
 }
 
-/* The best live instance with room for user, by rendezvous score. */
+/* The best live instance with room for user, by rendezvous score:
+ * WA_ENOSESSIONSVC if none is alive, WA_EFULL if every live one is full. */
 static wa_err_t choose(db_conn_t *c, const char *user, int64_t now_ms,
                        placement_t *out)
 {
@@ -227,8 +228,11 @@ static wa_err_t choose(db_conn_t *c, const char *user, int64_t now_ms,
         goto out;
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (sqlite3_column_int64(st, 3) >= sqlite3_column_int64(st, 2))
-            continue; /* full */
+        if (sqlite3_column_int64(st, 3) >= sqlite3_column_int64(st, 2)) {
+            if (err == WA_ENOSESSIONSVC)
+                err = WA_EFULL; /* alive, but full */
+            continue;
+        }
         if ((name = sqlite3_column_text(st, 0)) == NULL) {
             err = WA_ENOMEM;
             goto out;

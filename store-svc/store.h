@@ -39,6 +39,8 @@
 #define STORE_QR_MAX (64 * 1024)
 #define STORE_EVENT_TYPE_MAX 64
 #define STORE_EVENT_DATA_MAX (64 * 1024)
+/* A time as the database keeps it: YYYY-MM-DDTHH:MM:SS.sssZ. */
+#define STORE_TS_LEN 24
 #define STORE_LIST_MAX 500
 #define STORE_LOG_LIST_DEFAULT 50
 /* Rows one log.append may carry in "rows". */
@@ -115,8 +117,9 @@ typedef struct db {
  * itself 0600) the database at path, set the pragmas, migrate it to
  * DB_SCHEMA_VERSION (each step in its own transaction) and prepare every
  * statement. On failure nothing is left open and err holds one line:
- * WA_ECONFIG when path cannot name a database file (a directory, empty),
- * WA_ESTORAGE otherwise (unwritable, corrupt, a schema newer than ours).
+ * WA_ECONFIG when path cannot name a database file (a directory, empty)
+ * or names one in a place that cannot be created or written, WA_ESTORAGE
+ * otherwise (an I/O error, a corrupt file, a schema newer than ours).
  */
 wa_err_t db__open(const char *path, db_t **out, char *err, size_t errlen);
 

@@ -28,15 +28,16 @@ run_refused 2 DB_PATH="$WORK/adir"
 grep -q '^store-svc: DB_PATH: ' "$WORK/refused.err" || fail "DB_PATH directory: unclear: $(cat "$WORK/refused.err")"
 pass "DB_PATH that is a directory: exit 2 ($(cat "$WORK/refused.err"))"
 
-# Nowhere to write: a runtime failure, logged as one JSON error line, 1.
-# (As root every directory is writable: a path under /proc is not.)
+# Nowhere to write: DB_PATH names a place that cannot be: configuration,
+# one line, 2. (As root every directory is writable: a path under /proc
+# is not.)
 if [ "$(id -u)" -eq 0 ]; then nowhere=/proc/wa-store-test/db/s.db
 else mkdir -m 0500 "$WORK/ro"; nowhere=$WORK/ro/db/s.db; fi
-run_refused 1 DB_PATH="$nowhere"
-grep -q '"level":"error".*cannot open the database' "$WORK/refused.err" ||
-    fail "unwritable DB_PATH: no error logged: $(cat "$WORK/refused.err")"
+run_refused 2 DB_PATH="$nowhere"
+grep -q '^store-svc: DB_PATH: cannot' "$WORK/refused.err" ||
+    fail "unwritable DB_PATH: unclear: $(cat "$WORK/refused.err")"
 [ "$(wc -l <"$WORK/refused.err")" -eq 1 ] || fail "unwritable DB_PATH: want one line: $(cat "$WORK/refused.err")"
-pass "unwritable DB_PATH: exit 1, one logged error"
+pass "unwritable DB_PATH: exit 2 ($(cat "$WORK/refused.err"))"
 
 # A database from a newer store-svc is left alone.
 python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute("PRAGMA user_version=99"); c.commit()' "$WORK/newer.db"

@@ -395,8 +395,8 @@ static void test_unwritable_place(void **state)
     assert_true(fd >= 0);
     close(fd);
     /* A regular file where a directory must be. */
-    assert_int_equal(db__open(under, &db, err, sizeof(err)), WA_ESTORAGE);
-    assert_non_null(strstr(err, "cannot create directory"));
+    assert_int_equal(db__open(under, &db, err, sizeof(err)), WA_ECONFIG);
+    assert_non_null(strstr(err, "DB_PATH: cannot create directory"));
     assert_null(db);
     /* A directory we may not write (root may write anywhere: use /proc,
      * where nothing can be created, instead). */
@@ -405,8 +405,8 @@ static void test_unwritable_place(void **state)
     assert_int_equal(
         db__open(geteuid() == 0 ? "/proc/wa-store-test/x.db" : in_ro, &db, err,
                  sizeof(err)),
-        WA_ESTORAGE);
-    assert_non_null(strstr(err, "cannot"));
+        WA_ECONFIG);
+    assert_non_null(strstr(err, "DB_PATH: cannot"));
     assert_null(db);
     free(file);
     free(under);

@@ -232,7 +232,15 @@ static void test_sessions(void **state)
     d = ok(f, WA_OP_SESSION_GET, "doc1", NULL);
     assert_string_equal(s(d, "phoneNumber"), "+41791234567");
     assert_string_equal(s(d, "connectedAt"), "2026-11-26T10:00:00.123Z");
-    assert_string_equal(s(d, "lastActivity"), "2026-11-26T10:00:01Z");
+    /* Kept in one form: milliseconds. */
+    assert_string_equal(s(d, "lastActivity"), "2026-11-26T10:00:01.000Z");
+    cJSON_Delete(d);
+    cJSON_Delete(ok(f, WA_OP_SESSION_UPSERT, "doc1",
+                    "{\"connectedAt\":\"2024-02-29T23:59:59.987654321Z\","
+                    "\"lastActivity\":\"2026-11-26T10:00:02.5Z\"}"));
+    d = ok(f, WA_OP_SESSION_GET, "doc1", NULL);
+    assert_string_equal(s(d, "connectedAt"), "2024-02-29T23:59:59.987Z");
+    assert_string_equal(s(d, "lastActivity"), "2026-11-26T10:00:02.500Z");
     cJSON_Delete(d);
 
     cJSON_Delete(ok(f, WA_OP_SESSION_UPSERT, "doc2", "{}"));
@@ -464,7 +472,8 @@ static void test_placement_capacity(void **state)
     cJSON_Delete(ok(f, WA_OP_PLACEMENT_RESOLVE, "first", NULL));
     cJSON_Delete(
         ok(f, WA_OP_SESSION_UPSERT, "first", "{\"status\":\"initializing\"}"));
-    fails(f, WA_OP_PLACEMENT_RESOLVE, "second", NULL, WA_ENOSESSIONSVC, NULL);
+    fails(f, WA_OP_PLACEMENT_RESOLVE, "second", NULL, WA_EFULL,
+          "maximum of sessions");
     cJSON_Delete(ok(f, WA_OP_PLACEMENT_RESOLVE, "first", NULL));
     /* A disconnected session frees its slot. */
     cJSON_Delete(
@@ -572,6 +581,14 @@ static const bad_t bad_args[] = {
     {WA_OP_SESSION_UPSERT, "{\"lastActivity\":\"2026-01-01T00:00:00\"}",
      "lastActivity"},
     {WA_OP_SESSION_UPSERT, "{\"lastActivity\":\"2026-01-01T24:00:00Z\"}",
+     "lastActivity"},
+    {WA_OP_SESSION_UPSERT, "{\"connectedAt\":\"2024-02-31T23:59:59Z\"}",
+     "connectedAt"},
+    {WA_OP_SESSION_UPSERT, "{\"connectedAt\":\"2023-02-29T00:00:00Z\"}",
+     "connectedAt"},
+    {WA_OP_SESSION_UPSERT, "{\"connectedAt\":\"2024-04-31T00:00:00Z\"}",
+     "connectedAt"},
+    {WA_OP_SESSION_UPSERT, "{\"lastActivity\":\"2026-01-01T23:59:60Z\"}",
      "lastActivity"},
     /* session.list */
     {WA_OP_SESSION_LIST, "{\"limit\":0}",
@@ -773,14 +790,15 @@ static void test_repeated_rid(void **state)
 }
 
 /* A resend after a restart (the in-memory cache is gone) still writes
- * once: log.append and event.record keep their answers in the database,
- * for STORE_RID_KEEP_MS. */
+ * once: log.append, event.record and session.upsert keep their answers in
+ * the database, for STORE_RID_KEEP_MS. */
 static void test_rid_survives_restart(void **state)
 {
     fx_t *f = *state;
     const char *args = "{\"eventType\":\"status\",\"eventData\":{\"a\":1}}";
     const char *ev = "{\"type\":\"message\",\"data\":{}}";
     wa_reply_t r1, r2;
+    cJSON *d;
     char *t1, *t2;
 
     assert_int_equal(call_rid(f, WA_OP_LOG_APPEND, "u", args, "d-1", &r1),
@@ -788,9 +806,27 @@ static void test_rid_survives_restart(void **state)
     assert_int_equal(call_rid(f, WA_OP_EVENT_RECORD, "u", ev, "d-2", &r2),
                      WA_OK);
     assert_int_equal(n(r2.data, "seq"), 1);
+    wa_reply_clear(&r2);
+    /* A status written, then a later one: the first request resent after
+     * the restart must not put the older status back. */
+    assert_int_equal(call_rid(f, WA_OP_SESSION_UPSERT, "u",
+                              "{\"status\":\"qr\"}", "d-3", &r2),
+                     WA_OK);
+    wa_reply_clear(&r2);
+    assert_int_equal(call_rid(f, WA_OP_SESSION_UPSERT, "u",
+                              "{\"status\":\"ready\"}", "d-4", &r2),
+                     WA_OK);
+    wa_reply_clear(&r2);
     stop_store(f);
     start_store(f);
     assert_int_equal(idem__size(f->st->idem), 0);
+    assert_int_equal(call_rid(f, WA_OP_SESSION_UPSERT, "u",
+                              "{\"status\":\"qr\"}", "d-3", &r2),
+                     WA_OK);
+    wa_reply_clear(&r2);
+    d = ok(f, WA_OP_SESSION_GET, "u", NULL);
+    assert_string_equal(s(d, "status"), "ready");
+    cJSON_Delete(d);
 
     wa_reply_clear(&r2);
     assert_int_equal(call_rid(f, WA_OP_LOG_APPEND, "u", args, "d-1", &r2),

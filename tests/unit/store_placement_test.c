@@ -226,9 +226,8 @@ static void test_capacity(void **state)
     }
     assert_int_equal(on[0], 2);
     assert_int_equal(on[1], 3);
-    /* Full everywhere. */
-    assert_int_equal(placement__resolve(f->c, "sixth", T0, "t", &p),
-                     WA_ENOSESSIONSVC);
+    /* Full everywhere: alive, but no room (not "no instance"). */
+    assert_int_equal(placement__resolve(f->c, "sixth", T0, "t", &p), WA_EFULL);
     /* A placed user still resolves. */
     assert_int_equal(placement__resolve(f->c, "c0", T0, "t", &p), WA_OK);
     /* One session ends: its slot is free again, its placement stays. */
