@@ -218,6 +218,12 @@ int main(void)
                                "adapter script (waweb.js)%s%s",
                                cfg->waweb_js != NULL ? " at " : "",
                                cfg->waweb_js != NULL ? cfg->waweb_js : "");
+    if (browser__mkdirs(cfg->sessions_dir) != WA_OK ||
+        access(cfg->sessions_dir, W_OK | X_OK) != 0)
+        wa_service_config_fail(SS_SERVICE,
+                               "configuration: SESSIONS_DIR: %s cannot be "
+                               "created, or is not a writable directory",
+                               cfg->sessions_dir);
     if (cfg->instance_id != NULL) {
         snprintf(ss.instance, sizeof(ss.instance), "%s", cfg->instance_id);
     } else {
@@ -234,10 +240,6 @@ int main(void)
     (void)prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     ss.is_root = geteuid() == 0;
     make_user_agent(&ss);
-    if (browser__mkdirs(cfg->sessions_dir) != WA_OK) {
-        wa_error(NULL, "cannot create SESSIONS_DIR");
-        goto out;
-    }
 
     ss.loop = uv_default_loop();
     ss.sigterm.data = ss.sigint.data = ss.deadline.data = &ss;

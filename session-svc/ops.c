@@ -428,6 +428,9 @@ static void op_connect(ss_t *ss, wa_bus_job_t *job, const wa_request_t *req)
     wa_err_t err;
 
     if (s != NULL && s->want) {
+        /* Waiting out a crash backoff: the user asks now, so start now
+         * (the backoff still grows if it crashes again). */
+        sessions__relaunch_now(s);
         reply_status(job, state__name(s->status));
         return;
     }

@@ -146,6 +146,12 @@ static cJSON *read_rows(ss_registry_t *r, const cJSON *placed)
         if (cJSON_IsString(st) && (row = cJSON_CreateObject()) != NULL) {
             cJSON_AddStringToObject(row, "user", u->valuestring);
             cJSON_AddStringToObject(row, "status", st->valuestring);
+            /* connectedAt is set at ready and cleared when the account is
+             * unlinked: the profile holds a login. */
+            cJSON_AddBoolToObject(
+                row, "linked",
+                cJSON_IsString(
+                    cJSON_GetObjectItemCaseSensitive(rep.data, "connectedAt")));
             cJSON_AddItemToArray(rows, row);
         }
         wa_reply_clear(&rep);
@@ -188,8 +194,14 @@ static void work(uv_work_t *w)
         r->rows = read_rows(r, r->placed);
 }
 
-/* Restore: relaunch users last authenticated/ready; a status that no
- * browser backs any more (qr, initializing, error) becomes disconnected. */
+/*
+ * Restore: relaunch users last authenticated/ready, and linked users whose
+ * own relaunch (initializing, or error while waiting out a crash backoff)
+ * was cut short by a stop of the instance: their profile still holds the
+ * login, so they come back without a scan. A status no browser backs any
+ * more (qr, or initializing/error of a user never linked) becomes
+ * disconnected.
+ */
 static void restore(ss_registry_t *r)
 {
     ss_t *ss = r->ss;
@@ -203,12 +215,16 @@ static void restore(ss_registry_t *r)
             cJSON_GetObjectItemCaseSensitive(row, "user")->valuestring;
         const char *st =
             cJSON_GetObjectItemCaseSensitive(row, "status")->valuestring;
+        bool linked =
+            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(row, "linked"));
 
         if (sessions__get(ss, user, &s) != WA_OK)
             continue;
         if (r->restored && s->changed_at + SETTLE_MS > r->tick_at)
             continue;
-        if (strcmp(st, "authenticated") == 0 || strcmp(st, "ready") == 0) {
+        if (strcmp(st, "authenticated") == 0 || strcmp(st, "ready") == 0 ||
+            (linked &&
+             (strcmp(st, "initializing") == 0 || strcmp(st, "error") == 0))) {
             if (s->want)
                 continue;
             if (sessions__start(s, NULL) != WA_OK)

@@ -467,6 +467,10 @@ wa_err_t sessions__start(ss_session_t *s, const char *rid);
 void sessions__stop(ss_session_t *s, ss_stop_mode_t mode, const char *reason,
                     ss_stopped_fn fn, void *arg);
 
+/* A wanted session waiting out its crash backoff relaunches at once
+ * (status initializing); otherwise nothing happens. */
+void sessions__relaunch_now(ss_session_t *s);
+
 /* The page reports logout / crash / fatal error: end or relaunch. */
 void sessions__page_logout(ss_session_t *s);
 void sessions__page_failed(ss_session_t *s, const char *message);

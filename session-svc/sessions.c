@@ -242,6 +242,14 @@ static void on_relaunch(uv_timer_t *t)
     launch(s);
 }
 
+void sessions__relaunch_now(ss_session_t *s)
+{
+    if (!uv_is_active((uv_handle_t *)&s->relaunch))
+        return; /* not waiting out a backoff */
+    uv_timer_stop(&s->relaunch);
+    on_relaunch(&s->relaunch);
+}
+
 static void schedule_relaunch(ss_session_t *s)
 {
     ss_t *ss = s->ss;

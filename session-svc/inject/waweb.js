@@ -471,12 +471,17 @@
                                      timestamp: Number(m && m.t) || t}};
         },
 
+        /* The chat this number already has, or null (a 404): a lookup
+         * never creates a chat. The number is resolved first, as WhatsApp
+         * may know it under another id than the digits typed. */
         chatByPhone: async (a) => {
             const w = M.wid.createWid(a.phone + '@c.us');
             const found = await M.exists.queryWidExists(w);
             if (!found)
                 return {ok: true, data: {chat: null}};
-            const chat = await findChat(wid(found.wid || w));
+            const id = wid(found.wid || w);
+            const chat = M.collections.Chat.get(M.wid.createWid(id)) ||
+                M.collections.Chat.get(id);
             return {ok: true, data: {chat: chat ? chatOut(chat) : null}};
         },
 
@@ -486,6 +491,10 @@
                 await s.logout();
             else if (M.cmd && M.cmd.Cmd && typeof M.cmd.Cmd.logout === 'function')
                 await M.cmd.Cmd.logout();
+            else
+                return err('missing_module',
+                           'WhatsApp Web offers no logout (Socket.logout, ' +
+                           'Cmd.logout)');
             return {ok: true, data: {}};
         },
     };

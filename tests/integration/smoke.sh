@@ -23,6 +23,7 @@ expect_config_refusal() {
 expect_config_refusal store-svc STORE_URL=http://x
 expect_config_refusal store-svc STORE_WORKERS=0
 expect_config_refusal store-svc LOG_LEVEL=loud
+expect_config_refusal store-svc DB_PATH=/proc/wa-smoke/db/sessions.db
 expect_config_refusal gateway JWT_SECRET=
 expect_config_refusal gateway JWT_SECRET=short
 expect_config_refusal gateway JWT_SECRET=$SECRET PORT=70000
@@ -36,6 +37,7 @@ expect_config_refusal session-svc CHROMIUM_PATH=/nonexistent/chromium
 expect_config_refusal session-svc MAX_SESSIONS=0
 expect_config_refusal session-svc WA_WEB_URL=ftp://example
 expect_config_refusal session-svc SESSION_URL=tcp://127.0.0.1:99999
+expect_config_refusal session-svc SESSIONS_DIR=/proc/wa-smoke/sessions
 
 # A whole stack on free ports.
 WORK=$(mktemp -d)

@@ -20,7 +20,9 @@ hold no QR string and no body -> SIGTERM leaves no Chromium.
 
 mock part: hostile binding payloads are rejected without harm, a missing
 module is an error event naming it, a ciphertext message is reported once
-decrypted, QR_MAX_REFRESHES ends in disconnected/qr_timeout.
+decrypted, QR_MAX_REFRESHES ends in disconnected/qr_timeout, a connect
+during a crash backoff relaunches at once, a linked user whose relaunch a
+stop cut short (initializing) is restored at the next start.
 """
 
 import json
@@ -243,6 +245,15 @@ def main_fakewa(bindir, work):
               "chat-by-phone finds the chat (%r)" % r)
         r = http("GET", st.gw("/chat-by-phone?phone=12"), ta)
         check(r.status == 400, "a bad phone number is 400")
+        # On WhatsApp (fakewa: any number not ending in 0000) but no chat
+        # with it: 404, and the lookup created none.
+        r = http("GET", st.gw("/chat-by-phone?phone=%2B41797770123"), ta)
+        check(r.status == 404 and r.json.get("code") == "not_found",
+              "chat-by-phone of a number without a chat is 404 (%r)" % r)
+        r = http("GET", st.gw("/chats"), ta)
+        check(r.status == 200 and not [c for c in r.json["chats"]
+                                       if c["id"] == "41797770123@c.us"],
+              "and the lookup created no chat")
         r = http("POST", st.gw("/send"), ta,
                  body={"chatId": "not-a-chat", "message": "x"})
         check(r.status == 400, "a bad chatId is 400")
@@ -466,6 +477,42 @@ def main_mock(bindir, work):
         msgs = [f for f in frames if f["type"] == "message"]
         check(len(msgs) == 1 and msgs[0]["data"]["type"] == "chat",
               "exactly one message event, not the ciphertext")
+
+        # Crashes: the backoff doubles (1 s, 2 s, 4 s); a connect during
+        # it starts the browser at once and answers initializing.
+        tf = stack.token("mock-f")
+        http("POST", st.gw("/connect"), tf)
+        for _ in range(3):
+            pids = wait_until("mock-f's browser",
+                              lambda: user_browsers(sessions, "mock-f"), 30)
+            os.kill(pids[0], signal.SIGKILL)
+            wait_status(st, tf, "error")
+        r = http("POST", st.gw("/connect"), tf)
+        check(r.status == 202 and r.json.get("status") == "initializing",
+              "a connect during the crash backoff relaunches now (%r)" % r)
+        wait_until("mock-f's browser",
+                   lambda: user_browsers(sessions, "mock-f"), 30)
+        r = http("POST", st.gw("/disconnect"), tf)
+        check(r.status == 200, "disconnect after the crashes (%r)" % r)
+
+        # An instance stopped while a linked user's relaunch was under way
+        # (its row says initializing, connectedAt still set) restores that
+        # user at its next start, without a scan.
+        st.stop("session-svc")
+        subprocess.run([os.path.join(bindir, "..", "tests", "buscall"),
+                        st.env["STORE_URL"], "session.upsert", "mock-c",
+                        '{"status":"initializing"}'], check=True,
+                       stdout=subprocess.DEVNULL)
+        qrs = len([l for l in http("GET", st.gw("/logs?limit=500"),
+                                   tc).json["logs"]
+                   if l["eventType"] == "qr"])
+        st.start("session-svc")
+        wait_status(st, tc, "ready")
+        check(len([l for l in http("GET", st.gw("/logs?limit=500"),
+                                   tc).json["logs"]
+                   if l["eventType"] == "qr"]) == qrs,
+              "a linked user caught initializing by a stop is restored "
+              "without a scan")
         st.stop("session-svc")
 
         # A missing module: an error event naming it.
