@@ -345,7 +345,9 @@ static wa_err_t on_exists(req_t *r)
         return refuse(r, WA_EINVAL, "exists.wid: not a chat id");
     if ((f = state__frame_new("exists")) == NULL ||
         !state__add_str(f, "rid", rid) ||
-        !state__add_bool(f, "exists", fw_on_whatsapp(wid))) {
+        !state__add_bool(f, "exists",
+                         fw_on_whatsapp(wid) ||
+                             state__chat_find(a, wid) != NULL)) {
         cJSON_Delete(f);
         return refuse(r, WA_ENOMEM, "out of memory");
     }

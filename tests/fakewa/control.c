@@ -231,11 +231,6 @@ static int on_incoming(struct mg_connection *conn, void *arg)
                     "from: digits (optional +) or <digits>@c.us");
         goto out;
     }
-    if (!fw_on_whatsapp(from)) {
-        reply_error(conn, rid, WA_EINVAL,
-                    "from: not on WhatsApp (numbers ending in 0000 never are)");
-        goto out;
-    }
     if ((rv = fw_check_text(f[2].value, strlen(f[2].value), FW_BODY_MAX,
                             false)) != WA_OK) {
         reply_error(conn, rid, rv, "body: 1..65536 bytes of UTF-8");

@@ -166,7 +166,8 @@ wa_err_t fw_user_wid(const char *in, char *out);
 bool fw_wid_valid(const char *wid);
 
 /* Is this user wid on WhatsApp? Every valid user number is, except those
- * ending in "0000" (the documented "not on WhatsApp" numbers). */
+ * ending in "0000" (the documented "not on WhatsApp" numbers) that have
+ * not written to the account (the caller checks its chats). */
 bool fw_on_whatsapp(const char *wid);
 
 /* Is s (len bytes) acceptable text: valid UTF-8, no NUL, 1..max bytes

@@ -806,7 +806,7 @@ wa_err_t fw_state_incoming(fw_state_t *st, const char *phone, const char *from,
     cJSON *f;
     wa_err_t rv;
 
-    if (phone == NULL || !fw_on_whatsapp(from) || body == NULL ||
+    if (phone == NULL || !fw_wid_valid(from) || body == NULL ||
         fw_check_text(body, strlen(body), FW_BODY_MAX, false) != WA_OK)
         return WA_EINVAL;
     pthread_mutex_lock(&st->mu);

@@ -748,8 +748,6 @@ def check_incoming(b, fw):
                         "a bad from"),
                        ({"phone": PHONE, "from": SENDER + "@g.us",
                          "body": "x"}, "a group as from"),
-                       ({"phone": PHONE, "from": "41765550000", "body": "x"},
-                        "a from not on WhatsApp"),
                        ({"phone": PHONE, "body": "x"}, "no from")):
         status, reply = fw.http("POST", "/_fake/incoming", body)
         check(status == 400 and reply["code"] == "bad_request",
@@ -815,6 +813,19 @@ def check_send(b, fw):
     }""", "41765554321@c.us", "41765550000@c.us")
     check(ex["x"] == "41765554321@c.us" and ex["y"] is None,
           "queryWidExists: {wid} on WhatsApp, null otherwise")
+    # A "not on WhatsApp" number that writes is on WhatsApp after all.
+    status, reply = fw.http("POST", "/_fake/incoming",
+                            {"phone": PHONE, "from": "41765550000",
+                             "body": "hello"})
+    check(status == 200 and "id" in reply,
+          "incoming from a 0000 number is taken (%r)" % (reply,))
+    wrote = b.call_fn("""async function (a) {
+      const Q = require('WAWebQueryExistsJob'), W = require('WAWebWidFactory');
+      const x = await Q.queryWidExists(W.createWid(a));
+      return x && x.wid._serialized;
+    }""", "41765550000@c.us")
+    check(wrote == "41765550000@c.us",
+          "and queryWidExists then finds it (%r)" % (wrote,))
     check(ex["bad"] is not None, "createWid throws on a malformed id")
     seen = b.call_fn("""async function (id) {
       const C = require('WAWebCollections');

@@ -599,8 +599,8 @@ static void test_incoming_send_exists(void **s)
     assert_int_equal(fw_state_incoming(st, "41790000000", "41765550123@c.us",
                                        "hi", msgid, sizeof(msgid)),
                      WA_ENOTFOUND);
-    assert_int_equal(fw_state_incoming(st, "41791234567", "41765550000@c.us",
-                                       "hi", msgid, sizeof(msgid)),
+    assert_int_equal(fw_state_incoming(st, "41791234567", "abc@c.us", "hi",
+                                       msgid, sizeof(msgid)),
                      WA_EINVAL);
     assert_int_equal(fw_state_incoming(st, "41791234567", "41765550123@c.us",
                                        body, msgid, sizeof(msgid)),
@@ -696,6 +696,17 @@ static void test_incoming_send_exists(void **s)
     f = last(conn, "exists");
     assert_true(cJSON_IsFalse(cJSON_GetObjectItem(f, "exists")));
     assert_string_equal(str(f, "rid"), "q2");
+    cJSON_Delete(f);
+    /* Unless it wrote to the account: then it is. */
+    assert_int_equal(fw_state_incoming(st, "41791234567", "41791110000@c.us",
+                                       "hi", msgid, sizeof(msgid)),
+                     WA_OK);
+    assert_int_equal(frame(st, id,
+                           "{\"type\":\"exists\",\"rid\":\"q3\",\"wid\":"
+                           "\"41791110000@c.us\"}"),
+                     WA_OK);
+    f = last(conn, "exists");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(f, "exists")));
     cJSON_Delete(f);
 
     assert_int_equal(
