@@ -1,6 +1,7 @@
 /*
  * ops.c - the bus operations session-svc serves (docs/architecture.md,
- * "Bus operations"), and the rid cache that makes wa.send idempotent.
+ * "Bus operations"), and the rid cache that makes wa.send idempotent (with
+ * store-svc's send.claim across restarts).
  *
  * The bus handler runs on nng's threads and only queues the job; a
  * uv_async wakes the loop, which validates, acts and answers (answers may
@@ -344,6 +345,7 @@ wa_err_t ops__init(ss_t *ss)
     }
     q->async.data = ss;
     ss->opq = q;
+    wa_rid_new(ss->send_nonce, sizeof(ss->send_nonce));
     return ridcache__new(RID_CACHE_MAX, RID_CACHE_TTL_MS, &ss->rids);
 }
 
@@ -582,8 +584,11 @@ static void op_chat_by_phone(ss_t *ss, wa_bus_job_t *job,
 /* ---- wa.send ---- */
 
 typedef struct send_ctx {
+    uv_work_t work; /* the send.claim call, off the loop */
     ss_t *ss;
     wa_bus_job_t *job;
+    cJSON *args; /* {chatId, message} for the page */
+    wa_err_t claim_err;
     char user[WA_USER_MAX + 1];
     char rid[WA_RID_MAX + 1];
 } send_ctx_t;
@@ -634,6 +639,88 @@ static void sent(void *arg, wa_err_t err, cJSON *data, const char *message)
     reply_result(sc->job, &res);
     free(res.data);
     free(sc);
+}
+
+/* A send that never reached the page: answered, and its rid forgotten so
+ * that a retry may send. */
+static void send_refused(send_ctx_t *sc, wa_err_t err, const char *message)
+{
+    ss_t *ss = sc->ss;
+    rc_result_t res = {0};
+
+    res.err = err;
+    if (message != NULL)
+        snprintf(res.message, sizeof(res.message), "%s", message);
+    ridcache__finish(ss->rids, sc->user, sc->rid, &res, false, uv_now(ss->loop),
+                     waiter_reply);
+    reply_result(sc->job, &res);
+    cJSON_Delete(sc->args);
+    free(sc);
+}
+
+/*
+ * The in-memory rid cache dies with the process; store-svc keeps a claim of
+ * the rid (send.claim, durable) for a day. A claim made with another nonce
+ * (a session-svc before a restart, or another instance after a move) means
+ * this send may have reached WhatsApp already: it is never sent again.
+ */
+static void claim_work(uv_work_t *w)
+{
+    send_ctx_t *sc = w->data;
+    wa_reply_t rep;
+    cJSON *a;
+
+    if ((a = cJSON_CreateObject()) == NULL ||
+        cJSON_AddStringToObject(a, "nonce", sc->ss->send_nonce) == NULL) {
+        cJSON_Delete(a);
+        sc->claim_err = WA_ENOMEM;
+        return;
+    }
+    sc->claim_err =
+        wa_bus_call(sc->ss->store, WA_OP_SEND_CLAIM, sc->user, sc->rid, a,
+                    (int)sc->ss->cfg.store_timeout_ms, &rep);
+    if (sc->claim_err == WA_OK && rep.err != WA_OK)
+        sc->claim_err = rep.err;
+    cJSON_Delete(a);
+    wa_reply_clear(&rep);
+}
+
+static void claim_done(uv_work_t *w, int status)
+{
+    send_ctx_t *sc = w->data;
+    ss_t *ss = sc->ss;
+    ss_session_t *s;
+    cJSON *a;
+
+    if (status != 0 || ss->stopping) {
+        send_refused(sc, WA_ECLOSED, "session-svc is shutting down");
+        return;
+    }
+    if (sc->claim_err == WA_ECONFLICT) {
+        wa_warn(sc->rid, "user %s: send refused: its rid was claimed before",
+                sc->user);
+        send_refused(sc, WA_ECONFLICT,
+                     "this request id was used for a send before (by an "
+                     "earlier session-svc); it is never sent twice: use a "
+                     "new request id to send again");
+        return;
+    }
+    if (sc->claim_err != WA_OK) {
+        wa_warn(sc->rid, "user %s: send not started: store-svc: %s", sc->user,
+                wa_err_code(sc->claim_err));
+        send_refused(sc,
+                     sc->claim_err == WA_ETIMEDOUT ? WA_ETIMEDOUT : WA_EUNAVAIL,
+                     "store-svc cannot record the send");
+        return;
+    }
+    s = sessions__find(ss, sc->user);
+    if (s == NULL || s->status != SS_READY || s->browser == NULL) {
+        send_refused(sc, WA_ENOTREADY, "the session is not ready");
+        return;
+    }
+    a = sc->args;
+    sc->args = NULL;
+    adapter__call(s, "send", a, (int)ss->cfg.call_timeout_ms, sent, sc);
 }
 
 static void op_send(ss_t *ss, wa_bus_job_t *job, const wa_request_t *req)
@@ -715,9 +802,12 @@ static void op_send(ss_t *ss, wa_bus_job_t *job, const wa_request_t *req)
     }
     sc->ss = ss;
     sc->job = job;
+    sc->args = a;
+    sc->work.data = sc;
     snprintf(sc->user, sizeof(sc->user), "%s", req->user);
     snprintf(sc->rid, sizeof(sc->rid), "%s", req->rid);
-    adapter__call(s, "send", a, (int)ss->cfg.call_timeout_ms, sent, sc);
+    if (uv_queue_work(ss->loop, &sc->work, claim_work, claim_done) != 0)
+        send_refused(sc, WA_EINTERNAL, NULL);
 }
 
 static void dispatch(ss_t *ss, wa_bus_job_t *job)

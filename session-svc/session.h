@@ -626,6 +626,9 @@ struct ss {
     ss_config_t cfg;
     char chromium[4096]; /* resolved browser executable */
     char instance[128];  /* INSTANCE_ID or hostname-pid */
+    /* This process's send.claim nonce (ops.c): its own claims of a send's
+     * rid match, an earlier process's (before a restart) do not. */
+    char send_nonce[WA_RID_MAX + 1];
     char user_agent[256];
     char *script; /* waweb.js source */
     bool is_root;

@@ -355,6 +355,7 @@ static const char *const f_event[] = {"type", "data", NULL};
 static const char *const f_register[] = {"instance", "url", "capacity", NULL};
 static const char *const f_beat[] = {"instance", "sessions", NULL};
 static const char *const f_instance[] = {"instance", NULL};
+static const char *const f_claim[] = {"nonce", NULL};
 
 static wa_err_t parse_upsert(call_t *c)
 {
@@ -544,6 +545,21 @@ static wa_err_t parse_heartbeat(call_t *c)
 static wa_err_t parse_placement_list(call_t *c)
 {
     return parse_instance(c, &c->a.inst.instance);
+}
+
+/* send.claim: the caller's attempt, told apart from any earlier one by a
+ * nonce of its own; its rid is the send's. */
+static wa_err_t parse_send_claim(call_t *c)
+{
+    const char *nonce;
+    wa_err_t e;
+
+    if ((e = string_arg(c, "nonce", &nonce)) != WA_OK)
+        return e;
+    if (!instance_valid(nonce))
+        return invalid(c, "nonce: must be 1..%d printable ASCII characters",
+                       STORE_INSTANCE_MAX);
+    return WA_OK;
 }
 
 /* ---- reads ---- */
@@ -786,6 +802,18 @@ static wa_err_t exec_placement_resolve(call_t *c, db_conn_t *conn)
     return placement_result(c, &p);
 }
 
+/* Nothing to write but the claim itself, which wj_exec records with the
+ * rid (a durable op): the same attempt asking again (an nng resend) gets
+ * this answer again, any other attempt with that rid a conflict. */
+static wa_err_t exec_send_claim(call_t *c, db_conn_t *conn)
+{
+    (void)conn;
+    if ((c->result = cJSON_CreateObject()) == NULL ||
+        !cJSON_AddBoolToObject(c->result, "claimed", true))
+        return WA_ENOMEM;
+    return WA_OK;
+}
+
 /* ---- the table ---- */
 
 static const op_desc_t ops[] = {
@@ -810,6 +838,8 @@ static const op_desc_t ops[] = {
     {WA_OP_PLACEMENT_LIST, false, f_instance, parse_placement_list,
      read_placement_list, NULL, false},
     {WA_OP_DIAG, false, NULL, NULL, read_diag, NULL, false},
+    {WA_OP_SEND_CLAIM, true, f_claim, parse_send_claim, NULL, exec_send_claim,
+     true},
 };
 
 static const op_desc_t *find_op(wa_op_t op)

@@ -64,6 +64,7 @@ static const char *const op_names[WA_OP_COUNT] = {
     [WA_OP_PLACEMENT_RESOLVE] = "placement.resolve",
     [WA_OP_PLACEMENT_LIST] = "placement.list",
     [WA_OP_DIAG] = "diag",
+    [WA_OP_SEND_CLAIM] = "send.claim",
     [WA_OP_WA_CONNECT] = "wa.connect",
     [WA_OP_WA_DISCONNECT] = "wa.disconnect",
     [WA_OP_WA_STATUS] = "wa.status",

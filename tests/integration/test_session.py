@@ -22,7 +22,8 @@ mock part: hostile binding payloads are rejected without harm, a missing
 module is an error event naming it, a ciphertext message is reported once
 decrypted, QR_MAX_REFRESHES ends in disconnected/qr_timeout, a connect
 during a crash backoff relaunches at once, a linked user whose relaunch a
-stop cut short (initializing) is restored at the next start.
+stop cut short (initializing) is restored at the next start, a send's
+request id is refused after a restart (sent once).
 """
 
 import json
@@ -495,6 +496,14 @@ def main_mock(bindir, work):
         r = http("POST", st.gw("/disconnect"), tf)
         check(r.status == 200, "disconnect after the crashes (%r)" % r)
 
+        # A send before the stop below; its request id is refused after
+        # the restart (the rid cache died with the process; store-svc kept
+        # the claim): never sent twice.
+        dup = {"X-Request-Id": "mock-dup-0001"}
+        r = http("POST", st.gw("/send"), tc, headers=dup,
+                 body={"chatId": "41796660001@c.us", "message": "once only"})
+        check(r.status == 200, "a send before the restart (%r)" % r)
+
         # An instance stopped while a linked user's relaunch was under way
         # (its row says initializing, connectedAt still set) restores that
         # user at its next start, without a scan.
@@ -513,6 +522,13 @@ def main_mock(bindir, work):
                    if l["eventType"] == "qr"]) == qrs,
               "a linked user caught initializing by a stop is restored "
               "without a scan")
+        r = http("POST", st.gw("/send"), tc, headers=dup,
+                 body={"chatId": "41796660001@c.us", "message": "once only"})
+        check(r.status == 409 and r.json.get("code") == "conflict",
+              "the same request id after a restart is refused (%r)" % r)
+        n = [x["body"] for x in http("GET", base + "/_mock/sent?phone="
+                                     "41795550001").json].count("once only")
+        check(n == 1, "and the message was sent once (%d)" % n)
         st.stop("session-svc")
 
         # A missing module: an error event naming it.

@@ -288,9 +288,10 @@ static void test_op_table(void **state)
         "session.list",  "log.append",        "log.list",
         "event.record",  "instance.register", "instance.heartbeat",
         "instance.list", "placement.resolve", "placement.list",
-        "diag",          "wa.connect",        "wa.disconnect",
-        "wa.status",     "wa.chats",          "wa.messages",
-        "wa.send",       "wa.chat_by_phone",  "bus.batch",
+        "diag",          "send.claim",        "wa.connect",
+        "wa.disconnect", "wa.status",         "wa.chats",
+        "wa.messages",   "wa.send",           "wa.chat_by_phone",
+        "bus.batch",
     };
     wa_op_t op;
     (void)state;

@@ -861,6 +861,45 @@ static void test_rid_survives_restart(void **state)
     assert_int_equal(log_rows(f, "u"), 3);
 }
 
+/* send.claim: one attempt per (user, rid) ever, also across a restart; the
+ * same attempt asking again (an nng resend) gets its answer again. */
+static void test_send_claim(void **state)
+{
+    fx_t *f = *state;
+    wa_reply_t r;
+
+    assert_int_equal(
+        call_rid(f, WA_OP_SEND_CLAIM, "u", "{\"nonce\":\"a1\"}", "s-1", &r),
+        WA_OK);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r.data, "claimed")));
+    wa_reply_clear(&r);
+    assert_int_equal(
+        call_rid(f, WA_OP_SEND_CLAIM, "u", "{\"nonce\":\"a1\"}", "s-1", &r),
+        WA_OK);
+    wa_reply_clear(&r);
+    assert_int_equal(
+        call_rid(f, WA_OP_SEND_CLAIM, "u", "{\"nonce\":\"b2\"}", "s-1", &r),
+        WA_ECONFLICT);
+    wa_reply_clear(&r);
+    /* Another user's rid is another key. */
+    assert_int_equal(
+        call_rid(f, WA_OP_SEND_CLAIM, "v", "{\"nonce\":\"b2\"}", "s-1", &r),
+        WA_OK);
+    wa_reply_clear(&r);
+    stop_store(f);
+    start_store(f);
+    assert_int_equal(
+        call_rid(f, WA_OP_SEND_CLAIM, "u", "{\"nonce\":\"c3\"}", "s-1", &r),
+        WA_ECONFLICT);
+    wa_reply_clear(&r);
+    assert_int_equal(
+        call_rid(f, WA_OP_SEND_CLAIM, "u", "{\"nonce\":\"a1\"}", "s-1", &r),
+        WA_OK);
+    wa_reply_clear(&r);
+    fails(f, WA_OP_SEND_CLAIM, "u", "{}", WA_EINVAL, "nonce");
+    fails(f, WA_OP_SEND_CLAIM, "", "{\"nonce\":\"x\"}", WA_EINVAL, "user");
+}
+
 /* A failed operation is not remembered: the retry runs again. */
 static void test_errors_not_cached(void **state)
 {
@@ -1003,6 +1042,7 @@ int main(void)
         T(test_limits),
         T(test_repeated_rid),
         T(test_rid_survives_restart),
+        T(test_send_claim),
         T(test_errors_not_cached),
         T(test_concurrent_duplicates),
         T(test_req_resend_writes_once),

@@ -51,6 +51,7 @@ typedef enum wa_op {
     WA_OP_PLACEMENT_RESOLVE,  /* "placement.resolve" */
     WA_OP_PLACEMENT_LIST, /* "placement.list": users placed on an instance */
     WA_OP_DIAG,           /* "diag": counts and versions */
+    WA_OP_SEND_CLAIM,     /* "send.claim": a wa.send's rid, once ever */
     /* session-svc */
     WA_OP_WA_CONNECT,       /* "wa.connect" */
     WA_OP_WA_DISCONNECT,    /* "wa.disconnect" */
