@@ -26,9 +26,13 @@
 #include "bus_int.h"
 
 /* Dialers retry quickly at first (a peer starting at the same time as us),
- * then back off so a peer that is down for long costs little. */
+ * then back off, but not far: a call on a REQ socket without a connection
+ * waits PEER_GRACE_MS for one, which must span a whole retry interval for
+ * a peer that is back to be found. nng waits a random part of the interval
+ * (0 to 100, 200, ... RECONNECT_MAX_MS), one connect at a time, so a peer
+ * that is down for long costs a refused connect every 125 ms on average. */
 #define RECONNECT_MIN_MS 100
-#define RECONNECT_MAX_MS 2000
+#define RECONNECT_MAX_MS 250
 
 /* A worker whose receive failed for a reason other than shutdown waits this
  * long before receiving again, so a persistent error cannot spin a CPU. */
@@ -38,15 +42,29 @@
 #define TOPIC_ROOM (WA_USER_MAX + 1)
 
 /*
+ * A REQ socket we dial whose peer is down (killed, restarting, not started)
+ * has no pipe, and nng holds a request until one appears: the caller would
+ * wait out its whole timeout. So a call finding no pipe gives the dialer
+ * this long to reconnect (twice its longest pause between attempts: a peer
+ * that is back is found), then fails with WA_EUNAVAIL; and until a pipe
+ * comes, later calls on the socket fail at once (see peer_t).
+ */
+#define PEER_GRACE_MS (2 * RECONNECT_MAX_MS)
+
+/*
  * REQ resend time. nng resends a pending request in two cases: at once when
  * the pipe it went out on closes (the peer was lost: restart, crash), and
- * when the resend timer expires with no reply. We want the first, and it only
- * happens when resending is enabled. We do not want the second: handlers
- * such as wa.send may legitimately take seconds, and a timer resend would
- * run the same request twice at the same time (idempotency by rid is a
- * safety net, not a reason to double the load). So the resend time is always
- * set beyond the longest wait of the request: for wa_bus_call, beyond its
- * deadline; for the socket default, beyond send + receive timeout.
+ * when the resend timer expires with no reply. We never want the second:
+ * handlers such as wa.send may legitimately take seconds, and a timer resend
+ * would run the same request twice at the same time (idempotency by rid is a
+ * safety net, not a reason to double the load). The first is wanted, but
+ * from a REQ socket without a pipe nng would resend only when one comes
+ * back, after the caller's whole timeout if none does. So our call contexts
+ * turn resending off (NNG_DURATION_INFINITE): a request lost with its pipe
+ * then fails at once with NNG_ECONNRESET, and slot_call() sends it again
+ * itself, to the next pipe, or gives up after PEER_GRACE_MS without one. The
+ * socket's own default, for anyone using it without a context, stays a
+ * resend time beyond send + receive timeout.
  */
 static nng_duration resend_after(int64_t wait_ms)
 {
@@ -161,12 +179,233 @@ static wa_err_t check_url(const char *url, wa_sock_mode_t mode)
     return err;
 }
 
+/*
+ * The peer of a REQ socket that wa_bus_open() dialed: its pipes, counted by
+ * nng's pipe callbacks (on nng's threads, so only atomics there), and
+ * whether calls found it down. Calls find it by socket id (peer_hold) and
+ * keep it in their slot.
+ *
+ * Pipes are counted from NNG_PIPE_EV_ADD_PRE to NNG_PIPE_EV_REM_POST: nng
+ * sends REM_POST after ADD_PRE even for a pipe it then refuses (a peer of
+ * the wrong protocol), which never sees ADD_POST, so only those two pair.
+ * A pipe between them is being attached; a request sent then waits the
+ * microseconds that takes.
+ *
+ * Each pipe event bumps epoch. A call that waited PEER_GRACE_MS without a
+ * pipe marks the epoch it saw as down (down = epoch + 1): the peer is
+ * taken for down, and every call fails at once, until the next pipe event.
+ * A mark made stale by an event meanwhile matches no epoch and is inert.
+ * The grace counts from each call's own start, not from the loss: a call
+ * made after a quiet outage (no call saw it) waits for the dialer to find
+ * the peer again, as a caller that restarts its server expects.
+ *
+ * Lifetime: the callbacks hold p as their argument and slots hold
+ * references. nng_close() removes every pipe, REM_POST callbacks done,
+ * before nng_socket_get() reports the socket closed (nng 1.5 socket.c), and
+ * a closed socket's id is not reused; so a peer whose socket reports closed
+ * and that no slot holds can go. The sweep in wa_bus_open and in each
+ * release finds them (callers close sockets with nng_close, which we do not
+ * see). All under peers_mu, taken by callers only, never by callbacks.
+ */
+typedef struct peer {
+    struct peer *next; /* in peers */
+    uint32_t sock;     /* nng socket id */
+    int refs;          /* slots holding it */
+    atomic_int pipes;  /* pipes added and not removed */
+    atomic_uint epoch; /* pipe events */
+    atomic_uint down;  /* epoch + 1 when a call found it down */
+    /* Waiters sleep on cv while epoch is what they read (peer_wait). */
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* on CLOCK_MONOTONIC */
+} peer_t;
+
+static pthread_mutex_t peers_mu = PTHREAD_MUTEX_INITIALIZER;
+static peer_t *peers; /* under peers_mu */
+
+/* Wake every call waiting on p (after changing epoch or down). */
+static void epoch_wake(peer_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void peer_free(peer_t *p)
+{
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+static void peer_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+{
+    peer_t *p = arg;
+
+    (void)pipe;
+    /* The count before the epoch: see peer_wait. */
+    if (ev == NNG_PIPE_EV_ADD_PRE)
+        atomic_fetch_add(&p->pipes, 1);
+    else if (ev == NNG_PIPE_EV_REM_POST)
+        atomic_fetch_sub(&p->pipes, 1);
+    else
+        return;
+    atomic_fetch_add(&p->epoch, 1);
+    epoch_wake(p);
+}
+
+/* A peer for s, counting its pipes from now on; not yet findable. On
+ * failure the callbacks may be registered: close s before freeing *out. */
+static wa_err_t peer_new(nng_socket s, peer_t **out)
+{
+    peer_t *p;
+    int rv;
+
+    pthread_condattr_t ca;
+
+    if ((p = calloc(1, sizeof(*p))) == NULL)
+        return WA_ENOMEM;
+    if (pthread_condattr_init(&ca) != 0) {
+        free(p);
+        return WA_ENOMEM;
+    }
+    if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+        pthread_cond_init(&p->cv, &ca) != 0) {
+        pthread_condattr_destroy(&ca);
+        free(p);
+        return WA_ENOMEM;
+    }
+    pthread_condattr_destroy(&ca);
+    if (pthread_mutex_init(&p->mu, NULL) != 0) {
+        pthread_cond_destroy(&p->cv);
+        free(p);
+        return WA_ENOMEM;
+    }
+    p->sock = (uint32_t)nng_socket_id(s);
+    atomic_init(&p->pipes, 0);
+    atomic_init(&p->epoch, 0);
+    atomic_init(&p->down, 0);
+    *out = p;
+    if ((rv = nng_pipe_notify(s, NNG_PIPE_EV_ADD_PRE, peer_pipe_cb, p)) != 0 ||
+        (rv = nng_pipe_notify(s, NNG_PIPE_EV_REM_POST, peer_pipe_cb, p)) != 0)
+        return wa_bus_err(rv);
+    return WA_OK;
+}
+
+/* Free the peers of closed sockets that no slot holds. Caller holds
+ * peers_mu. */
+static void peers_sweep(void)
+{
+    peer_t **pp = &peers;
+
+    while (*pp != NULL) {
+        peer_t *p = *pp;
+        nng_socket s = {.id = p->sock};
+        int proto;
+
+        if (p->refs == 0 &&
+            nng_socket_get_int(s, NNG_OPT_PROTO, &proto) == NNG_ECLOSED) {
+            *pp = p->next;
+            peer_free(p);
+        } else {
+            pp = &p->next;
+        }
+    }
+}
+
+/* Make p findable by its socket's id. */
+static void peer_add(peer_t *p)
+{
+    pthread_mutex_lock(&peers_mu);
+    peers_sweep();
+    p->next = peers;
+    peers = p;
+    pthread_mutex_unlock(&peers_mu);
+}
+
+/* The peer of socket id with a reference taken, or NULL if it has none
+ * (a socket not dialed by wa_bus_open: calls wait for a pipe as nng does). */
+static peer_t *peer_hold(uint32_t id)
+{
+    peer_t *p;
+
+    pthread_mutex_lock(&peers_mu);
+    for (p = peers; p != NULL && p->sock != id; p = p->next)
+        ;
+    if (p != NULL)
+        p->refs++;
+    pthread_mutex_unlock(&peers_mu);
+    return p;
+}
+
+static void peer_release(peer_t *p)
+{
+    pthread_mutex_lock(&peers_mu);
+    p->refs--;
+    peers_sweep();
+    pthread_mutex_unlock(&peers_mu);
+}
+
+/*
+ * Wait until p's socket has a pipe, for a call waiting since `since`.
+ * WA_OK at once with a pipe, or with no peer to watch (p NULL);
+ * WA_ETIMEDOUT at the deadline; WA_ECLOSED if the socket was closed (it
+ * has no pipe either); WA_EUNAVAIL when the peer is marked down, or
+ * PEER_GRACE_MS after since (which marks it). The epoch is read before the
+ * count, and the callbacks change the count first: a call sleeps only
+ * while no pipe event has happened since the count was read as 0.
+ */
+static wa_err_t peer_wait(peer_t *p, nng_time since, nng_time deadline)
+{
+    for (;;) {
+        nng_time now = nng_clock(), until;
+        nng_socket s;
+        struct timespec ts;
+        unsigned epoch;
+        int proto;
+
+        if (now >= deadline)
+            return WA_ETIMEDOUT;
+        if (p == NULL)
+            return WA_OK;
+        epoch = atomic_load(&p->epoch);
+        if (atomic_load(&p->pipes) > 0)
+            return WA_OK;
+        s.id = p->sock;
+        if (nng_socket_get_int(s, NNG_OPT_PROTO, &proto) == NNG_ECLOSED)
+            return WA_ECLOSED;
+        if (atomic_load(&p->down) == epoch + 1)
+            return WA_EUNAVAIL;
+        if (now >= since + PEER_GRACE_MS) {
+            atomic_store(&p->down, epoch + 1);
+            epoch_wake(p); /* the others waiting give up too */
+            return WA_EUNAVAIL;
+        }
+        until =
+            since + PEER_GRACE_MS < deadline ? since + PEER_GRACE_MS : deadline;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)((until - now) / 1000);
+        ts.tv_nsec += (long)((until - now) % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        /* Sleep only while nothing happened since the reads above: a pipe
+         * event changes epoch, a down mark down, each then wakes cv. */
+        pthread_mutex_lock(&p->mu);
+        if (atomic_load(&p->epoch) == epoch &&
+            atomic_load(&p->down) != epoch + 1)
+            (void)pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
 wa_err_t wa_bus_open(wa_sock_kind_t kind, wa_sock_mode_t mode, const char *url,
                      const wa_sock_opts_t *opts, nng_socket *out)
 {
     size_t recv_max = WA_ENVELOPE_MAX;
     int send_ms = WA_BUS_DEFAULT_TIMEOUT_MS;
     int recv_ms = WA_BUS_DEFAULT_TIMEOUT_MS;
+    peer_t *peer = NULL;
     nng_socket s;
     wa_err_t err;
     int rv;
@@ -227,6 +466,9 @@ wa_err_t wa_bus_open(wa_sock_kind_t kind, wa_sock_mode_t mode, const char *url,
             (rv = nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, RECONNECT_MAX_MS)) !=
                 0)
             goto fail_nng;
+        /* Calls on a REQ socket we dial fail fast while its peer is down. */
+        if (kind == WA_SOCK_REQ && (err = peer_new(s, &peer)) != WA_OK)
+            goto fail;
         /* Non-blocking: the peer may start after us; nng keeps retrying. */
         rv = nng_dial(s, url, NULL, NNG_FLAG_NONBLOCK);
     } else {
@@ -236,6 +478,8 @@ wa_err_t wa_bus_open(wa_sock_kind_t kind, wa_sock_mode_t mode, const char *url,
         err = endpoint_err(rv);
         goto fail;
     }
+    if (peer != NULL)
+        peer_add(peer);
     *out = s;
     return WA_OK;
 
@@ -243,6 +487,8 @@ fail_nng:
     err = wa_bus_err(rv);
 fail:
     nng_close(s);
+    if (peer != NULL)
+        peer_free(peer); /* after the close: no pipe callback of s runs */
     return err;
 }
 
@@ -278,10 +524,11 @@ static wa_err_t decode_reply(nng_msg *msg, bool raw, wa_reply_t *rep)
  * Each thread keeps, per REQ socket it calls on, one context and one aio
  * between calls: opening and closing a context takes the socket's lock,
  * which 64 gateway threads would otherwise fight over twice per request.
- * A context is kept only after a call that got its reply (nothing pending
- * on it); any failure closes it, which abandons a request still in flight.
- * A socket closed meanwhile makes the next call fail with WA_ECLOSED and
- * drops the slot. Slots are freed when the thread exits.
+ * A context is kept only after a call that left nothing pending on it (it
+ * got its reply, or gave up before its request was out); any other failure
+ * closes it, which abandons a request still in flight. A socket closed
+ * meanwhile makes the next call fail with WA_ECLOSED and drops the slot.
+ * Slots are freed when the thread exits.
  */
 #define CALL_SLOTS 4
 
@@ -289,7 +536,7 @@ typedef struct call_slot {
     uint32_t sock; /* nng_socket id; 0: empty */
     nng_ctx ctx;
     nng_aio *aio;
-    nng_duration resend; /* NNG_OPT_REQ_RESENDTIME now set on ctx */
+    peer_t *peer; /* held; NULL: the socket has none */
 } call_slot_t;
 
 typedef struct call_cache {
@@ -306,6 +553,8 @@ static void slot_drop(call_slot_t *sl)
     if (sl->sock != 0) {
         nng_ctx_close(sl->ctx);
         nng_aio_free(sl->aio);
+        if (sl->peer != NULL)
+            peer_release(sl->peer);
     }
     memset(sl, 0, sizeof(*sl));
 }
@@ -342,7 +591,8 @@ static call_cache_t *cache_get(void)
     return cc;
 }
 
-/* Open a context and aio on req into sl (checking req is a REQ socket). */
+/* Open a context and aio on req into sl (checking req is a REQ socket),
+ * with nng's resending off (see resend_after) and req's peer held. */
 static wa_err_t slot_open(call_slot_t *sl, nng_socket req)
 {
     int rv;
@@ -357,7 +607,15 @@ static wa_err_t slot_open(call_slot_t *sl, nng_socket req)
         sl->aio = NULL;
         return wa_bus_err(rv);
     }
+    if ((rv = nng_ctx_set_ms(sl->ctx, NNG_OPT_REQ_RESENDTIME,
+                             NNG_DURATION_INFINITE)) != 0) {
+        nng_ctx_close(sl->ctx);
+        nng_aio_free(sl->aio);
+        sl->aio = NULL;
+        return wa_bus_err(rv);
+    }
     sl->sock = nng_socket_id(req);
+    sl->peer = peer_hold(sl->sock);
     return WA_OK;
 }
 
@@ -390,76 +648,92 @@ static wa_err_t slot_take(call_cache_t *cc, nng_socket req, call_slot_t *tmp,
     return slot_open(sl, req);
 }
 
-/* One request-reply on the slot's context. *replied tells whether the reply
- * came (the context is idle again); otherwise a request may be pending. */
-static wa_err_t slot_call(call_slot_t *sl, nng_msg *msg, int timeout_ms,
-                          bool raw, wa_reply_t *rep, bool *replied)
+/*
+ * One request-reply of buf[0..len) on the slot's context by the deadline.
+ * The request is sent again, from a fresh copy, when its pipe is lost
+ * before the reply (nng's resending is off: NNG_ECONNRESET). With a peer
+ * to watch, no request goes out while the socket has no pipe (peer_wait,
+ * its grace counted from the call's start or the loss of its request), and
+ * one that has not left within PEER_GRACE_MS is taken back to look again:
+ * its pipe may have gone just before. *idle tells whether the context has
+ * nothing pending (reply received, or nothing out); otherwise a request
+ * may be.
+ */
+static wa_err_t slot_call(call_slot_t *sl, const char *buf, size_t len,
+                          nng_time deadline, bool raw, wa_reply_t *rep,
+                          bool *idle)
 {
-    nng_duration resend = resend_after(timeout_ms);
-    nng_time deadline = nng_clock() + (nng_time)timeout_ms;
-    nng_time now;
+    nng_time since = nng_clock(), now;
+    nng_duration wait;
+    nng_msg *msg = NULL;
     wa_err_t err;
     int rv;
 
-    if (sl->resend != resend) {
-        if ((rv = nng_ctx_set_ms(sl->ctx, NNG_OPT_REQ_RESENDTIME, resend)) !=
-            0) {
-            nng_msg_free(msg);
+    for (;;) {
+        /* Nothing is pending here: a send taken back or a lost pipe reset
+         * the context. It is kept unless its socket is closed. */
+        if ((err = peer_wait(sl->peer, since, deadline)) != WA_OK ||
+            (err = msg_from(buf, len, &msg)) != WA_OK) {
+            *idle = err != WA_ECLOSED;
+            return err;
+        }
+        now = nng_clock();
+        wait = (nng_duration)(deadline > now ? deadline - now : 1);
+        if (sl->peer != NULL && wait > PEER_GRACE_MS)
+            wait = PEER_GRACE_MS;
+
+        /* REQ's send waits for a connected peer, so it too is bounded. */
+        nng_aio_set_msg(sl->aio, msg);
+        nng_aio_set_timeout(sl->aio, wait);
+        nng_ctx_send(sl->ctx, sl->aio);
+        nng_aio_wait(sl->aio);
+        if ((rv = nng_aio_result(sl->aio)) != 0) {
+            /* A message that was not sent is still ours. */
+            if ((msg = nng_aio_get_msg(sl->aio)) != NULL)
+                nng_msg_free(msg);
+            nng_aio_set_msg(sl->aio, NULL);
+            if (rv == NNG_ETIMEDOUT && sl->peer != NULL)
+                continue; /* peer_wait judges: no pipe, or the deadline */
             return wa_bus_err(rv);
         }
-        sl->resend = resend;
-    }
 
-    /* REQ's send waits for a connected peer, so it too uses the deadline. */
-    nng_aio_set_msg(sl->aio, msg);
-    nng_aio_set_timeout(sl->aio, timeout_ms);
-    nng_ctx_send(sl->ctx, sl->aio);
-    nng_aio_wait(sl->aio);
-    if ((rv = nng_aio_result(sl->aio)) != 0) {
-        /* A message that was not sent is still ours. */
-        if ((msg = nng_aio_get_msg(sl->aio)) != NULL)
-            nng_msg_free(msg);
+        now = nng_clock();
+        if (now >= deadline)
+            return WA_ETIMEDOUT;
+        nng_aio_set_timeout(sl->aio, (nng_duration)(deadline - now));
+        nng_ctx_recv(sl->ctx, sl->aio);
+        nng_aio_wait(sl->aio);
+        if ((rv = nng_aio_result(sl->aio)) == NNG_ECONNRESET) {
+            since = nng_clock(); /* lost with its pipe: again, same rid */
+            continue;
+        }
+        if (rv != 0)
+            return wa_bus_err(rv);
+        msg = nng_aio_get_msg(sl->aio);
         nng_aio_set_msg(sl->aio, NULL);
-        return wa_bus_err(rv);
+        *idle = true;
+        err = decode_reply(msg, raw, rep);
+        nng_msg_free(msg);
+        return err;
     }
-
-    now = nng_clock();
-    if (now >= deadline)
-        return WA_ETIMEDOUT;
-    nng_aio_set_timeout(sl->aio, (nng_duration)(deadline - now));
-    nng_ctx_recv(sl->ctx, sl->aio);
-    nng_aio_wait(sl->aio);
-    if ((rv = nng_aio_result(sl->aio)) != 0)
-        return wa_bus_err(rv);
-    msg = nng_aio_get_msg(sl->aio);
-    nng_aio_set_msg(sl->aio, NULL);
-    *replied = true;
-    err = decode_reply(msg, raw, rep);
-    nng_msg_free(msg);
-    return err;
 }
 
 wa_err_t wa__bus_call_encoded(nng_socket req, const char *buf, size_t len,
                               int timeout_ms, bool raw, wa_reply_t *rep)
 {
+    nng_time deadline = nng_clock() + (nng_time)timeout_ms;
     call_cache_t *cc;
     call_slot_t tmp, *sl;
-    bool replied = false;
-    nng_msg *msg = NULL;
+    bool idle = false;
     wa_err_t err;
 
     memset(rep, 0, sizeof(*rep));
-    if ((err = msg_from(buf, len, &msg)) != WA_OK)
-        return err;
     cc = cache_get();
-    if ((err = slot_take(cc, req, &tmp, &sl)) != WA_OK) {
-        nng_msg_free(msg);
+    if ((err = slot_take(cc, req, &tmp, &sl)) != WA_OK)
         return err;
-    }
-    err = slot_call(sl, msg, timeout_ms, raw, rep, &replied);
-    /* Without a reply a request may still be pending: closing the context
-     * abandons it. */
-    if (cc == NULL || !replied)
+    err = slot_call(sl, buf, len, deadline, raw, rep, &idle);
+    /* A request may still be pending: closing the context abandons it. */
+    if (cc == NULL || !idle)
         slot_drop(sl);
     return err;
 }

@@ -205,7 +205,7 @@ static void test_open_each_kind(void **state)
         assert_int_equal(nng_socket_get_ms(d, NNG_OPT_RECONNMINT, &ms), 0);
         assert_int_equal(ms, 100);
         assert_int_equal(nng_socket_get_ms(d, NNG_OPT_RECONNMAXT, &ms), 0);
-        assert_int_equal(ms, 2000);
+        assert_int_equal(ms, 250);
         if (kinds[i] == WA_SOCK_REQ) {
             /* Beyond send + receive timeout: no resend for slowness. */
             assert_int_equal(nng_socket_get_ms(d, NNG_OPT_REQ_RESENDTIME, &ms),
@@ -776,6 +776,245 @@ static void test_call_resent_on_lost_peer(void **state)
     nng_close(c.req);
     wa_bus_server_stop(srv);
     nng_close(b);
+}
+
+/* ---- a peer that is down ---- */
+
+/* Long enough that waiting it out would be plain: such a call would end
+ * with WA_ETIMEDOUT, not WA_EUNAVAIL, and take the test's whole budget. */
+#define LONG_MS 30000
+
+/* A REP socket on url served by h, or *rep closed on failure. */
+static void serve(const char *url, handler_ctx_t *h, nng_socket *rep,
+                  wa_bus_server_t **srv)
+{
+    assert_int_equal(wa_bus_open(WA_SOCK_REP, WA_SOCK_LISTEN, url, NULL, rep),
+                     WA_OK);
+    assert_int_equal(wa_bus_server_start(*rep, 2, test_handler, h, srv), WA_OK);
+}
+
+static void unserve(nng_socket rep, wa_bus_server_t *srv)
+{
+    wa_bus_server_stop(srv);
+    nng_close(rep);
+}
+
+/* Nobody listens: the call, and a batcher's, fail as unavailable, not at
+ * their deadline. Sockets the bus did not dial keep waiting as nng does. */
+static void test_call_no_peer_unavailable(void **state)
+{
+    wa_bus_batcher_t *b;
+    wa_sock_opts_t o;
+    nng_socket req, raw, lreq;
+    wa_reply_t rep;
+    char url[64], url2[64];
+    (void)state;
+
+    tcp_url(url, sizeof(url));
+    assert_int_equal(wa_bus_open(WA_SOCK_REQ, WA_SOCK_DIAL, url,
+                                 opts_timeouts(&o, LONG_MS, LONG_MS), &req),
+                     WA_OK);
+    assert_int_equal(
+        wa_bus_call(req, WA_OP_PING, "", "none-1", NULL, LONG_MS, &rep),
+        WA_EUNAVAIL);
+    assert_false(rep.ok);
+    assert_null(rep.data);
+    /* Found down: the next calls are told so too. */
+    assert_int_equal(
+        wa_bus_call(req, WA_OP_PING, "", "none-2", NULL, LONG_MS, &rep),
+        WA_EUNAVAIL);
+    assert_int_equal(wa_bus_batcher_new(req, 2, &b), WA_OK);
+    assert_int_equal(
+        wa_bus_batcher_call(b, WA_OP_PING, "u1", "none-3", NULL, LONG_MS, &rep),
+        WA_EUNAVAIL);
+    assert_null(rep.data);
+    wa_bus_batcher_free(b);
+    /* Closed is closed, not a peer that is down. */
+    nng_close(req);
+    assert_int_equal(
+        wa_bus_call(req, WA_OP_PING, "", "none-5", NULL, LONG_MS, &rep),
+        WA_ECLOSED);
+
+    /* The same through a batcher on a fresh socket: its first call waits
+     * the grace itself. */
+    tcp_url(url, sizeof(url));
+    assert_int_equal(wa_bus_open(WA_SOCK_REQ, WA_SOCK_DIAL, url, NULL, &req),
+                     WA_OK);
+    assert_int_equal(wa_bus_batcher_new(req, 2, &b), WA_OK);
+    assert_int_equal(wa_bus_batcher_call_raw(b, WA_OP_PING, "u1", "none-4",
+                                             NULL, LONG_MS, &rep),
+                     WA_EUNAVAIL);
+    assert_null(rep.raw);
+    wa_bus_batcher_free(b);
+    nng_close(req);
+
+    /* A REQ socket dialed by hand, and one the bus opened to listen: no
+     * watch, the deadline decides. */
+    tcp_url(url, sizeof(url));
+    assert_int_equal(nng_req0_open(&raw), 0);
+    assert_int_equal(nng_dial(raw, url, NULL, NNG_FLAG_NONBLOCK), 0);
+    assert_int_equal(wa_bus_call(raw, WA_OP_PING, "", "raw", NULL, 300, &rep),
+                     WA_ETIMEDOUT);
+    nng_close(raw);
+    inproc_url(url2, sizeof(url2));
+    assert_int_equal(
+        wa_bus_open(WA_SOCK_REQ, WA_SOCK_LISTEN, url2, NULL, &lreq), WA_OK);
+    assert_int_equal(
+        wa_bus_call(lreq, WA_OP_PING, "", "listen", NULL, 300, &rep),
+        WA_ETIMEDOUT);
+    nng_close(lreq);
+}
+
+typedef struct late_rep {
+    char url[64];
+    int after_ms;
+    handler_ctx_t *h;
+    nng_socket rep;
+    wa_bus_server_t *srv;
+} late_rep_t;
+
+static void *late_rep_main(void *arg)
+{
+    late_rep_t *l = arg;
+
+    nng_msleep(l->after_ms);
+    if (wa_bus_open(WA_SOCK_REP, WA_SOCK_LISTEN, l->url, NULL, &l->rep) !=
+            WA_OK ||
+        wa_bus_server_start(l->rep, 2, test_handler, l->h, &l->srv) != WA_OK)
+        l->srv = NULL; /* the main thread sees the call fail */
+    return NULL;
+}
+
+/* The REP comes up after the REQ dialed: a call made then succeeds, and so
+ * does one already waiting when it comes. */
+static void test_call_peer_comes_up(void **state)
+{
+    handler_ctx_t h = {0};
+    late_rep_t l = {.after_ms = 50, .h = &h};
+    nng_socket req, rep;
+    wa_bus_server_t *srv;
+    wa_reply_t rep_;
+    pthread_t t;
+    char url[64];
+    (void)state;
+
+    /* Dialed long before: the grace counts from the call, not the dial. */
+    tcp_url(url, sizeof(url));
+    assert_int_equal(wa_bus_open(WA_SOCK_REQ, WA_SOCK_DIAL, url, NULL, &req),
+                     WA_OK);
+    nng_msleep(1200);
+    serve(url, &h, &rep, &srv);
+    assert_int_equal(
+        wa_bus_call(req, WA_OP_PING, "", "up-1", NULL, LONG_MS, &rep_), WA_OK);
+    assert_echo(&rep_, "ping", "", "up-1");
+    wa_reply_clear(&rep_);
+    nng_close(req);
+    unserve(rep, srv);
+
+    /* The call is waiting when the REP comes. */
+    tcp_url(l.url, sizeof(l.url));
+    assert_int_equal(wa_bus_open(WA_SOCK_REQ, WA_SOCK_DIAL, l.url, NULL, &req),
+                     WA_OK);
+    assert_int_equal(pthread_create(&t, NULL, late_rep_main, &l), 0);
+    assert_int_equal(
+        wa_bus_call(req, WA_OP_PING, "", "up-2", NULL, LONG_MS, &rep_), WA_OK);
+    assert_echo(&rep_, "ping", "", "up-2");
+    wa_reply_clear(&rep_);
+    pthread_join(t, NULL);
+    assert_non_null(l.srv);
+    nng_close(req);
+    unserve(l.rep, l.srv);
+}
+
+/* Call until one succeeds: the dialer finds a peer that is back within a
+ * retry interval. Every failure meanwhile is WA_EUNAVAIL. */
+static void call_until_ok(nng_socket req, const char *rid)
+{
+    wa_reply_t rep;
+    wa_err_t err;
+    int tries = 0;
+
+    while ((err = wa_bus_call(req, WA_OP_PING, "", rid, NULL, LONG_MS, &rep)) !=
+           WA_OK) {
+        assert_int_equal(err, WA_EUNAVAIL);
+        assert_true(++tries < 100);
+        nng_msleep(50);
+    }
+    assert_echo(&rep, "ping", "", rid);
+    wa_reply_clear(&rep);
+}
+
+/* The REP goes away between calls: the next call fails as unavailable;
+ * the REP comes back on the same url and calls succeed again. */
+static void test_call_peer_lost_and_back(void **state)
+{
+    handler_ctx_t h = {0};
+    nng_socket req, rep;
+    wa_bus_server_t *srv;
+    wa_reply_t r;
+    char url[64];
+    (void)state;
+
+    tcp_url(url, sizeof(url));
+    serve(url, &h, &rep, &srv);
+    assert_int_equal(wa_bus_open(WA_SOCK_REQ, WA_SOCK_DIAL, url, NULL, &req),
+                     WA_OK);
+    call_until_ok(req, "before");
+
+    unserve(rep, srv);
+    assert_int_equal(
+        wa_bus_call(req, WA_OP_PING, "", "gone", NULL, LONG_MS, &r),
+        WA_EUNAVAIL);
+    assert_null(r.data);
+
+    serve(url, &h, &rep, &srv);
+    call_until_ok(req, "after");
+    call_until_ok(req, "after-2");
+    nng_close(req);
+    unserve(rep, srv);
+}
+
+/* The request is out when its peer dies without answering, and no other
+ * peer comes: unavailable after the grace, not the deadline. */
+typedef struct sent_call {
+    nng_socket req;
+    wa_err_t err;
+} sent_call_t;
+
+static void *sent_call_main(void *arg)
+{
+    sent_call_t *c = arg;
+    wa_reply_t rep;
+
+    c->err =
+        wa_bus_call(c->req, WA_OP_WA_SEND, "erin", "lost", NULL, LONG_MS, &rep);
+    wa_reply_clear(&rep);
+    return NULL;
+}
+
+static void test_call_sent_peer_lost(void **state)
+{
+    sent_call_t c = {0};
+    nng_socket a;
+    pthread_t t;
+    char url[64], *buf = NULL;
+    size_t len = 0;
+    (void)state;
+
+    tcp_url(url, sizeof(url));
+    assert_int_equal(nng_rep0_open(&a), 0);
+    assert_int_equal(nng_socket_set_ms(a, NNG_OPT_RECVTIMEO, LONG_MS), 0);
+    assert_int_equal(nng_listen(a, url, NULL, 0), 0);
+    assert_int_equal(wa_bus_open(WA_SOCK_REQ, WA_SOCK_DIAL, url, NULL, &c.req),
+                     WA_OK);
+    assert_int_equal(pthread_create(&t, NULL, sent_call_main, &c), 0);
+    assert_int_equal(nng_recv(a, &buf, &len, NNG_FLAG_ALLOC), 0);
+    assert_non_null(strstr(buf, "lost"));
+    nng_free(buf, len);
+    nng_close(a); /* dies with the request */
+    pthread_join(t, NULL);
+    assert_int_equal(c.err, WA_EUNAVAIL);
+    nng_close(c.req);
 }
 
 /* ---- malformed input and size limits ---- */
@@ -1351,6 +1590,10 @@ int main(void)
         cmocka_unit_test(test_call_context_kept),
         cmocka_unit_test(test_call_slow_handler_not_resent),
         cmocka_unit_test(test_call_resent_on_lost_peer),
+        cmocka_unit_test(test_call_no_peer_unavailable),
+        cmocka_unit_test(test_call_peer_comes_up),
+        cmocka_unit_test(test_call_peer_lost_and_back),
+        cmocka_unit_test(test_call_sent_peer_lost),
         cmocka_unit_test(test_malformed_request),
         cmocka_unit_test(test_request_too_big),
         cmocka_unit_test(test_reply_too_big),

@@ -46,6 +46,11 @@ typedef struct wa_sock_opts {
  * 1..65535 (and a host to dial). On success *out is set and the caller
  * closes it with nng_close(). On failure nothing is left open: WA_EINVAL for
  * a bad url, WA_EUNAVAIL if the address cannot be bound.
+ *
+ * A REQ socket opened to dial also watches its connection. A call finding
+ * none gives the dialer half a second to reconnect (it retries at least
+ * every 250 ms), then fails with WA_EUNAVAIL rather than wait out its
+ * timeout; after that, calls fail at once until the connection is back.
  */
 wa_err_t wa_bus_open(wa_sock_kind_t kind, wa_sock_mode_t mode, const char *url,
                      const wa_sock_opts_t *opts, nng_socket *out);
@@ -57,13 +62,15 @@ wa_err_t wa_bus_err(int nng_rv);
  * Synchronous request on a REQ socket, for a worker thread: one context,
  * encode, send, wait at most timeout_ms in all, decode. rid must be unique
  * per logical operation (retries keep it: servers are idempotent by rid).
- * timeout_ms 0 means WA_BUS_DEFAULT_TIMEOUT_MS; negative is WA_EINVAL. nng
- * resends only when the peer holding the request is lost, never on a timer
- * within the deadline, so a slow handler does not run twice.
+ * timeout_ms 0 means WA_BUS_DEFAULT_TIMEOUT_MS; negative is WA_EINVAL. The
+ * request is sent again only when the peer holding it is lost (to the next
+ * connection, same bytes and rid), never on a timer within the deadline,
+ * so a slow handler does not run twice.
  *
  * Returns WA_OK with rep->data set (owned by rep: wa_reply_clear()), the
  * remote error code with rep->message set, or a transport error
- * (WA_ETIMEDOUT, WA_ECLOSED, WA_EPROTO) with rep zeroed. Thread-safe.
+ * (WA_ETIMEDOUT, WA_EUNAVAIL: no connection to the peer, see wa_bus_open;
+ * WA_ECLOSED, WA_EPROTO) with rep zeroed. Thread-safe.
  */
 wa_err_t wa_bus_call(nng_socket req, wa_op_t op, const char *user,
                      const char *rid, const cJSON *args, int timeout_ms,
