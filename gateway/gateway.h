@@ -96,6 +96,8 @@ typedef struct gw_route {
     const char *method;
     const char *path;
     bool auth;     /* bearer token, then the rate limit */
+    bool user;     /* serves the token's user: a token naming none (an admin
+                      service key, auth.h) is refused with 403 */
     bool coalesce; /* identical reads in flight share one answer */
     gw_handler_fn handler;
 } gw_route_t;
@@ -227,6 +229,29 @@ wa_err_t gw_session_call(gw_req_t *r, wa_op_t op, const cJSON *args,
 /* Ping the session-svc at url (dialing it if new); *rtt_us on success. */
 wa_err_t gw_instance_ping(gw_t *gw, const char *url, const char *rid,
                           int timeout_ms, int64_t *rtt_us);
+
+/* One instance of gw_instances_ping(). */
+typedef struct gw_ping {
+    const char *url; /* in: its bus url (the caller's string) */
+    wa_err_t rv;     /* out: WA_OK when it answered ping in time */
+    int64_t rtt_us;  /* out: the round trip, when it answered */
+} gw_ping_t;
+
+/* Instances gw_instances_ping() asks at once, at most: half the sockets
+ * placement.c keeps, so a ping never evicts the others. */
+#define GW_PING_MAX 32
+
+/*
+ * Ping n (<= GW_PING_MAX) session-svc instances at once, each on its kept
+ * socket (dialed now if new), and wait for all of them at most timeout_ms
+ * (> 0) in all: one dead instance costs no more than the timeout, however
+ * many there are. Sets each pings[i].rv (and rtt_us). WA_EINVAL for bad
+ * arguments, WA_ENOMEM if the request cannot be built (no ping was sent),
+ * else WA_OK. Failed pings are counted in the metrics as bus errors.
+ * Thread-safe.
+ */
+wa_err_t gw_instances_ping(gw_t *gw, gw_ping_t *pings, size_t n,
+                           const char *rid, int timeout_ms);
 
 /* Forget a user's cached placement. */
 void gw_placement_forget(gw_placement_t *p, const char *user);

@@ -2,12 +2,15 @@
  * http.c - the gateway's HTTP server: the route table and the one CivetWeb
  * handler that serves every request through it.
  *
- * Order of work for each request: request id, CORS headers, route lookup
- * (404), preflight (204/403), method (405 with Allow), then for routes that
- * need it the bearer token (401) and the user's rate limit (429), then the
- * handler. Every answer is counted in the metrics by route template.
+ * Order of work for each request: request id, CORS headers, the path
+ * decoded (400 for %00 or a bad escape), route lookup (404), preflight
+ * (204/403), method (405 with Allow), then for routes that need it the
+ * bearer token (401), a user in it for the user's routes (403) and the
+ * user's rate limit (429), then the handler. Every answer is counted in the
+ * metrics by route template, method and status.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -15,23 +18,24 @@
 #include "wa/log.h"
 #include "wa/service.h"
 
+/* method, path, auth, user, coalesce, handler */
 const gw_route_t gw_routes[] = {
-    {"GET", "/health", false, true, gw_route_health},
-    {"GET", "/status", true, true, gw_route_status},
-    {"POST", "/connect", true, false, gw_route_connect},
-    {"POST", "/disconnect", true, false, gw_route_disconnect},
-    {"GET", "/chats", true, false, gw_route_chats},
-    {"GET", "/messages/{chatId}", true, false, gw_route_messages},
-    {"POST", "/send", true, false, gw_route_send},
-    {"GET", "/chat-by-phone", true, false, gw_route_chat_by_phone},
-    {"GET", "/logs", true, true, gw_route_logs},
-    {"GET", "/diagnostics", true, false, gw_route_diagnostics},
-    {"GET", "/admin/sessions", true, false, gw_route_admin_sessions},
-    {"GET", "/metrics", false, false, gw_route_metrics},
-    {"GET", "/openapi.json", false, false, gw_route_openapi},
-    {"GET", "/", false, false, gw_route_page},
-    {"GET", "/app.js", false, false, gw_route_page_js},
-    {"GET", "/app.css", false, false, gw_route_page_css},
+    {"GET", "/health", false, false, true, gw_route_health},
+    {"GET", "/status", true, true, true, gw_route_status},
+    {"POST", "/connect", true, true, false, gw_route_connect},
+    {"POST", "/disconnect", true, true, false, gw_route_disconnect},
+    {"GET", "/chats", true, true, false, gw_route_chats},
+    {"GET", "/messages/{chatId}", true, true, false, gw_route_messages},
+    {"POST", "/send", true, true, false, gw_route_send},
+    {"GET", "/chat-by-phone", true, true, false, gw_route_chat_by_phone},
+    {"GET", "/logs", true, true, true, gw_route_logs},
+    {"GET", "/diagnostics", true, false, false, gw_route_diagnostics},
+    {"GET", "/admin/sessions", true, false, false, gw_route_admin_sessions},
+    {"GET", "/metrics", false, false, false, gw_route_metrics},
+    {"GET", "/openapi.json", false, false, false, gw_route_openapi},
+    {"GET", "/", false, false, false, gw_route_page},
+    {"GET", "/app.js", false, false, false, gw_route_page_js},
+    {"GET", "/app.css", false, false, false, gw_route_page_css},
 };
 const size_t gw_nroutes = sizeof(gw_routes) / sizeof(gw_routes[0]);
 
@@ -201,7 +205,8 @@ static int on_request(struct mg_connection *conn, void *arg)
 {
     gw_t *gw = arg;
     gw_req_t r;
-    const char *path;
+    const char *raw, *path, *why = "path: malformed";
+    char *decoded = NULL;
     char allow[64];
     int64_t usec;
     bool exact;
@@ -210,6 +215,7 @@ static int on_request(struct mg_connection *conn, void *arg)
     r.gw = gw;
     r.conn = conn;
     r.ri = mg_get_request_info(conn);
+    r.route = gw_nroutes;
     r.status = 0;
     r.body_read = false;
     r.flight = NULL;
@@ -223,7 +229,25 @@ static int on_request(struct mg_connection *conn, void *arg)
     gw_cors_headers(gw->origins, mg_get_header(conn, "Origin"), r.cors,
                     sizeof(r.cors));
 
-    path = r.ri->local_uri != NULL ? r.ri->local_uri : "";
+    /* CivetWeb leaves the path encoded for us (wa_http_opts_t.raw_path):
+     * its own decoding would end it at an encoded NUL, and
+     * "/status%00junk" would be served as /status. */
+    path = raw = r.ri->local_uri != NULL ? r.ri->local_uri : "";
+    if (strchr(raw, '%') != NULL) {
+        size_t n = strlen(raw) + 1;
+        wa_err_t rv;
+
+        if ((decoded = malloc(n)) == NULL) {
+            gw_reply_error(&r, WA_ENOMEM, NULL);
+            goto done;
+        }
+        if ((rv = gw_path_decode(raw, decoded, n, &why)) != WA_OK) {
+            gw_reply_error(&r, rv == WA_EINVAL ? WA_EINVAL : WA_EINTERNAL,
+                           rv == WA_EINVAL ? why : NULL);
+            goto done;
+        }
+        path = decoded;
+    }
     exact = find_route(&r, path, r.ri->request_method, &r.route);
     if (r.route == gw_nroutes) {
         gw_reply_error(&r, WA_ENOTFOUND, "no such route");
@@ -241,7 +265,15 @@ static int on_request(struct mg_connection *conn, void *arg)
         gw_reply_error_status(&r, 405, WA_EMETHOD, NULL, extra);
         goto done;
     }
-    if (gw_routes[r.route].auth && (!gw_authenticate(&r) || !gw_rate_limit(&r)))
+    if (gw_routes[r.route].auth && !gw_authenticate(&r))
+        goto done;
+    /* An admin service key (Supabase's service_role) names no user: it
+     * may use the admin routes, never a user's. */
+    if (gw_routes[r.route].user && r.who.user[0] == '\0') {
+        gw_reply_error(&r, WA_EFORBIDDEN, "token names no user");
+        goto done;
+    }
+    if (gw_routes[r.route].auth && !gw_rate_limit(&r))
         goto done;
     if (gw_routes[r.route].coalesce)
         serve_coalesced(&r);
@@ -255,12 +287,19 @@ static int on_request(struct mg_connection *conn, void *arg)
         gw_reply_error(&r, WA_EINTERNAL, NULL);
     }
 done:
+    free(decoded);
     usec = gw_now_us() - r.t0_us;
-    gw_metrics_request(gw->metrics, r.route, r.status, usec);
+    gw_metrics_request(gw->metrics, r.route, r.ri->request_method, r.status,
+                       usec);
     gw_metrics_in_flight(gw->metrics, -1);
     log_request(&r, usec);
     return r.status;
 }
+
+/* The connection data of a connection whose request CivetWeb refused
+ * itself (on_http_error answered it and the connection closes): nothing
+ * is left for on_connection_close to answer. */
+static char refused_mark;
 
 /*
  * CivetWeb's own error answers (a request it could not parse, headers over
@@ -291,22 +330,106 @@ static int on_http_error(struct mg_connection *conn, int status,
     wa_http_request_id(conn, r.rid, sizeof(r.rid));
     snprintf(r.cors, sizeof(r.cors), "Vary: Origin\r\n");
     mg_disable_connection_keep_alive(conn);
+    mg_set_user_connection_data(conn, &refused_mark);
     gw_reply_error_status(&r, status, code, msg, "Connection: close\r\n");
-    gw_metrics_request(gw->metrics, gw_nroutes, status, 0);
+    gw_metrics_request(gw->metrics, gw_nroutes, r.ri->request_method, status,
+                       0);
     wa_debug(r.rid, "CivetWeb refused a request: %d", status);
     return 0;
+}
+
+/* "GET, POST, OPTIONS": every method some route serves. */
+static void server_methods(char *buf, size_t len)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < gw_nroutes && used < len; i++) {
+        bool seen = false;
+
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(gw_routes[j].method, gw_routes[i].method) == 0;
+        if (!seen)
+            used += (size_t)snprintf(buf + used, len - used, "%s, ",
+                                     gw_routes[i].method);
+    }
+    if (used < len)
+        snprintf(buf + used, len - used, "OPTIONS");
+}
+
+/*
+ * CivetWeb 1.15 reads a request whose target is "*" (OPTIONS * asks about
+ * the server as a whole, RFC 9110 9.3.7) or an absolute URI naming another
+ * server, calls no handler for it and closes the connection without a byte
+ * (civetweb.c, process_new_connection: "TODO: Deal with '*'" and "TODO:
+ * handle non-local request (PROXY)"). The connection_close callback is the
+ * one place such a request is still seen, its buffer intact (CivetWeb
+ * discards a request's bytes only to read the next one on a kept
+ * connection), so it is answered here, before the socket closes, like any
+ * other: 204 with Allow for OPTIONS *, else 400, with X-Request-Id.
+ *
+ * The request it left unanswered is the one with a method and a target
+ * but no local path: a request that was served has one (until the next
+ * request is read, which clears the method), and a request CivetWeb
+ * refused carries refused_mark.
+ */
+static void on_connection_close(const struct mg_connection *cconn)
+{
+    const struct mg_request_info *ri = mg_get_request_info(cconn);
+    gw_t *gw = mg_get_user_data(mg_get_context(cconn));
+    struct mg_connection *conn = (struct mg_connection *)cconn;
+    char extra[128], methods[64];
+    gw_req_t r;
+
+    if (gw == NULL || ri == NULL || ri->request_method == NULL ||
+        ri->request_uri == NULL || ri->local_uri != NULL ||
+        mg_get_user_connection_data(cconn) == &refused_mark)
+        return;
+    /* Only mg_write is used on it, as CivetWeb's own close path allows. */
+    r.gw = gw;
+    r.conn = conn;
+    r.ri = ri;
+    r.route = gw_nroutes;
+    r.status = 0;
+    r.body_read = true; /* the connection closes: nothing to drain */
+    r.flight = NULL;
+    r.who.user[0] = '\0';
+    r.who.admin = false;
+    r.t0_us = gw_now_us();
+    wa_http_request_id(conn, r.rid, sizeof(r.rid));
+    gw_cors_headers(gw->origins, mg_get_header(conn, "Origin"), r.cors,
+                    sizeof(r.cors));
+    if (strcmp(ri->request_uri, "*") != 0) {
+        gw_reply_error_status(&r, 400, WA_EINVAL,
+                              "request target names another server",
+                              "Connection: close\r\n");
+    } else if (strcmp(ri->request_method, "OPTIONS") != 0) {
+        gw_reply_error_status(&r, 400, WA_EINVAL,
+                              "request target * is for OPTIONS only",
+                              "Connection: close\r\n");
+    } else {
+        server_methods(methods, sizeof(methods));
+        snprintf(extra, sizeof(extra), "Allow: %s\r\nConnection: close\r\n",
+                 methods);
+        gw_reply_json(&r, 204, NULL, extra);
+    }
+    gw_metrics_request(gw->metrics, gw_nroutes, ri->request_method, r.status,
+                       gw_now_us() - r.t0_us);
+    log_request(&r, gw_now_us() - r.t0_us);
 }
 
 wa_err_t gw_http_start(gw_t *gw, char *err, size_t errlen)
 {
     static const struct mg_callbacks callbacks = {
         .http_error = on_http_error,
+        .connection_close = on_connection_close,
     };
     const wa_http_opts_t opts = {
         .port = gw->cfg.port,
         .threads = gw->cfg.threads,
         .request_timeout_ms = 10000,
         .max_request_size = 16384,
+        .raw_path = true,
     };
     wa_err_t rv;
 

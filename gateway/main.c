@@ -80,7 +80,10 @@ int main(int argc, char **argv)
     gw_metrics_watch_store(gw.metrics, gw.store_batch);
     gw.started_ms = wa_now_ms();
     if ((rv = gw_http_start(&gw, err, sizeof(err))) != WA_OK) {
-        wa_error(NULL, "%s", err);
+        /* A port we cannot listen on is configuration (DESIGN §2): one
+         * plain line, as for any other bad setting, and exit status 2. */
+        wa_service_config_line(GW_SERVICE, "%s", err);
+        status = WA_EXIT_CONFIG;
         goto out;
     }
     wa_info(NULL, "listening on port %ld with %ld threads, store at %s",

@@ -10,27 +10,34 @@
 
 #include "metrics.h"
 
-/* Statuses the gateway answers with; anything else counts as "other". */
-static const int statuses[] = {200, 202, 204, 400, 401, 403, 404, 405,
-                               409, 411, 413, 429, 500, 502, 503, 504};
-#define NSTATUS (sizeof(statuses) / sizeof(statuses[0]) + 1)
+/* The methods labelled by name; any other is "other" (the last index). */
+static const char *const methods[] = {"GET",   "POST",    "PUT",  "DELETE",
+                                      "PATCH", "OPTIONS", "HEAD", "other"};
+#define NMETHODS (sizeof(methods) / sizeof(methods[0]))
 
 /* Latency buckets, seconds (upper bounds); +Inf is implicit. */
 static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                 0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 #define NBOUNDS (sizeof(bounds) / sizeof(bounds[0]))
 
-typedef struct route_stats {
-    atomic_ulong by_status[NSTATUS];
+/*
+ * The counters of one (route, method). Status slots are claimed in order,
+ * each once, by compare-and-swap of its code from 0: a slot's code never
+ * changes after that, so a reader that sees it sees the right label.
+ */
+typedef struct series {
+    atomic_uint code[GW_METRICS_STATUSES]; /* 0 = free */
+    atomic_ulong by_code[GW_METRICS_STATUSES];
+    atomic_ulong other_status;
     atomic_ulong buckets[NBOUNDS + 1]; /* not cumulative; last is +Inf */
     atomic_ulong count;
     atomic_ullong usec_sum;
-} route_stats_t;
+} series_t;
 
 struct gw_metrics {
     const gw_metric_route_t *routes;
     size_t nroutes;
-    route_stats_t *stats; /* nroutes + 1 */
+    series_t *series; /* (nroutes + 1) * NMETHODS, route-major */
     atomic_ulong bus_errors[WA_OP_COUNT][WA_ERR_COUNT];
     atomic_ulong rate_limited;
     atomic_long in_flight;
@@ -45,7 +52,8 @@ wa_err_t gw_metrics_new(const gw_metric_route_t *routes, size_t nroutes,
     if ((m = calloc(1, sizeof(*m))) == NULL)
         return WA_ENOMEM;
     /* calloc'd atomics are valid zeroes on every platform we build for. */
-    if ((m->stats = calloc(nroutes + 1, sizeof(*m->stats))) == NULL) {
+    if ((m->series = calloc((nroutes + 1) * NMETHODS, sizeof(*m->series))) ==
+        NULL) {
         free(m);
         return WA_ENOMEM;
     }
@@ -59,22 +67,46 @@ void gw_metrics_free(gw_metrics_t *m)
 {
     if (m == NULL)
         return;
-    free(m->stats);
+    free(m->series);
     free(m);
 }
 
-static size_t status_index(int status)
+/* Index of method in methods[]; NULL and unknown methods are "other".
+ * Methods are case-sensitive (RFC 9110 9.1). */
+static size_t method_index(const char *method)
 {
-    for (size_t i = 0; i < NSTATUS - 1; i++) {
-        if (statuses[i] == status)
+    for (size_t i = 0; method != NULL && i < NMETHODS - 1; i++) {
+        if (strcmp(methods[i], method) == 0)
             return i;
     }
-    return NSTATUS - 1;
+    return NMETHODS - 1;
 }
 
-void gw_metrics_request(gw_metrics_t *m, size_t route, int status, int64_t usec)
+/* The counter of status in s: its slot, claimed now if it has none. */
+static atomic_ulong *status_counter(series_t *s, int status)
 {
-    route_stats_t *s;
+    if (status < 100 || status > 599)
+        return &s->other_status;
+    for (size_t i = 0; i < GW_METRICS_STATUSES; i++) {
+        unsigned c = atomic_load_explicit(&s->code[i], memory_order_acquire);
+
+        if (c == 0) {
+            /* Free: claim it, or learn who did meanwhile. */
+            if (atomic_compare_exchange_strong_explicit(
+                    &s->code[i], &c, (unsigned)status, memory_order_acq_rel,
+                    memory_order_acquire))
+                return &s->by_code[i];
+        }
+        if (c == (unsigned)status)
+            return &s->by_code[i];
+    }
+    return &s->other_status;
+}
+
+void gw_metrics_request(gw_metrics_t *m, size_t route, const char *method,
+                        int status, int64_t usec)
+{
+    series_t *s;
     double secs;
     size_t b;
 
@@ -82,11 +114,11 @@ void gw_metrics_request(gw_metrics_t *m, size_t route, int status, int64_t usec)
         route = m->nroutes;
     if (usec < 0)
         usec = 0;
-    s = &m->stats[route];
+    s = &m->series[route * NMETHODS + method_index(method)];
     secs = (double)usec / 1e6;
     for (b = 0; b < NBOUNDS && secs > bounds[b]; b++)
         ;
-    atomic_fetch_add_explicit(&s->by_status[status_index(status)], 1,
+    atomic_fetch_add_explicit(status_counter(s, status), 1,
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&s->buckets[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->usec_sum, (unsigned long long)usec,
@@ -154,11 +186,6 @@ sb_printf(sbuf_t *sb, const char *fmt, ...)
     }
 }
 
-static const char *route_method(const gw_metrics_t *m, size_t r)
-{
-    return r < m->nroutes ? m->routes[r].method : "";
-}
-
 static const char *route_path(const gw_metrics_t *m, size_t r)
 {
     return r < m->nroutes ? m->routes[r].path : "unmatched";
@@ -169,65 +196,96 @@ static unsigned long load(const atomic_ulong *a)
     return atomic_load_explicit(a, memory_order_relaxed);
 }
 
+/* One (route, method) series' statuses, ascending by code. */
+static void render_statuses(const gw_metrics_t *m, size_t r, size_t k,
+                            sbuf_t *sb)
+{
+    const series_t *s = &m->series[r * NMETHODS + k];
+    unsigned codes[GW_METRICS_STATUSES];
+    unsigned long counts[GW_METRICS_STATUSES], other;
+    size_t n = 0;
+
+    for (size_t i = 0; i < GW_METRICS_STATUSES; i++) {
+        unsigned c = atomic_load_explicit(&s->code[i], memory_order_acquire);
+        unsigned long v = load(&s->by_code[i]);
+        size_t j = n;
+
+        if (c == 0)
+            break; /* slots are claimed in order */
+        if (v == 0)
+            continue; /* claimed, not yet counted */
+        for (; j > 0 && codes[j - 1] > c; j--) {
+            codes[j] = codes[j - 1];
+            counts[j] = counts[j - 1];
+        }
+        codes[j] = c;
+        counts[j] = v;
+        n++;
+    }
+    for (size_t i = 0; i < n; i++)
+        sb_printf(sb,
+                  "wa_gateway_http_requests_total{route=\"%s\","
+                  "method=\"%s\",status=\"%u\"} %lu\n",
+                  route_path(m, r), methods[k], codes[i], counts[i]);
+    if ((other = load(&s->other_status)) != 0)
+        sb_printf(sb,
+                  "wa_gateway_http_requests_total{route=\"%s\","
+                  "method=\"%s\",status=\"other\"} %lu\n",
+                  route_path(m, r), methods[k], other);
+}
+
 static void render_requests(const gw_metrics_t *m, sbuf_t *sb)
 {
     sb_printf(sb, "# HELP wa_gateway_http_requests_total HTTP requests "
                   "answered, by route template, method and status.\n"
                   "# TYPE wa_gateway_http_requests_total counter\n");
     for (size_t r = 0; r <= m->nroutes; r++) {
-        for (size_t i = 0; i < NSTATUS; i++) {
-            unsigned long v = load(&m->stats[r].by_status[i]);
-            char status[8];
-
-            if (v == 0)
-                continue;
-            if (i < NSTATUS - 1)
-                snprintf(status, sizeof(status), "%d", statuses[i]);
-            else
-                snprintf(status, sizeof(status), "other");
-            sb_printf(sb,
-                      "wa_gateway_http_requests_total{route=\"%s\","
-                      "method=\"%s\",status=\"%s\"} %lu\n",
-                      route_path(m, r), route_method(m, r), status, v);
-        }
+        for (size_t k = 0; k < NMETHODS; k++)
+            render_statuses(m, r, k, sb);
     }
 }
 
 static void render_latency(const gw_metrics_t *m, sbuf_t *sb)
 {
     sb_printf(sb, "# HELP wa_gateway_http_request_duration_seconds Time "
-                  "from the request's arrival to its answer, by route.\n"
+                  "from the request's arrival to its answer, by route and "
+                  "method.\n"
                   "# TYPE wa_gateway_http_request_duration_seconds "
                   "histogram\n");
     for (size_t r = 0; r <= m->nroutes; r++) {
-        const route_stats_t *s = &m->stats[r];
-        unsigned long count = load(&s->count), cum = 0;
+        for (size_t k = 0; k < NMETHODS; k++) {
+            const series_t *s = &m->series[r * NMETHODS + k];
+            const char *path = route_path(m, r), *method = methods[k];
+            unsigned long cum = 0;
 
-        if (count == 0)
-            continue;
-        for (size_t b = 0; b <= NBOUNDS; b++) {
-            cum += load(&s->buckets[b]);
-            if (b < NBOUNDS)
-                sb_printf(sb,
-                          "wa_gateway_http_request_duration_seconds_bucket{"
-                          "route=\"%s\",method=\"%s\",le=\"%g\"} %lu\n",
-                          route_path(m, r), route_method(m, r), bounds[b], cum);
-            else
-                sb_printf(sb,
-                          "wa_gateway_http_request_duration_seconds_bucket{"
-                          "route=\"%s\",method=\"%s\",le=\"+Inf\"} %lu\n",
-                          route_path(m, r), route_method(m, r), cum);
+            if (load(&s->count) == 0)
+                continue;
+            for (size_t b = 0; b <= NBOUNDS; b++) {
+                cum += load(&s->buckets[b]);
+                if (b < NBOUNDS)
+                    sb_printf(sb,
+                              "wa_gateway_http_request_duration_seconds_"
+                              "bucket{route=\"%s\",method=\"%s\",le=\"%g\"}"
+                              " %lu\n",
+                              path, method, bounds[b], cum);
+                else
+                    sb_printf(sb,
+                              "wa_gateway_http_request_duration_seconds_"
+                              "bucket{route=\"%s\",method=\"%s\","
+                              "le=\"+Inf\"} %lu\n",
+                              path, method, cum);
+            }
+            sb_printf(sb,
+                      "wa_gateway_http_request_duration_seconds_sum{route="
+                      "\"%s\",method=\"%s\"} %.6f\n"
+                      "wa_gateway_http_request_duration_seconds_count{route="
+                      "\"%s\",method=\"%s\"} %lu\n",
+                      path, method,
+                      (double)atomic_load_explicit(&s->usec_sum,
+                                                   memory_order_relaxed) /
+                          1e6,
+                      path, method, cum);
         }
-        sb_printf(
-            sb,
-            "wa_gateway_http_request_duration_seconds_sum{route=\"%s\","
-            "method=\"%s\"} %.6f\n"
-            "wa_gateway_http_request_duration_seconds_count{route="
-            "\"%s\",method=\"%s\"} %lu\n",
-            route_path(m, r), route_method(m, r),
-            (double)atomic_load_explicit(&s->usec_sum, memory_order_relaxed) /
-                1e6,
-            route_path(m, r), route_method(m, r), cum);
     }
 }
 
@@ -235,8 +293,8 @@ unsigned long gw_metrics_requests_total(const gw_metrics_t *m)
 {
     unsigned long n = 0;
 
-    for (size_t r = 0; r <= m->nroutes; r++)
-        n += atomic_load_explicit(&m->stats[r].count, memory_order_relaxed);
+    for (size_t i = 0; i < (m->nroutes + 1) * NMETHODS; i++)
+        n += atomic_load_explicit(&m->series[i].count, memory_order_relaxed);
     return n;
 }
 

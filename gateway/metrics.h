@@ -1,7 +1,14 @@
 /*
  * metrics.h - the gateway's Prometheus metrics: requests by route template,
- * method and status, a latency histogram per route, bus errors by operation
- * and code, rate-limited requests, requests in flight.
+ * method and status, a latency histogram per route and method, bus errors
+ * by operation and code, rate-limited requests, requests in flight.
+ *
+ * Labels are what the request was, and bounded: method is the request's
+ * own (GET, POST, PUT, DELETE, PATCH, OPTIONS, HEAD, anything else
+ * "other"), route the template it matched or "unmatched", status the 3-digit
+ * code answered. Each (route, method) keeps its first GW_METRICS_STATUSES
+ * distinct statuses; later ones, and codes outside 100..599, count as
+ * "other" (no route answers with that many).
  *
  * Recording is lock-free (relaxed atomics) and thread-safe; rendering reads
  * the counters without stopping writers, so one scrape may see a request in
@@ -17,9 +24,13 @@
 #include "wa/envelope.h"
 #include "wa/err.h"
 
+/* Distinct statuses counted apart per (route, method). */
+#define GW_METRICS_STATUSES 16
+
 /* A route as metrics label it. */
 typedef struct gw_metric_route {
-    const char *method; /* "GET" */
+    const char *method; /* the route's own, "GET" (labels carry the
+                           request's) */
     const char *path;   /* template, "/messages/{chatId}" */
 } gw_metric_route_t;
 
@@ -34,9 +45,10 @@ wa_err_t gw_metrics_new(const gw_metric_route_t *routes, size_t nroutes,
                         gw_metrics_t **out);
 void gw_metrics_free(gw_metrics_t *m);
 
-/* One request answered: route index (<= nroutes), HTTP status, duration. */
-void gw_metrics_request(gw_metrics_t *m, size_t route, int status,
-                        int64_t usec);
+/* One request answered: route index (<= nroutes), the request's method
+ * (NULL when CivetWeb could not read one: "other"), HTTP status, duration. */
+void gw_metrics_request(gw_metrics_t *m, size_t route, const char *method,
+                        int status, int64_t usec);
 
 /* One failed bus call: op, and the error (remote code or transport). */
 void gw_metrics_bus_error(gw_metrics_t *m, wa_op_t op, wa_err_t err);

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <nng/nng.h>
+
 #include "gateway.h"
 #include "wa/log.h"
 #include "wa/service.h"
@@ -24,6 +26,9 @@
 #define CACHE_MAX 8192
 #define MAX_INSTANCES 64
 #define URL_MAX 512
+
+_Static_assert(GW_PING_MAX * 2 <= MAX_INSTANCES,
+               "a health check must not evict the sockets it does not use");
 
 typedef struct entry {
     struct entry *next;
@@ -320,4 +325,127 @@ wa_err_t gw_instance_ping(gw_t *gw, const char *url, const char *rid,
         *rtt_us = gw_now_us() - t0;
     wa_reply_clear(&rep);
     return rv;
+}
+
+/* One ping of gw_instances_ping() on its own REQ context. */
+typedef struct ping_op {
+    nng_ctx ctx;
+    nng_aio *aio;
+    bool ctx_open;
+    int64_t t0_us;
+} ping_op_t;
+
+/* Milliseconds left before deadline_ms (wa_now_ms() clock), >= 0. */
+static nng_duration left_ms(long long deadline_ms)
+{
+    long long left = deadline_ms - wa_now_ms();
+
+    return left > 0 ? (nng_duration)left : NNG_DURATION_ZERO;
+}
+
+/* Send the encoded request req[0..len) to url; the answer is collected by
+ * ping_finish(). */
+static wa_err_t ping_start(gw_placement_t *p, ping_op_t *op, const char *url,
+                           const char *req, size_t len, long long deadline_ms)
+{
+    nng_msg *msg = NULL;
+    nng_socket s;
+    wa_err_t rv;
+    int rc;
+
+    if ((rv = socket_for(p, url, &s)) != WA_OK)
+        return rv;
+    if ((rc = nng_ctx_open(&op->ctx, s)) != 0)
+        return wa_bus_err(rc);
+    op->ctx_open = true;
+    if ((rc = nng_aio_alloc(&op->aio, NULL, NULL)) != 0 ||
+        (rc = nng_msg_alloc(&msg, 0)) != 0 ||
+        (rc = nng_msg_append(msg, req, len)) != 0) {
+        if (msg != NULL)
+            nng_msg_free(msg);
+        return wa_bus_err(rc);
+    }
+    nng_aio_set_msg(op->aio, msg);
+    nng_aio_set_timeout(op->aio, left_ms(deadline_ms));
+    op->t0_us = gw_now_us();
+    nng_ctx_send(op->ctx, op->aio);
+    return WA_OK;
+}
+
+/* Wait for op's send, then for its answer, both by deadline_ms: WA_OK with
+ * *rtt_us when it answered ping, else why not. */
+static wa_err_t ping_finish(ping_op_t *op, long long deadline_ms,
+                            int64_t *rtt_us)
+{
+    wa_reply_t rep;
+    nng_msg *msg;
+    wa_err_t rv;
+    int rc;
+
+    nng_aio_wait(op->aio);
+    if ((rc = nng_aio_result(op->aio)) != 0) {
+        /* A message not sent is still ours to free. */
+        if ((msg = nng_aio_get_msg(op->aio)) != NULL)
+            nng_msg_free(msg);
+        nng_aio_set_msg(op->aio, NULL);
+        return wa_bus_err(rc);
+    }
+    nng_aio_set_timeout(op->aio, left_ms(deadline_ms));
+    nng_ctx_recv(op->ctx, op->aio);
+    nng_aio_wait(op->aio);
+    if ((rc = nng_aio_result(op->aio)) != 0)
+        return wa_bus_err(rc);
+    msg = nng_aio_get_msg(op->aio);
+    rv = wa_reply_decode(nng_msg_body(msg), nng_msg_len(msg), &rep);
+    nng_msg_free(msg);
+    if (rv == WA_OK && rep.err != WA_OK)
+        rv = rep.err;
+    wa_reply_clear(&rep);
+    if (rv == WA_OK)
+        *rtt_us = gw_now_us() - op->t0_us;
+    return rv;
+}
+
+wa_err_t gw_instances_ping(gw_t *gw, gw_ping_t *pings, size_t n,
+                           const char *rid, int timeout_ms)
+{
+    const long long deadline_ms = wa_now_ms() + timeout_ms;
+    ping_op_t ops[GW_PING_MAX] = {0};
+    char *req = NULL;
+    size_t len = 0;
+    wa_err_t rv;
+
+    if (n > GW_PING_MAX || timeout_ms <= 0)
+        return WA_EINVAL;
+    /* The same request for each: the instances are distinct peers, so one
+     * rid is no repeat to any of them. */
+    if ((rv = wa_request_encode(WA_OP_PING, "", rid, NULL, &req, &len)) !=
+        WA_OK) {
+        for (size_t i = 0; i < n; i++)
+            pings[i].rv = rv;
+        return rv;
+    }
+    /* All on the wire first; then each answer is awaited in turn, which
+     * costs nothing more: every wait ends by the same deadline. */
+    for (size_t i = 0; i < n; i++) {
+        pings[i].rtt_us = 0;
+        pings[i].rv = ping_start(gw->placement, &ops[i], pings[i].url, req, len,
+                                 deadline_ms);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (pings[i].rv == WA_OK)
+            pings[i].rv = ping_finish(&ops[i], deadline_ms, &pings[i].rtt_us);
+        if (pings[i].rv != WA_OK)
+            gw_metrics_bus_error(gw->metrics, WA_OP_PING, pings[i].rv);
+    }
+    /* nng_aio_free stops an aio first; closing the context then abandons a
+     * request still pending. */
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].aio != NULL)
+            nng_aio_free(ops[i].aio);
+        if (ops[i].ctx_open)
+            nng_ctx_close(ops[i].ctx);
+    }
+    free(req);
+    return WA_OK;
 }

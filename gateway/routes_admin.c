@@ -164,73 +164,132 @@ void gw_route_diagnostics(gw_req_t *r)
     cJSON_Delete(body);
 }
 
-/* ?name= as an integer in [min, max] into args (absent: nothing added).
+/* store-svc's largest session.list page, asked for when the client names
+ * no limit. */
+#define SESSIONS_PAGE 500
+
+/* Rows one answer gathers at most when the client names no limit: ten
+ * pages, enough for every session of 100 instances of 50 (the store's and
+ * session-svc's defaults); past it the answer says where to go on. */
+#define SESSIONS_MAX 5000
+
+/* ?name= as an integer in [min, max] into *out (absent: *present false).
  * False after answering 400. */
-static bool optional_int(gw_req_t *r, cJSON *args, const char *name, long min,
-                         long max, const char *rule)
+static bool optional_int(gw_req_t *r, const char *name, long min, long max,
+                         const char *rule, long *out, bool *present)
 {
     char v[16];
-    long n;
     wa_err_t rv;
 
+    *present = false;
     rv = gw_query_param(r->ri->query_string, name, v, sizeof(v));
     if (rv == WA_ENOTFOUND)
         return true;
-    if (rv != WA_OK || gw_parse_int(v, min, max, &n) != WA_OK) {
+    if (rv != WA_OK || gw_parse_int(v, min, max, out) != WA_OK) {
         gw_reply_error(r, WA_EINVAL, rule);
         return false;
     }
-    if (cJSON_AddNumberToObject(args, name, (double)n) == NULL) {
-        gw_reply_error(r, WA_ENOMEM, NULL);
-        return false;
-    }
+    *present = true;
     return true;
 }
 
-void gw_route_admin_sessions(gw_req_t *r)
+/*
+ * One session.list page, offset and limit, its rows moved into all (QR
+ * codes dropped: a QR code links a WhatsApp account, it is shown to its
+ * owner only). *got rows. On failure the answer has been sent.
+ */
+static bool read_page(gw_req_t *r, long offset, long limit, cJSON *all,
+                      long *got)
 {
     wa_reply_t rep = {0};
-    cJSON *args = NULL, *body = NULL, *rows, *row;
+    cJSON *args, *rows, *row;
     wa_err_t rv;
+
+    *got = 0;
+    if ((args = cJSON_CreateObject()) == NULL ||
+        cJSON_AddNumberToObject(args, "limit", (double)limit) == NULL ||
+        cJSON_AddNumberToObject(args, "offset", (double)offset) == NULL) {
+        cJSON_Delete(args);
+        gw_reply_error(r, WA_ENOMEM, NULL);
+        return false;
+    }
+    rv = gw_store_call(r, WA_OP_SESSION_LIST, "", args, &rep);
+    cJSON_Delete(args);
+    if (rv != WA_OK) {
+        gw_reply_bus_error(r, "store-svc", WA_OP_SESSION_LIST, rv, &rep);
+        wa_reply_clear(&rep);
+        return false;
+    }
+    rows = cJSON_GetObjectItemCaseSensitive(rep.data, "sessions");
+    if (!cJSON_IsArray(rows) || cJSON_GetArraySize(rows) > limit) {
+        wa_reply_clear(&rep);
+        gw_reply_bus_error(r, "store-svc", WA_OP_SESSION_LIST, WA_EPROTO, NULL);
+        return false;
+    }
+    while ((row = cJSON_DetachItemFromArray(rows, 0)) != NULL) {
+        cJSON_DeleteItemFromObjectCaseSensitive(row, "qrCode");
+        if (!cJSON_AddItemToArray(all, row)) {
+            cJSON_Delete(row);
+            wa_reply_clear(&rep);
+            gw_reply_error(r, WA_ENOMEM, NULL);
+            return false;
+        }
+        (*got)++;
+    }
+    wa_reply_clear(&rep);
+    return true;
+}
+
+/*
+ * {"sessions": [...], "offset": n, "nextOffset": n or null}, ordered by
+ * user id. With ?limit= one page of that size; without, every session from
+ * ?offset= on (default 0), read from store-svc a page of SESSIONS_PAGE at a
+ * time, up to SESSIONS_MAX. nextOffset is where to go on when the answer
+ * stopped at its limit (more may follow); null when the list ended in it.
+ */
+void gw_route_admin_sessions(gw_req_t *r)
+{
+    long limit = SESSIONS_MAX, offset = 0, got = 0, page;
+    bool has_limit, has_offset;
+    cJSON *body = NULL, *all, *next;
 
     if (!r->who.admin) {
         gw_reply_error(r, WA_EFORBIDDEN, "admin only");
         return;
     }
-    if ((args = cJSON_CreateObject()) == NULL) {
-        gw_reply_error(r, WA_ENOMEM, NULL);
+    if (!optional_int(r, "limit", GW_LIMIT_MIN, GW_LIMIT_MAX,
+                      "limit: must be an integer in 1..500", &limit,
+                      &has_limit) ||
+        !optional_int(r, "offset", 0, 999999999,
+                      "offset: must be an integer in 0..999999999", &offset,
+                      &has_offset))
         return;
-    }
-    if (!optional_int(r, args, "limit", GW_LIMIT_MIN, GW_LIMIT_MAX,
-                      "limit: must be an integer in 1..500") ||
-        !optional_int(r, args, "offset", 0, 999999999,
-                      "offset: must be an integer in 0..999999999"))
-        goto out;
-    rv = gw_store_call(r, WA_OP_SESSION_LIST, "", args, &rep);
-    if (rv != WA_OK) {
-        gw_reply_bus_error(r, "store-svc", WA_OP_SESSION_LIST, rv, &rep);
-        goto out;
-    }
-    rows = cJSON_DetachItemFromObjectCaseSensitive(rep.data, "sessions");
-    if (!cJSON_IsArray(rows)) {
-        cJSON_Delete(rows);
-        gw_reply_bus_error(r, "store-svc", WA_OP_SESSION_LIST, WA_EPROTO, NULL);
-        goto out;
-    }
-    /* A QR code links a WhatsApp account: it is shown to its owner only. */
-    cJSON_ArrayForEach(row, rows)
-    {
-        cJSON_DeleteItemFromObjectCaseSensitive(row, "qrCode");
-    }
+    if (!has_limit)
+        limit = SESSIONS_MAX;
     if ((body = cJSON_CreateObject()) == NULL ||
-        !cJSON_AddItemToObject(body, "sessions", rows)) {
-        cJSON_Delete(rows);
+        (all = cJSON_AddArrayToObject(body, "sessions")) == NULL) {
+        gw_reply_error(r, WA_ENOMEM, NULL);
+        goto out;
+    }
+    /* A short page is the end of the list. */
+    do {
+        long want = limit - got < SESSIONS_PAGE ? limit - got : SESSIONS_PAGE;
+
+        if (!read_page(r, offset + got, want, all, &page))
+            goto out;
+        got += page;
+        if (page < want)
+            break;
+    } while (got < limit);
+    next = got == limit ? cJSON_CreateNumber((double)(offset + got))
+                        : cJSON_CreateNull();
+    if (cJSON_AddNumberToObject(body, "offset", (double)offset) == NULL ||
+        next == NULL || !cJSON_AddItemToObject(body, "nextOffset", next)) {
+        cJSON_Delete(next);
         gw_reply_error(r, WA_ENOMEM, NULL);
         goto out;
     }
     gw_reply_json(r, 200, body, NULL);
 out:
     cJSON_Delete(body);
-    cJSON_Delete(args);
-    wa_reply_clear(&rep);
 }

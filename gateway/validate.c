@@ -135,6 +135,40 @@ wa_err_t gw_query_param(const char *query, const char *name, char *out,
     return decode_value(found, flen, out, outlen);
 }
 
+wa_err_t gw_path_decode(const char *raw, char *out, size_t outlen,
+                        const char **why)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; raw[i] != '\0'; i++) {
+        char c = raw[i];
+
+        if (c == '%') {
+            int hi, lo;
+
+            /* raw is NUL-terminated: raw[i + 1] is readable, and raw[i + 2]
+             * whenever raw[i + 1] is a hex digit. */
+            if ((hi = hex_value(raw[i + 1])) < 0 ||
+                (lo = hex_value(raw[i + 2])) < 0) {
+                *why = "path: malformed percent-encoding";
+                return WA_EINVAL;
+            }
+            if ((c = (char)(hi * 16 + lo)) == '\0') {
+                *why = "path: must not contain %00";
+                return WA_EINVAL;
+            }
+            i += 2;
+        }
+        if (o + 1 >= outlen)
+            return WA_ETOOBIG;
+        out[o++] = c;
+    }
+    if (outlen == 0)
+        return WA_ETOOBIG;
+    out[o] = '\0';
+    return WA_OK;
+}
+
 wa_err_t gw_check_message(const char *s, size_t len, const char **why)
 {
     if (s == NULL || len == 0) {

@@ -50,6 +50,18 @@ wa_err_t gw_query_param(const char *query, const char *name, char *out,
                         size_t outlen);
 
 /*
+ * Percent-decode a request path as sent (the gateway starts CivetWeb with
+ * wa_http_opts_t.raw_path) into out, outlen bytes with the NUL. Unlike
+ * CivetWeb's own decoding, which silently ends the path at an encoded NUL
+ * ("/status%00junk" would be served as "/status"), this refuses it:
+ * WA_EINVAL with *why (a fixed phrase for the client) for "%00" or a
+ * malformed escape, WA_ETOOBIG when it does not fit, else WA_OK. '+' stays
+ * '+'.
+ */
+wa_err_t gw_path_decode(const char *raw, char *out, size_t outlen,
+                        const char **why);
+
+/*
  * Check the text of a message: 1..GW_MESSAGE_MAX bytes of valid UTF-8.
  * len is its length in bytes. NULL with *why for the client, or WA_OK.
  */

@@ -130,7 +130,9 @@ int main(void)
     }
     nt.started_ms = wa_now_ms();
     if ((rv = nt_http_start(&nt, err, sizeof(err))) != WA_OK) {
-        wa_error(NULL, "%s", err);
+        /* A port we cannot listen on is configuration (DESIGN §2). */
+        wa_service_config_line(NT_SERVICE, "%s", err);
+        status = WA_EXIT_CONFIG;
         goto out;
     }
     wa_info(NULL, "listening on port %ld, events on %s", cfg->port,

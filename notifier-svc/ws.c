@@ -170,6 +170,11 @@ static int on_auth(struct mg_connection *conn, void *arg)
         return refuse(conn, nt, NT_REFUSED_UNAUTHORIZED, WA_EUNAUTH, why, rid,
                       "WWW-Authenticate: Bearer\r\n");
     }
+    /* An admin service key names no user (auth.h): there are no events of
+     * its own to follow, and it may not follow anyone else's. */
+    if (p.user[0] == '\0')
+        return refuse(conn, nt, NT_REFUSED_UNAUTHORIZED, WA_EFORBIDDEN,
+                      "token names no user", rid, NULL);
     if (qs != NULL &&
         mg_get_var(qs, strlen(qs), "since", since_text, sizeof(since_text)) !=
             -1 &&

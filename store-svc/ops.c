@@ -551,7 +551,7 @@ static wa_err_t parse_placement_list(call_t *c)
  * nonce of its own; its rid is the send's. */
 static wa_err_t parse_send_claim(call_t *c)
 {
-    const char *nonce;
+    const char *nonce = NULL;
     wa_err_t e;
 
     if ((e = string_arg(c, "nonce", &nonce)) != WA_OK)

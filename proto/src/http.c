@@ -73,6 +73,23 @@ static void on_connection_close(const struct mg_connection *conn)
     release_stack();
 }
 
+/* The service's own log_message, and, while wa_http_start() runs on this
+ * thread, where CivetWeb's first complaint goes (why a port cannot be
+ * bound: its mg_start2() error text only says "Failed to setup server
+ * ports"). */
+static int (*user_log)(const struct mg_connection *, const char *);
+static _Thread_local char *start_why;
+static _Thread_local size_t start_why_len;
+
+static int on_log_message(const struct mg_connection *conn, const char *msg)
+{
+    if (start_why != NULL && start_why[0] == '\0' && msg != NULL)
+        snprintf(start_why, start_why_len, "%s", msg);
+    /* 0: CivetWeb logs it itself, which without error_log_file is not at
+     * all. */
+    return user_log != NULL ? user_log(conn, msg) : 0;
+}
+
 wa_err_t wa_http_start(const wa_http_opts_t *opts,
                        const struct mg_callbacks *callbacks, void *user_data,
                        struct mg_context **out, char *err, size_t errlen)
@@ -82,7 +99,7 @@ wa_err_t wa_http_start(const wa_http_opts_t *opts,
     struct mg_init_data init = {0};
     struct mg_error_data error = {0};
     struct mg_context *ctx;
-    char reason[256] = "";
+    char reason[256] = "", why[256] = "";
     unsigned code = 0;
     const char *options[] = {
         "listening_ports",
@@ -100,7 +117,7 @@ wa_err_t wa_http_start(const wa_http_opts_t *opts,
         "tcp_nodelay",
         "1",
         "decode_url",
-        "yes",
+        opts->raw_path ? "no" : "yes",
         "enable_directory_listing",
         "no",
         "enable_websocket_ping_pong",
@@ -127,15 +144,23 @@ wa_err_t wa_http_start(const wa_http_opts_t *opts,
         cbs = *callbacks;
     user_close = cbs.connection_close;
     cbs.connection_close = on_connection_close;
+    user_log = cbs.log_message;
+    cbs.log_message = on_log_message;
     init.callbacks = &cbs;
     init.user_data = user_data;
     init.configuration_options = options;
     error.code = &code;
     error.text = reason;
     error.text_buffer_size = sizeof(reason);
-    if ((ctx = mg_start2(&init, &error)) == NULL) {
+    start_why = why;
+    start_why_len = sizeof(why);
+    ctx = mg_start2(&init, &error);
+    start_why = NULL;
+    if (ctx == NULL) {
         snprintf(err, errlen, "cannot listen on port %ld: %s", opts->port,
-                 reason[0] != '\0' ? reason : "unknown error");
+                 why[0] != '\0'      ? why
+                 : reason[0] != '\0' ? reason
+                                     : "unknown error");
         return WA_EUNAVAIL;
     }
     *out = ctx;

@@ -19,15 +19,29 @@ static volatile sig_atomic_t stop_requested;
 /* Self-pipe: the handler writes a byte so wa_service_wait wakes at once. */
 static int wake_pipe[2] = {-1, -1};
 
+static void config_line(const char *service, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "%s: ", service);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+void wa_service_config_line(const char *service, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    config_line(service, fmt, ap);
+    va_end(ap);
+}
+
 void wa_service_config_fail(const char *service, const char *fmt, ...)
 {
     va_list ap;
 
-    fprintf(stderr, "%s: ", service);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    config_line(service, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     exit(WA_EXIT_CONFIG);
 }
 

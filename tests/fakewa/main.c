@@ -65,7 +65,9 @@ int main(void)
     hopts.port = cfg.port;
     if ((rv = wa_http_start(&hopts, NULL, st, &http, err, sizeof(err))) !=
         WA_OK) {
-        wa_error(NULL, "%s", err);
+        /* A port we cannot listen on is configuration (DESIGN §2). */
+        wa_service_config_line(FW_SERVICE, "%s", err);
+        status = WA_EXIT_CONFIG;
         goto out;
     }
     fw_push_register(http, st);

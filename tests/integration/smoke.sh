@@ -39,6 +39,20 @@ expect_config_refusal session-svc WA_WEB_URL=ftp://example
 expect_config_refusal session-svc SESSION_URL=tcp://127.0.0.1:99999
 expect_config_refusal session-svc SESSIONS_DIR=/proc/wa-smoke/sessions
 
+# A port another process holds: configuration too, one line, exit 2.
+BUSY=$(free_port)
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen()
+time.sleep(60)' "$BUSY" &
+HOLDER=$!
+wait_for "port $BUSY held" python3 -c 'import socket, sys
+socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$BUSY"
+expect_config_refusal gateway JWT_SECRET=$SECRET PORT=$BUSY
+expect_config_refusal notifier-svc JWT_SECRET=$SECRET NOTIFIER_PORT=$BUSY
+expect_config_refusal fakewa FAKEWA_PORT=$BUSY
+kill "$HOLDER"
+wait "$HOLDER" 2>/dev/null || true
+
 # A whole stack on free ports.
 WORK=$(mktemp -d)
 trap 'stop_all; rm -rf "$WORK"' EXIT

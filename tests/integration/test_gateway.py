@@ -317,14 +317,25 @@ class Basics(unittest.TestCase):
     def test_metrics(self):
         call(GW.port, "GET", "/status", U1)
         call(GW.port, "GET", "/nope")
-        r = call(GW.port, "GET", "/metrics")
+        # A request is counted just after its answer is sent: the client
+        # can be faster than the gateway's bookkeeping, so look again until
+        # the scrape is the only request in flight.
+        seen = []
+
+        def scraped_alone():
+            seen[:] = [call(GW.port, "GET", "/metrics")]
+            return "wa_gateway_http_requests_in_flight 1\n" in \
+                seen[0].body.decode()
+
+        wait_until("a scrape alone in flight", scraped_alone, 5)
+        r = seen[0]
         self.assertEqual(r.status, 200)
         self.assertTrue(r.headers["content-type"].startswith("text/plain"))
         text = r.body.decode()
         self.assertRegex(text, r'wa_gateway_http_requests_total\{route="/status",'
                          r'method="GET",status="200"\} \d+')
         self.assertRegex(text, r'wa_gateway_http_requests_total\{route='
-                         r'"unmatched",method="",status="404"\} \d+')
+                         r'"unmatched",method="GET",status="404"\} \d+')
         self.assertIn('wa_gateway_http_request_duration_seconds_bucket{route='
                       '"/status",method="GET",le="+Inf"}', text)
         self.assertIn("wa_gateway_http_requests_in_flight 1", text)
@@ -385,6 +396,85 @@ class Basics(unittest.TestCase):
                      "/admin", "/health/x", "/index.html", "/app.js/"):
             assert_error(self, call(GW.port, "GET", path, U1), 404,
                          "not_found")
+
+    def test_encoded_nul_in_path(self):
+        # CivetWeb's own decoding ended the path at %00: /status%00junk was
+        # served as /status. Refused before routing: 400, the DESIGN shape.
+        for path in ("/status%00junk", "/status%00",
+                     "/messages/41791234567@c.us%00junk",
+                     "/messages/41791234567%40c.us%00", "/nope%00",
+                     "/health%00x", "/%00"):
+            r = call(GW.port, "GET", path, U1,
+                     headers={"X-Request-Id": "it-nul-1"})
+            assert_error(self, r, 400, "bad_request", "%00")
+            self.assertEqual(r.headers["x-request-id"], "it-nul-1")
+        for path in ("/status%zz", "/status%0", "/status%"):
+            assert_error(self, call(GW.port, "GET", path, U1), 400,
+                         "bad_request", "percent-encoding")
+        # Other escapes still decode.
+        self.assertEqual(call(GW.port, "GET", "/st%61tus", U1).status, 200)
+        r = call(GW.port, "GET", "/%73tatus%3Fx", U1)  # an encoded "?"
+        assert_error(self, r, 404, "not_found")
+
+    def test_asterisk_and_absolute_targets(self):
+        # CivetWeb 1.15 answers these with nothing at all; every request
+        # gets an answer with X-Request-Id.
+        status, head, body, closed = raw(
+            GW.port, b"OPTIONS * HTTP/1.1\r\nHost: x\r\n"
+            b"X-Request-Id: it-star-1\r\n\r\n")
+        self.assertEqual(status, 204, head)
+        self.assertIn("\r\nX-Request-Id: it-star-1\r\n", head)
+        self.assertRegex(head, r"\r\nAllow: GET, POST, OPTIONS(\r\n|$)")
+        self.assertEqual(body, b"")
+        self.assertTrue(closed)
+        status, head, body, _ = raw(
+            GW.port, b"OPTIONS * HTTP/1.0\r\n\r\n")
+        self.assertEqual(status, 204, head)
+        self.assertRegex(head, r"\r\nX-Request-Id: [0-9a-f]{24}\r\n")
+        for target in (b"*", b"http://elsewhere.example/status",
+                       b"http://elsewhere.example:%d/status" % GW.port):
+            status, head, body, closed = raw(
+                GW.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                b"X-Request-Id: it-star-2\r\n\r\n")
+            self.assertEqual(status, 400, (target, head))
+            self.assertIn("\r\nX-Request-Id: it-star-2\r\n", head)
+            self.assertEqual(json.loads(body)["code"], "bad_request")
+            self.assertTrue(closed)
+        # A kept connection that served a request and then goes quiet is
+        # closed without a stray answer.
+        status, head, body, _ = raw(
+            GW.port, b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(status, 200)
+        self.assertEqual(body.count(b"HTTP/1.1"), 0)
+        m = call(GW.port, "GET", "/metrics").body.decode()
+        self.assertRegex(m, r'wa_gateway_http_requests_total\{route='
+                         r'"unmatched",method="OPTIONS",status="204"\} \d+')
+
+    def test_metrics_label_the_request(self):
+        call(GW.port, "OPTIONS", "/logs", headers={
+            "Origin": ORIGIN, "Access-Control-Request-Method": "GET"})
+        call(GW.port, "DELETE", "/logs", U1)
+        call(GW.port, "POST", "/logs", U1, body=b"")
+        call(GW.port, "BREW", "/logs", U1)
+        etag = call(GW.port, "GET", "/").headers["etag"]
+        r = call(GW.port, "GET", "/", headers={"If-None-Match": etag})
+        self.assertEqual(r.status, 304)
+        text = call(GW.port, "GET", "/metrics").body.decode()
+        for method, status in (("OPTIONS", 204), ("DELETE", 405),
+                               ("POST", 405)):
+            self.assertRegex(text, r'wa_gateway_http_requests_total\{route='
+                             r'"/logs",method="%s",status="%d"\} \d+'
+                             % (method, status))
+        # CivetWeb itself refuses a method it does not know, before any
+        # route: unmatched, and "other", never the method's own name.
+        self.assertRegex(text, r'wa_gateway_http_requests_total\{route='
+                         r'"unmatched",method="other",status="\d{3}"\} \d+')
+        self.assertRegex(text, r'wa_gateway_http_requests_total\{route='
+                         r'"/",method="GET",status="304"\} \d+')
+        self.assertIn('wa_gateway_http_request_duration_seconds_count{route='
+                      '"/logs",method="OPTIONS"}', text)
+        self.assertNotIn('status="other"', text)
+        self.assertNotIn("BREW", text)
 
     def test_method_not_allowed(self):
         cases = [("POST", "/status", "GET, OPTIONS"),
@@ -1004,10 +1094,196 @@ class SessionService(unittest.TestCase):
             self.gw.port, "POST", "/connect", t).status in (200, 202), 20)
 
 
+class HealthAsksTheInstances(unittest.TestCase):
+    """/health pings each session-svc store-svc lists as alive: kill -9 of
+    the only one is a 503 at once, not 10 s later when the registry
+    notices."""
+
+    def test_kill_9_only_session_service(self):
+        s = Stack()
+        try:
+            s.start_store()
+            gw = s.start_gateway()
+            fake = s.start_session("fake-h1")
+            wait_until("/health 200", lambda: call(
+                gw.port, "GET", "/health").status == 200)
+            b = call(gw.port, "GET", "/health").json()
+            self.assertEqual((b["sessionServices"],
+                              b["sessionServicesListed"]), (1, 1))
+            fake.kill()  # SIGKILL: still listed alive for up to 10 s
+            t0 = time.monotonic()
+            r = call(gw.port, "GET", "/health")
+            took = time.monotonic() - t0
+            self.assertEqual(r.status, 503, r)
+            b = r.json()
+            self.assertEqual(b["status"], "unavailable")
+            self.assertEqual(b["store"], "ok")
+            self.assertEqual(b["sessionServices"], 0)
+            self.assertEqual(b["sessionServicesListed"], 1)
+            self.assertLess(took, 1.5)
+            # Back on the same url: 200 again, without waiting for the
+            # registry.
+            s.start_session("fake-h1", url=fake.url)
+            wait_until("/health 200 again", lambda: call(
+                gw.port, "GET", "/health").status == 200, 10)
+            # Two instances, one dead: still 200, and no slower than the
+            # ping timeout.
+            second = s.start_session("fake-h2")
+            wait_until("both answer", lambda: call(
+                gw.port, "GET", "/health").json()["sessionServices"] == 2)
+            second.kill()
+            t0 = time.monotonic()
+            r = call(gw.port, "GET", "/health")
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual((r.json()["sessionServices"],
+                              r.json()["sessionServicesListed"]), (1, 2))
+            self.assertLess(time.monotonic() - t0, 1.5)
+        finally:
+            s.close()
+
+
+class ServiceKey(unittest.TestCase):
+    """A Supabase service_role key names no user: an admin for the admin
+    routes, refused (403) wherever a user is acted for, here and in
+    notifier-svc."""
+
+    KEY = jwt({"iss": "supabase", "ref": "abc", "role": "service_role",
+               "iat": int(time.time()), "exp": int(time.time()) + 3600})
+
+    def test_admin_routes(self):
+        r = call(GW.port, "GET", "/admin/sessions", self.KEY)
+        self.assertEqual(r.status, 200, r)
+        self.assertIsInstance(r.json()["sessions"], list)
+        r = call(GW.port, "GET", "/diagnostics", self.KEY)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["store"]["status"], "ok")
+
+    def test_user_routes_refused(self):
+        for method, path, body in (
+                ("GET", "/status", None), ("POST", "/connect", None),
+                ("POST", "/disconnect", None), ("GET", "/chats", None),
+                ("GET", "/messages/41791234567@c.us", None),
+                ("POST", "/send", {"chatId": "41791234567@c.us",
+                                   "message": "hi"}),
+                ("GET", "/chat-by-phone?phone=%2B41791234567", None),
+                ("GET", "/logs", None)):
+            r = call(GW.port, method, path, self.KEY, body)
+            assert_error(self, r, 403, "forbidden", "token names no user")
+
+    def test_still_a_token(self):
+        now = int(time.time())
+        for claims in ({"role": "service_role", "exp": now - 120},
+                       {"role": "service_role"},
+                       {"role": "service_role", "exp": now + 60,
+                        "is_anonymous": True},
+                       {"role": "anon", "exp": now + 60},
+                       {"role": "authenticated", "exp": now + 60}):
+            r = call(GW.port, "GET", "/admin/sessions", jwt(claims))
+            assert_error(self, r, 401, "unauthorized")
+        r = call(GW.port, "GET", "/admin/sessions", jwt(
+            {"role": "service_role", "exp": now + 60},
+            key="another-secret-another-secret-123"))
+        assert_error(self, r, 401, "unauthorized", "bad signature")
+
+    def test_notifier_refuses_it(self):
+        port = free_port()
+        nt = Proc("notifier-svc", [os.path.join(BIN, "notifier-svc")], {
+            "NOTIFIER_PORT": str(port), "JWT_SECRET": SECRET,
+            "EVENTS_URL": "tcp://127.0.0.1:%d" % free_port()}, S.dir)
+        S.procs.append(nt)
+        wait_until("notifier-svc listening", lambda: (
+            "listening on port %d," % port in nt.text() and
+            (socket.create_connection(("127.0.0.1", port), 0.2).close()
+             or True)))
+
+        def upgrade(tok):
+            req = ("GET /?token=%s HTTP/1.1\r\nHost: x\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n" % tok)
+            return raw(port, req.encode(), timeout=2.0)
+
+        status, head, body, _ = upgrade(self.KEY)
+        self.assertEqual(status, 403, head)
+        self.assertEqual(json.loads(body), {"error": "token names no user",
+                                            "code": "forbidden"})
+        status, head, _, _ = upgrade(token("nt-user"))
+        self.assertEqual(status, 101, head)
+        self.assertEqual(nt.stop(), 0)
+
+
+class AdminSessionsPages(unittest.TestCase):
+    """Without ?limit= every session comes back (store-svc pages of 500,
+    followed by the gateway); with it one page; nextOffset says where to
+    go on."""
+
+    N = 523
+
+    def test_every_session(self):
+        s = Stack()
+        try:
+            s.start_store()
+            gw = s.start_gateway()
+            users = ["pg-%04d" % i for i in range(self.N)]
+            todo = list(users)
+            failed = []
+            lock = threading.Lock()
+
+            def writer():
+                while True:
+                    with lock:
+                        if not todo:
+                            return
+                        u = todo.pop()
+                    # session.upsert is idempotent: a loaded machine's
+                    # timeout is retried.
+                    for attempt in range(5):
+                        try:
+                            buscall(s.store_url, "session.upsert", u,
+                                    {"status": "disconnected"}, 5000)
+                            break
+                        except RuntimeError as e:
+                            if attempt == 4:
+                                failed.append((u, str(e)))
+
+            threads = [threading.Thread(target=writer) for _ in range(8)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            self.assertEqual(failed, [])
+            boss = token("boss")
+            b = call(gw.port, "GET", "/admin/sessions", boss).json()
+            self.assertEqual([x["userId"] for x in b["sessions"]], users)
+            self.assertEqual((b["offset"], b["nextOffset"]), (0, None))
+            b = call(gw.port, "GET", "/admin/sessions?offset=500",
+                     boss).json()
+            self.assertEqual([x["userId"] for x in b["sessions"]],
+                             users[500:])
+            self.assertEqual((b["offset"], b["nextOffset"]), (500, None))
+            # One page when asked for one; nextOffset when it came back
+            # full.
+            b = call(gw.port, "GET", "/admin/sessions?limit=500",
+                     boss).json()
+            self.assertEqual(len(b["sessions"]), 500)
+            self.assertEqual(b["nextOffset"], 500)
+            b = call(gw.port, "GET", "/admin/sessions?limit=20&offset=%d"
+                     % (self.N - 20), boss).json()
+            self.assertEqual([x["userId"] for x in b["sessions"]],
+                             users[-20:])
+            self.assertEqual(b["nextOffset"], self.N)
+            b = call(gw.port, "GET", "/admin/sessions?limit=20&offset=%d"
+                     % self.N, boss).json()
+            self.assertEqual((b["sessions"], b["nextOffset"]), ([], None))
+        finally:
+            s.close()
+
+
 class StoreCrash(unittest.TestCase):
-    """kill -9 store-svc under traffic: the gateway answers 503/504 fast,
-    recovers when store-svc is back on the same database, and every row
-    acknowledged before the kill is still there."""
+    """kill -9 store-svc under traffic: the gateway answers 503 fast (the
+    bus gives up on a peer with no connection, it does not wait out its
+    timeout), recovers when store-svc is back on the same database, and
+    every row acknowledged before the kill is still there."""
 
     def test_kill_and_recover(self):
         s = Stack()
@@ -1051,13 +1327,14 @@ class StoreCrash(unittest.TestCase):
             killed_at = len(acked)
             time.sleep(2.0)
             during = list(answers)
-            # While it is down: quick 503/504, never a hang or a 500.
+            # While it is down: a quick 503, never a 504 after the bus
+            # timeout, a hang or a 500.
             r = call(gw.port, "GET", "/status", tok)
-            self.assertIn(r.status, (503, 504), r)
+            assert_error(self, r, 503, "unavailable")
             t0 = time.monotonic()
             r = call(gw.port, "GET", "/logs", tok)
-            self.assertIn(r.status, (503, 504), r)
-            self.assertLess(time.monotonic() - t0, BUS_TIMEOUT_MS / 1000 + 1)
+            assert_error(self, r, 503, "unavailable")
+            self.assertLess(time.monotonic() - t0, BUS_TIMEOUT_MS / 1000)
             h = call(gw.port, "GET", "/health")
             self.assertEqual(h.status, 503)
             self.assertNotEqual(h.json()["store"], "ok")
@@ -1068,11 +1345,12 @@ class StoreCrash(unittest.TestCase):
             stop.set()
             for th in threads:
                 th.join(30)
+            # Requests in flight at the kill too: 503 before the timeout.
             bad = [(st, round(took, 3)) for st, took in during
-                   if st not in (200, 503, 504) or
-                   took >= BUS_TIMEOUT_MS / 1000 + 1.5]
+                   if st not in (200, 503) or
+                   took >= BUS_TIMEOUT_MS / 1000]
             self.assertEqual(bad, [], "%d answers" % len(during))
-            self.assertTrue([1 for st, _ in during if st in (503, 504)])
+            self.assertTrue([1 for st, _ in during if st == 503])
 
             # Every acknowledged row is there.
             r = call(gw.port, "GET", "/logs?limit=500", tok)
@@ -1095,6 +1373,21 @@ class StoreCrash(unittest.TestCase):
 
 
 class Shutdown(unittest.TestCase):
+    def test_port_in_use_exits_2(self):
+        with socket.socket() as taken:
+            taken.bind(("0.0.0.0", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            r = subprocess.run([os.path.join(BIN, "gateway")], env={
+                "PATH": os.environ["PATH"], "JWT_SECRET": SECRET,
+                "PORT": str(port), "STORE_URL": S.store_url},
+                capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertTrue(r.stderr.startswith(
+            "gateway: cannot listen on port %d: " % port), r.stderr)
+        self.assertIn("in use", r.stderr)  # CivetWeb's reason, not "failed"
+
     def test_sigterm_is_clean(self):
         gw = S.start_gateway("gateway-stop")
         self.assertEqual(call(gw.port, "GET", "/status", U1).status, 200)

@@ -776,8 +776,53 @@ static void test_admin(void **state)
     OK_TOK(none, tok1("\"sub\":\"carol\",\"role\":\"Admin\""), "carol", false);
     OK_TOK(none, tok1("\"sub\":\"carol\",\"role\":[\"admin\"]"), "carol",
            false);
-    /* service_role keys carry no sub: they still name no user. */
-    BAD_TOK(none, tok1("\"role\":\"service_role\""), "no user id in token");
+}
+
+/* Supabase's service_role key has no sub: an admin naming no user, with
+ * every other check as always. */
+static void test_admin_without_user(void **state)
+{
+    (void)state;
+    wa_auth_t *a = prod();
+    wa_auth_t *legacy = mk(S1, S2, NULL, false, false);
+    const char *service =
+        "\"iss\":\"supabase\",\"ref\":\"abc\",\"role\":\"service_role\","
+        "\"iat\":1767000000";
+
+    OK_TOK(a, tok1(service), "", true);
+    OK_TOK(a, T(forge_hs256(pl(service), S2)), "", true); /* Supabase's */
+    OK_TOK(a, tok1("\"role\":\"admin\""), "", true);
+    /* Still a token like any other: signature, exp, nbf, anonymity. */
+    BAD_TOK(a, T(forge_hs256(pl(service), WRONG)), "bad signature");
+    BAD_TOK(a,
+            T(forge_hs256(T(forge_fmt("{\"role\":\"service_role\","
+                                      "\"exp\":%lld}",
+                                      (long long)NOW - 3600)),
+                          S1)),
+            "token expired");
+    BAD_TOK(a, T(forge_hs256("{\"role\":\"service_role\"}", S1)),
+            "missing exp");
+    OK_TOK(legacy, T(forge_hs256("{\"role\":\"service_role\"}", S1)), "", true);
+    BAD_TOK(a,
+            tok1(T(forge_fmt("\"role\":\"service_role\",\"nbf\":%lld",
+                             (long long)NOW + 3600))),
+            "token not yet valid");
+    BAD_TOK(a, tok1("\"role\":\"service_role\",\"is_anonymous\":true"),
+            "anonymous users are not allowed");
+    /* Any other role, or none, still needs a user. */
+    BAD_TOK(a, tok1("\"role\":\"anon\""), "anonymous users are not allowed");
+    BAD_TOK(a, tok1("\"role\":\"authenticated\""), "no user id in token");
+    BAD_TOK(a, tok1("\"role\":\"Service_Role\""), "no user id in token");
+    BAD_TOK(a, tok1("\"role\":[\"service_role\"]"), "no user id in token");
+    BAD_TOK(a, tok1(""), "no user id in token");
+    /* A user id claim present decides, as always: it must be valid. */
+    BAD_TOK(a, tok1("\"role\":\"service_role\",\"sub\":\"\""),
+            "invalid user id");
+    BAD_TOK(a, tok1("\"role\":\"service_role\",\"sub\":null"),
+            "invalid user id");
+    BAD_TOK(a, tok1("\"role\":\"service_role\",\"user_id\":7"),
+            "invalid user id");
+    OK_TOK(a, tok1("\"role\":\"service_role\",\"sub\":\"svc\""), "svc", true);
 }
 
 /* --- Authorization header and dev mode --------------------------------- */
@@ -1067,6 +1112,7 @@ int main(void)
         cmocka_unit_test_teardown(test_segments, teardown),
         cmocka_unit_test_teardown(test_anonymous, teardown),
         cmocka_unit_test_teardown(test_admin, teardown),
+        cmocka_unit_test_teardown(test_admin_without_user, teardown),
         cmocka_unit_test_teardown(test_header_forms, teardown),
         cmocka_unit_test_teardown(test_dev_mode_off, teardown),
         cmocka_unit_test_teardown(test_dev_mode_on, teardown),

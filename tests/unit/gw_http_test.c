@@ -1,5 +1,5 @@
 /* gw_http_test.c - the route table: template matching, the metrics table
- * kept next to it, the request id generator. */
+ * kept next to it, which routes are public and which serve a user. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -81,12 +81,35 @@ static void test_public_routes(void **state)
     }
 }
 
+/* The routes that act for the token's user, and only they, refuse a token
+ * naming none (an admin service key): DESIGN §4's user routes. */
+static void test_user_routes(void **state)
+{
+    static const char *const user[] = {
+        "/status", "/connect", "/disconnect",    "/chats",
+        "/logs",   "/send",    "/chat-by-phone", "/messages/{chatId}"};
+
+    (void)state;
+    for (size_t i = 0; i < gw_nroutes; i++) {
+        bool is_user = false;
+
+        for (size_t j = 0; j < sizeof(user) / sizeof(user[0]); j++)
+            is_user = is_user || strcmp(gw_routes[i].path, user[j]) == 0;
+        if (gw_routes[i].user != is_user)
+            fail_msg("%s: user is %d", gw_routes[i].path, gw_routes[i].user);
+        /* A user comes from a token. */
+        if (gw_routes[i].user)
+            assert_true(gw_routes[i].auth);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_match),
         cmocka_unit_test(test_tables_agree),
         cmocka_unit_test(test_public_routes),
+        cmocka_unit_test(test_user_routes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

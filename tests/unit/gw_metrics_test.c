@@ -1,5 +1,6 @@
-/* gw_metrics_test.c - Prometheus text: names, labels, histogram buckets
- * (cumulative, +Inf, sum, count), bus errors, gauges; concurrent updates. */
+/* gw_metrics_test.c - Prometheus text: names, labels (the request's method
+ * and status, bounded), histogram buckets (cumulative, +Inf, sum, count),
+ * bus errors, gauges; concurrent updates. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -78,24 +79,31 @@ static void test_requests_and_histogram(void **state)
 
     (void)state;
     assert_int_equal(gw_metrics_new(routes, NROUTES, &m), WA_OK);
-    gw_metrics_request(m, 0, 200, 300);      /* 0.3 ms */
-    gw_metrics_request(m, 0, 200, 2000);     /* 2 ms */
-    gw_metrics_request(m, 0, 503, 3000000);  /* 3 s */
-    gw_metrics_request(m, 0, 418, 20000000); /* 20 s, a status we never use */
-    gw_metrics_request(m, 1, 400, 100);
-    gw_metrics_request(m, NROUTES, 404, 50);     /* unmatched */
-    gw_metrics_request(m, NROUTES + 7, 404, 50); /* clamped to unmatched */
+    gw_metrics_request(m, 0, "GET", 200, 300);      /* 0.3 ms */
+    gw_metrics_request(m, 0, "GET", 200, 2000);     /* 2 ms */
+    gw_metrics_request(m, 0, "GET", 503, 3000000);  /* 3 s */
+    gw_metrics_request(m, 0, "GET", 418, 20000000); /* 20 s, a rare status */
+    gw_metrics_request(m, 1, "GET", 400, 100);
+    gw_metrics_request(m, NROUTES, "GET", 404, 50);     /* unmatched */
+    gw_metrics_request(m, NROUTES + 7, "GET", 404, 50); /* clamped */
     text = render(m);
     assert_line(text, "wa_gateway_http_requests_total{route=\"/status\","
                       "method=\"GET\",status=\"200\"} 2");
     assert_line(text, "wa_gateway_http_requests_total{route=\"/status\","
                       "method=\"GET\",status=\"503\"} 1");
+    /* Every status by its own code, not a fixed list. */
     assert_line(text, "wa_gateway_http_requests_total{route=\"/status\","
-                      "method=\"GET\",status=\"other\"} 1");
+                      "method=\"GET\",status=\"418\"} 1");
+    assert_null(strstr(text, "status=\"other\""));
     assert_line(text, "wa_gateway_http_requests_total{route=\"/messages/"
                       "{chatId}\",method=\"GET\",status=\"400\"} 1");
     assert_line(text, "wa_gateway_http_requests_total{route=\"unmatched\","
-                      "method=\"\",status=\"404\"} 2");
+                      "method=\"GET\",status=\"404\"} 2");
+    /* Statuses of one series in ascending order. */
+    assert_true(strstr(text, "status=\"200\"} 2") <
+                strstr(text, "status=\"418\"} 1"));
+    assert_true(strstr(text, "status=\"418\"} 1") <
+                strstr(text, "status=\"503\"} 1"));
     /* Cumulative buckets. */
     assert_line(text, "wa_gateway_http_request_duration_seconds_bucket{"
                       "route=\"/status\",method=\"GET\",le=\"0.0005\"} 1");
@@ -126,6 +134,91 @@ static void test_requests_and_histogram(void **state)
         assert_true(strncmp(line, "wa_gateway_", 11) == 0);
         assert_non_null(strchr(line, ' '));
     }
+    free(text);
+    gw_metrics_free(m);
+}
+
+/* The label is the request's method, whatever the route's is: a CORS
+ * preflight and a DELETE on a GET route are not GETs. */
+static void test_request_method(void **state)
+{
+    gw_metrics_t *m;
+    char *text;
+
+    (void)state;
+    assert_int_equal(gw_metrics_new(routes, NROUTES, &m), WA_OK);
+    gw_metrics_request(m, 0, "OPTIONS", 204, 100);
+    gw_metrics_request(m, 0, "DELETE", 405, 100);
+    gw_metrics_request(m, 0, "POST", 405, 100);
+    gw_metrics_request(m, 0, "GET", 200, 100);
+    gw_metrics_request(m, 0, "HEAD", 200, 100);
+    gw_metrics_request(m, 2, "PUT", 405, 100);
+    gw_metrics_request(m, 2, "PATCH", 405, 100);
+    /* Anything else, and no method at all, is "other": bounded. */
+    gw_metrics_request(m, NROUTES, "BREW", 400, 100);
+    gw_metrics_request(m, NROUTES, "get", 404, 100);
+    gw_metrics_request(m, NROUTES, NULL, 400, 100);
+    text = render(m);
+    assert_line(text, "wa_gateway_http_requests_total{route=\"/status\","
+                      "method=\"OPTIONS\",status=\"204\"} 1");
+    assert_line(text, "wa_gateway_http_requests_total{route=\"/status\","
+                      "method=\"DELETE\",status=\"405\"} 1");
+    assert_line(text, "wa_gateway_http_requests_total{route=\"/status\","
+                      "method=\"POST\",status=\"405\"} 1");
+    assert_line(text, "wa_gateway_http_requests_total{route=\"/status\","
+                      "method=\"GET\",status=\"200\"} 1");
+    assert_line(text, "wa_gateway_http_requests_total{route=\"/status\","
+                      "method=\"HEAD\",status=\"200\"} 1");
+    assert_line(text, "wa_gateway_http_requests_total{route=\"/send\","
+                      "method=\"PUT\",status=\"405\"} 1");
+    assert_line(text, "wa_gateway_http_requests_total{route=\"/send\","
+                      "method=\"PATCH\",status=\"405\"} 1");
+    assert_line(text, "wa_gateway_http_requests_total{route=\"unmatched\","
+                      "method=\"other\",status=\"400\"} 2");
+    assert_line(text, "wa_gateway_http_requests_total{route=\"unmatched\","
+                      "method=\"other\",status=\"404\"} 1");
+    assert_null(strstr(text, "BREW"));
+    assert_line(text, "wa_gateway_http_request_duration_seconds_count{"
+                      "route=\"/status\",method=\"OPTIONS\"} 1");
+    assert_line(text, "wa_gateway_http_request_duration_seconds_count{"
+                      "route=\"/status\",method=\"GET\"} 1");
+    assert_int_equal(gw_metrics_requests_total(m), 10);
+    free(text);
+    gw_metrics_free(m);
+}
+
+/* Cardinality stays bounded: past GW_METRICS_STATUSES distinct statuses on
+ * one series, and for codes that are not 3 digits, "other". */
+static void test_status_bound(void **state)
+{
+    gw_metrics_t *m;
+    char *text, line[160];
+
+    (void)state;
+    assert_int_equal(gw_metrics_new(routes, NROUTES, &m), WA_OK);
+    for (int i = 0; i < GW_METRICS_STATUSES + 4; i++)
+        gw_metrics_request(m, 0, "GET", 500 + i, 100);
+    gw_metrics_request(m, 0, "GET", 500, 100);
+    gw_metrics_request(m, 1, "GET", 99, 100);
+    gw_metrics_request(m, 1, "GET", 600, 100);
+    gw_metrics_request(m, 1, "GET", -1, 100);
+    gw_metrics_request(m, 1, "GET", 304, 100);
+    text = render(m);
+    assert_line(text, "wa_gateway_http_requests_total{route=\"/status\","
+                      "method=\"GET\",status=\"500\"} 2");
+    snprintf(line, sizeof(line),
+             "wa_gateway_http_requests_total{route=\"/status\","
+             "method=\"GET\",status=\"%d\"} 1",
+             500 + GW_METRICS_STATUSES - 1);
+    assert_line(text, line);
+    snprintf(line, sizeof(line), "status=\"%d\"", 500 + GW_METRICS_STATUSES);
+    assert_null(strstr(text, line));
+    assert_line(text, "wa_gateway_http_requests_total{route=\"/status\","
+                      "method=\"GET\",status=\"other\"} 4");
+    assert_line(text, "wa_gateway_http_requests_total{route=\"/messages/"
+                      "{chatId}\",method=\"GET\",status=\"other\"} 3");
+    assert_line(text, "wa_gateway_http_requests_total{route=\"/messages/"
+                      "{chatId}\",method=\"GET\",status=\"304\"} 1");
     free(text);
     gw_metrics_free(m);
 }
@@ -169,7 +262,8 @@ static void *hammer(void *arg)
 
     for (int i = 0; i < 100000; i++) {
         gw_metrics_in_flight(h->m, 1);
-        gw_metrics_request(h->m, 2, 200, i % 5000);
+        gw_metrics_request(h->m, 2, (i & 1) ? "POST" : "GET", 200 + i % 3,
+                           i % 5000);
         gw_metrics_in_flight(h->m, -1);
     }
     return NULL;
@@ -190,10 +284,25 @@ static void test_concurrent(void **state)
     for (int i = 0; i < 4; i++)
         assert_int_equal(pthread_join(th[i], NULL), 0);
     text = render(m);
-    assert_line(text, "wa_gateway_http_requests_total{route=\"/send\","
-                      "method=\"POST\",status=\"200\"} 400000");
+    /* 4 threads x 100000, half of them POST and half GET, the statuses
+     * 200, 201 and 202 in turn: every slot claimed once, nothing lost. */
+    {
+        unsigned long sum = 0, v;
+        const char *p = text;
+        const char *pfx = "wa_gateway_http_requests_total{route=\"/send\",";
+
+        while ((p = strstr(p, pfx)) != NULL) {
+            p = strchr(p, '}');
+            assert_int_equal(sscanf(p, "} %lu", &v), 1);
+            sum += v;
+        }
+        assert_int_equal(sum, 400000);
+    }
     assert_line(text, "wa_gateway_http_request_duration_seconds_count{"
-                      "route=\"/send\",method=\"POST\"} 400000");
+                      "route=\"/send\",method=\"POST\"} 200000");
+    assert_line(text, "wa_gateway_http_request_duration_seconds_count{"
+                      "route=\"/send\",method=\"GET\"} 200000");
+    assert_null(strstr(text, "status=\"other\""));
     assert_line(text, "wa_gateway_http_requests_in_flight 0");
     free(text);
     gw_metrics_free(m);
@@ -204,6 +313,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_requests_and_histogram),
+        cmocka_unit_test(test_request_method),
+        cmocka_unit_test(test_status_bound),
         cmocka_unit_test(test_bus_errors_and_gauges),
         cmocka_unit_test(test_concurrent),
     };

@@ -1,5 +1,5 @@
 /* gw_validate_test.c - gateway input checks: chat ids, phones, integers,
- * query parameters, message text, NUL escapes. */
+ * query parameters, request paths, message text, NUL escapes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -184,6 +184,59 @@ static void test_query_param(void **state)
     assert_int_equal(gw_query_param("phone=1234567", "phone", out, 8), WA_OK);
 }
 
+static void test_path_decode(void **state)
+{
+    static const struct {
+        const char *raw, *want;
+    } good[] = {
+        {"/status", "/status"},
+        {"/st%61tus", "/status"},
+        {"/messages/41791234567%40c.us", "/messages/41791234567@c.us"},
+        {"/messages/41791234567%40C.US", "/messages/41791234567@C.US"},
+        {"/a%2Fb", "/a/b"}, /* decoded before routing, as CivetWeb did */
+        {"/a%2fb%20c", "/a/b c"},
+        {"/a+b", "/a+b"}, /* a path is not a form */
+        {"/%25", "/%"},
+        {"/%C3%A9", "/\xc3\xa9"},
+        {"", ""},
+    };
+    static const struct {
+        const char *raw, *why;
+    } bad[] = {
+        {"/status%00junk", "path: must not contain %00"},
+        {"/messages/41791234567@c.us%00junk", "path: must not contain %00"},
+        {"%00", "path: must not contain %00"},
+        {"/a%", "path: malformed percent-encoding"},
+        {"/a%0", "path: malformed percent-encoding"},
+        {"/a%zz", "path: malformed percent-encoding"},
+        {"/a%0g", "path: malformed percent-encoding"},
+        {"/a%%41", "path: malformed percent-encoding"},
+    };
+    char out[64];
+    const char *why;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        why = NULL;
+        assert_int_equal(gw_path_decode(good[i].raw, out, sizeof(out), &why),
+                         WA_OK);
+        assert_string_equal(out, good[i].want);
+        assert_null(why);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        assert_int_equal(gw_path_decode(bad[i].raw, out, sizeof(out), &why),
+                         WA_EINVAL);
+        assert_string_equal(why, bad[i].why);
+    }
+    /* The decoded path and its NUL must fit; decoding only shrinks, so
+     * strlen(raw) + 1 always does. */
+    assert_int_equal(gw_path_decode("/status", out, 7, &why), WA_ETOOBIG);
+    assert_int_equal(gw_path_decode("/status", out, 8, &why), WA_OK);
+    assert_int_equal(gw_path_decode("/st%61tus", out, 8, &why), WA_OK);
+    assert_int_equal(gw_path_decode("", out, 0, &why), WA_ETOOBIG);
+}
+
 static void test_message(void **state)
 {
     const char *why = NULL;
@@ -339,9 +392,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chat_id_good), cmocka_unit_test(test_chat_id_bad),
         cmocka_unit_test(test_phone),        cmocka_unit_test(test_parse_int),
-        cmocka_unit_test(test_query_param),  cmocka_unit_test(test_message),
-        cmocka_unit_test(test_nul_escape),   cmocka_unit_test(test_logs_shape),
-        cmocka_unit_test(test_status_body),
+        cmocka_unit_test(test_query_param),  cmocka_unit_test(test_path_decode),
+        cmocka_unit_test(test_message),      cmocka_unit_test(test_nul_escape),
+        cmocka_unit_test(test_logs_shape),   cmocka_unit_test(test_status_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

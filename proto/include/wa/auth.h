@@ -10,6 +10,12 @@
  * anonymous users ("is_anonymous": true) refused. Admin: the user id is in
  * ADMIN_USER_IDS, or claim "role" is "admin" or "service_role".
  *
+ * A token with an admin role and none of the user id claims (Supabase's
+ * service_role key has no "sub") is accepted as an admin that names no
+ * user: wa_principal_t.user is "". Every caller must keep such a principal
+ * away from anything done for a user (gateway: 403 on the user's routes;
+ * notifier-svc: no subscription).
+ *
  * Only with dev_mode: "Authorization: UserId <id>", and a bearer token that is
  * not JWT-shaped taken as the user id.
  *
@@ -63,7 +69,7 @@ void wa_auth_free(wa_auth_t *auth);
 bool wa_auth_dev_mode(const wa_auth_t *auth);
 
 typedef struct wa_principal {
-    char user[WA_USER_MAX + 1];
+    char user[WA_USER_MAX + 1]; /* "" only for an admin naming no user */
     bool admin;
 } wa_principal_t;
 

@@ -23,13 +23,20 @@ typedef struct wa_http_opts {
     long request_timeout_ms; /* per request read/write */
     long max_request_size;   /* bytes of request line + headers */
     bool websocket_ping;     /* CivetWeb's WebSocket ping/pong */
+    bool raw_path;           /* leave mg_request_info.local_uri percent-encoded
+                                (CivetWeb's decode_url off): a handler that
+                                must see what was sent (an encoded NUL cuts
+                                CivetWeb's decoded copy short) decodes it */
 } wa_http_opts_t;
 
 /*
  * Initialise CivetWeb (once per process) and start a server on opts->port
  * on every interface. callbacks/user_data as for mg_start (may be NULL).
- * WA_EUNAVAIL with a reason in err when the port cannot be bound.
- * Stop with mg_stop().
+ * WA_EUNAVAIL when the port cannot be bound, with one line in err naming
+ * the port and CivetWeb's reason ("cannot listen on port 3001: cannot bind
+ * to 3001: 98 (Address already in use)"). A service treats that as bad
+ * configuration (DESIGN §2): it prints "<service>: <err>" and exits with
+ * WA_EXIT_CONFIG (service.h). Stop with mg_stop().
  */
 wa_err_t wa_http_start(const wa_http_opts_t *opts,
                        const struct mg_callbacks *callbacks, void *user_data,

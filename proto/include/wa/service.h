@@ -39,6 +39,11 @@ void wa_service_load_config(const char *service, const wa_config_spec_t *specs,
 void wa_service_config_fail(const char *service, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
 
+/* The same line without the exit, for a main() that cleans up first and
+ * then returns WA_EXIT_CONFIG itself (a port it cannot listen on). */
+void wa_service_config_line(const char *service, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /*
  * For main() of a service that authenticates (gateway, notifier-svc): build
  * the verifier from opts, or exit(WA_EXIT_CONFIG) with one line naming the
