@@ -306,6 +306,19 @@ cJSON *gw_read_json_object(gw_req_t *r)
         cJSON_Delete(json);
         json = NULL;
         gw_reply_error(r, WA_EINVAL, "body: must be a JSON object");
+        goto out;
+    }
+    /* cJSON keeps a repeated name and finds the first: which one a
+     * client meant is not ours to guess. */
+    for (const cJSON *a = json->child; a != NULL; a = a->next) {
+        for (const cJSON *b = a->next; b != NULL; b = b->next) {
+            if (strcmp(a->string, b->string) == 0) {
+                cJSON_Delete(json);
+                json = NULL;
+                gw_reply_error(r, WA_EINVAL, "body: a field appears twice");
+                goto out;
+            }
+        }
     }
 out:
     free(buf);

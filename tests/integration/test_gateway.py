@@ -822,6 +822,8 @@ class Bodies(unittest.TestCase):
             (b'{"chatId":"41791234567@c.us","message":"a\\u0000b"}',
              "u0000"),
             (b'{"chatId":"41791234567@c.us","message":"\\ud800"}', "JSON"),
+            (b'{"chatId":"41791234567@c.us","message":"x","message":"y"}',
+             "twice"),
         ]
         for body, word in cases:
             r = call(GW.port, "POST", "/send", U1, body,
