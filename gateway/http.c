@@ -88,8 +88,9 @@ static void allowed_methods(size_t i, char *buf, size_t len)
     for (size_t j = 0; j < gw_nroutes; j++) {
         if (strcmp(gw_routes[j].path, gw_routes[i].path) != 0)
             continue;
-        used += (size_t)snprintf(buf + used, len - used, "%s, ",
-                                 gw_routes[j].method);
+        used += (size_t)snprintf(
+            buf + used, len - used, "%s, %s", gw_routes[j].method,
+            strcmp(gw_routes[j].method, "GET") == 0 ? "HEAD, " : "");
         if (used >= len)
             return;
     }
@@ -102,6 +103,10 @@ static void allowed_methods(size_t i, char *buf, size_t len)
 static bool find_route(gw_req_t *r, const char *path, const char *method,
                        size_t *route)
 {
+    /* HEAD is served by the GET route (RFC 9110 9.3.2): wa_http_send
+     * writes the headers a GET would get, without the body. */
+    if (strcmp(method, "HEAD") == 0)
+        method = "GET";
     *route = gw_nroutes;
     for (size_t i = 0; i < gw_nroutes; i++) {
         if (!gw_route_match(gw_routes[i].path, path, r->param,
@@ -350,8 +355,9 @@ static void server_methods(char *buf, size_t len)
         for (size_t j = 0; j < i && !seen; j++)
             seen = strcmp(gw_routes[j].method, gw_routes[i].method) == 0;
         if (!seen)
-            used += (size_t)snprintf(buf + used, len - used, "%s, ",
-                                     gw_routes[i].method);
+            used += (size_t)snprintf(
+                buf + used, len - used, "%s, %s", gw_routes[i].method,
+                strcmp(gw_routes[i].method, "GET") == 0 ? "HEAD, " : "");
     }
     if (used < len)
         snprintf(buf + used, len - used, "OPTIONS");

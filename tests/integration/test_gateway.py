@@ -424,7 +424,7 @@ class Basics(unittest.TestCase):
             b"X-Request-Id: it-star-1\r\n\r\n")
         self.assertEqual(status, 204, head)
         self.assertIn("\r\nX-Request-Id: it-star-1\r\n", head)
-        self.assertRegex(head, r"\r\nAllow: GET, POST, OPTIONS(\r\n|$)")
+        self.assertRegex(head, r"\r\nAllow: GET, HEAD, POST, OPTIONS(\r\n|$)")
         self.assertEqual(body, b"")
         self.assertTrue(closed)
         status, head, body, _ = raw(
@@ -477,18 +477,38 @@ class Basics(unittest.TestCase):
         self.assertNotIn("BREW", text)
 
     def test_method_not_allowed(self):
-        cases = [("POST", "/status", "GET, OPTIONS"),
-                 ("DELETE", "/logs", "GET, OPTIONS"),
+        cases = [("POST", "/status", "GET, HEAD, OPTIONS"),
+                 ("DELETE", "/logs", "GET, HEAD, OPTIONS"),
                  ("GET", "/send", "POST, OPTIONS"),
+                 ("HEAD", "/send", "POST, OPTIONS"),
                  ("GET", "/connect", "POST, OPTIONS"),
-                 ("PUT", "/messages/41791234567@c.us", "GET, OPTIONS"),
-                 ("POST", "/health", "GET, OPTIONS"),
-                 ("POST", "/metrics", "GET, OPTIONS")]
+                 ("PUT", "/messages/41791234567@c.us", "GET, HEAD, OPTIONS"),
+                 ("POST", "/health", "GET, HEAD, OPTIONS"),
+                 ("POST", "/metrics", "GET, HEAD, OPTIONS")]
         for method, path, allow in cases:
             r = call(GW.port, method, path, U1, body=b"" if method in
                      ("POST", "PUT") else None)
-            assert_error(self, r, 405, "method_not_allowed")
+            self.assertEqual(r.status, 405, (method, path))
+            if method != "HEAD":
+                assert_error(self, r, 405, "method_not_allowed")
             self.assertEqual(r.headers.get("allow"), allow, (method, path))
+
+    def test_head(self):
+        # HEAD is GET without the body: same status and headers (a load
+        # balancer's health check, curl -I).
+        for path, tok in (("/health", None), ("/status", U1),
+                          ("/openapi.json", None), ("/nope", None),
+                          ("/status", None)):
+            g = call(GW.port, "GET", path, tok)
+            h = call(GW.port, "HEAD", path, tok)
+            self.assertEqual(h.status, g.status, path)
+            self.assertEqual(h.body, b"", path)
+            self.assertEqual(h.headers.get("content-type"),
+                             g.headers.get("content-type"), path)
+            if path != "/health":  # its body holds measured times
+                self.assertEqual(h.headers.get("content-length"),
+                                 g.headers.get("content-length"), path)
+            self.assertIn("x-request-id", h.headers)
 
     def test_vary_on_every_answer(self):
         for method, path, tok in (("GET", "/status", U1),
@@ -727,7 +747,7 @@ class Cors(unittest.TestCase):
             "Origin": ORIGIN, "Access-Control-Request-Method": "GET"})
         self.assertEqual(r.status, 204)
         self.assertEqual(r.headers["access-control-allow-methods"],
-                         "GET, OPTIONS")
+                         "GET, HEAD, OPTIONS")
 
     def test_preflight_refused(self):
         for headers in ({"Origin": "https://evil.example",
@@ -744,7 +764,7 @@ class Cors(unittest.TestCase):
     def test_plain_options(self):
         r = call(GW.port, "OPTIONS", "/status")
         self.assertEqual(r.status, 204)
-        self.assertEqual(r.headers["allow"], "GET, OPTIONS")
+        self.assertEqual(r.headers["allow"], "GET, HEAD, OPTIONS")
 
 
 class Admin(unittest.TestCase):
