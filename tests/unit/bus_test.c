@@ -717,8 +717,8 @@ static void test_call_slow_handler_not_resent(void **state)
     rig_stop(&r);
 }
 
-/* The request goes out on a pipe to A, A dies without answering: nng resends
- * it at once to B, well before the deadline. */
+/* The request goes out on a pipe to A, A dies without answering: the bus
+ * sends it again at once to B, well before the deadline. */
 typedef struct lost_call {
     nng_socket req;
     wa_err_t err;
