@@ -2,9 +2,9 @@
  * idem.c - idempotency by request id (DESIGN §6).
  *
  * The bus sends a request again when its connection was lost (bus.c), and
- * callers retry with the same rid, so a mutation can arrive more than once. The first
- * arrival reserves its key; duplicates arriving while it runs wait for its
- * answer; duplicates arriving later get the recorded reply. Failed requests
+ * callers retry with the same rid, so a mutation can arrive more than once. The
+ * first arrival reserves its key; duplicates arriving while it runs wait for
+ * its answer; duplicates arriving later get the recorded reply. Failed requests
  * are not recorded (they wrote nothing): a retry runs again.
  *
  * The key is (op, user, rid), not the rid alone: rids can come from clients
