@@ -79,22 +79,28 @@ bool gw_route_match(const char *tmpl, const char *path, char *param,
     return *path == '\0';
 }
 
-/* "GET, OPTIONS" for the routes sharing route i's template. */
+/* Append "<method>, " to buf[0..len) at used (and "HEAD, " after GET: the
+ * GET route serves it); the new used, len or more when it did not fit. */
+static size_t put_method(char *buf, size_t used, size_t len, const char *m)
+{
+    if (used >= len)
+        return used;
+    return used + (size_t)snprintf(buf + used, len - used, "%s, %s", m,
+                                   strcmp(m, "GET") == 0 ? "HEAD, " : "");
+}
+
+/* "GET, HEAD, OPTIONS" for the routes sharing route i's template. */
 static void allowed_methods(size_t i, char *buf, size_t len)
 {
     size_t used = 0;
 
     buf[0] = '\0';
     for (size_t j = 0; j < gw_nroutes; j++) {
-        if (strcmp(gw_routes[j].path, gw_routes[i].path) != 0)
-            continue;
-        used += (size_t)snprintf(
-            buf + used, len - used, "%s, %s", gw_routes[j].method,
-            strcmp(gw_routes[j].method, "GET") == 0 ? "HEAD, " : "");
-        if (used >= len)
-            return;
+        if (strcmp(gw_routes[j].path, gw_routes[i].path) == 0)
+            used = put_method(buf, used, len, gw_routes[j].method);
     }
-    snprintf(buf + used, len - used, "OPTIONS");
+    if (used < len)
+        snprintf(buf + used, len - used, "OPTIONS");
 }
 
 /* Find the route for path and method: *route set to the match, or to the
@@ -343,21 +349,19 @@ static int on_http_error(struct mg_connection *conn, int status,
     return 0;
 }
 
-/* "GET, POST, OPTIONS": every method some route serves. */
+/* "GET, HEAD, POST, OPTIONS": every method some route serves. */
 static void server_methods(char *buf, size_t len)
 {
     size_t used = 0;
 
     buf[0] = '\0';
-    for (size_t i = 0; i < gw_nroutes && used < len; i++) {
+    for (size_t i = 0; i < gw_nroutes; i++) {
         bool seen = false;
 
         for (size_t j = 0; j < i && !seen; j++)
             seen = strcmp(gw_routes[j].method, gw_routes[i].method) == 0;
         if (!seen)
-            used += (size_t)snprintf(
-                buf + used, len - used, "%s, %s", gw_routes[i].method,
-                strcmp(gw_routes[i].method, "GET") == 0 ? "HEAD, " : "");
+            used = put_method(buf, used, len, gw_routes[i].method);
     }
     if (used < len)
         snprintf(buf + used, len - used, "OPTIONS");

@@ -641,19 +641,24 @@ static void sent(void *arg, wa_err_t err, cJSON *data, const char *message)
     free(sc);
 }
 
-/* A send that never reached the page: answered, and its rid forgotten so
- * that a retry may send. */
-static void send_refused(send_ctx_t *sc, wa_err_t err, const char *message)
+/* A send that never reached the page: answered (with those waiting on its
+ * rid), and its rid forgotten so that a retry may send. */
+static void send_not_sent(ss_t *ss, wa_bus_job_t *job, const char *user,
+                          const char *rid, wa_err_t err, const char *message)
 {
-    ss_t *ss = sc->ss;
     rc_result_t res = {0};
 
     res.err = err;
     if (message != NULL)
         snprintf(res.message, sizeof(res.message), "%s", message);
-    ridcache__finish(ss->rids, sc->user, sc->rid, &res, false, uv_now(ss->loop),
+    ridcache__finish(ss->rids, user, rid, &res, false, uv_now(ss->loop),
                      waiter_reply);
-    reply_result(sc->job, &res);
+    reply_result(job, &res);
+}
+
+static void send_refused(send_ctx_t *sc, wa_err_t err, const char *message)
+{
+    send_not_sent(sc->ss, sc->job, sc->user, sc->rid, err, message);
     cJSON_Delete(sc->args);
     free(sc);
 }
@@ -779,12 +784,8 @@ static void op_send(ss_t *ss, wa_bus_job_t *job, const wa_request_t *req)
     }
     s = sessions__find(ss, req->user);
     if (s == NULL || s->status != SS_READY || s->browser == NULL) {
-        res.err = WA_ENOTREADY;
-        snprintf(res.message, sizeof(res.message), "the session is not ready");
-        /* Nothing was sent: forget the rid so a retry can send. */
-        ridcache__finish(ss->rids, req->user, req->rid, &res, false,
-                         uv_now(ss->loop), waiter_reply);
-        reply_result(job, &res);
+        send_not_sent(ss, job, req->user, req->rid, WA_ENOTREADY,
+                      "the session is not ready");
         return;
     }
     if ((sc = calloc(1, sizeof(*sc))) == NULL ||
@@ -794,10 +795,7 @@ static void op_send(ss_t *ss, wa_bus_job_t *job, const wa_request_t *req)
         if (sc != NULL)
             cJSON_Delete(a);
         free(sc);
-        res.err = WA_ENOMEM;
-        ridcache__finish(ss->rids, req->user, req->rid, &res, false,
-                         uv_now(ss->loop), waiter_reply);
-        reply_result(job, &res);
+        send_not_sent(ss, job, req->user, req->rid, WA_ENOMEM, NULL);
         return;
     }
     sc->ss = ss;
