@@ -169,23 +169,11 @@ void nt_frame_unref(nt_frame_t *f)
         free(f);
 }
 
-/* Longest prefix of s within max bytes that does not cut a UTF-8 sequence. */
-static size_t utf8_prefix(const char *s, size_t max)
-{
-    size_t n = strnlen(s, max + 1);
-
-    if (n <= max)
-        return n;
-    n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-        n--;
-    return n;
-}
-
 size_t nt_close_frame(uint16_t code, const char *reason, unsigned char *buf,
                       size_t buflen)
 {
-    size_t rlen = reason != NULL ? utf8_prefix(reason, NT_CLOSE_REASON_MAX) : 0;
+    size_t rlen =
+        reason != NULL ? wa_utf8_prefix(reason, NT_CLOSE_REASON_MAX) : 0;
 
     if (buflen < 4 + rlen)
         return 0;
@@ -340,7 +328,7 @@ static bool schedule_locked(nt_outq_t *q)
 static void request_close_locked(nt_outq_t *q, uint16_t code,
                                  const char *reason)
 {
-    size_t n = utf8_prefix(reason, NT_CLOSE_REASON_MAX);
+    size_t n = wa_utf8_prefix(reason, NT_CLOSE_REASON_MAX);
 
     q->closing = true;
     q->close_pending = true;

@@ -92,13 +92,8 @@ static bool bool_field(const cJSON *o, const char *name, bool *out)
 /* Copy s into out (len bytes), cut on a UTF-8 boundary. */
 static void copy_utf8(char *out, size_t len, const char *s)
 {
-    size_t n = strlen(s);
+    size_t n = wa_utf8_prefix(s, len - 1);
 
-    if (n >= len) {
-        n = len - 1;
-        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-            n--;
-    }
     memcpy(out, s, n);
     out[n] = '\0';
 }

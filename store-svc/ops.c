@@ -101,14 +101,7 @@ static wa_err_t invalid(call_t *c, const char *fmt, ...)
  * (the reply must stay valid UTF-8). */
 static int shown(const char *s, size_t max)
 {
-    size_t n = strnlen(s, max + 1);
-
-    if (n > max) {
-        n = max;
-        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-            n--;
-    }
-    return (int)n;
+    return (int)wa_utf8_prefix(s, max);
 }
 
 /* Only fields from allowed, each at most once. */

@@ -860,22 +860,6 @@ wa_err_t wa_reply_encode_ok(const cJSON *data, char **out, size_t *outlen)
     return print_root(root, 0, out, outlen);
 }
 
-/*
- * Length of the longest prefix of s, at most max bytes, that does not cut
- * a UTF-8 sequence: back up over continuation bytes to the lead byte that
- * would be cut.
- */
-static size_t utf8_cut(const char *s, size_t max)
-{
-    size_t n = strnlen(s, max + 1);
-    if (n <= max)
-        return n;
-    n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-        n--;
-    return n;
-}
-
 wa_err_t wa_reply_encode_err(wa_err_t err, const char *message, char **out,
                              size_t *outlen)
 {
@@ -894,7 +878,7 @@ wa_err_t wa_reply_encode_err(wa_err_t err, const char *message, char **out,
      * rather than failing the reply. */
     if (message == NULL)
         message = wa_strerror(err);
-    n = utf8_cut(message, WA_MESSAGE_MAX);
+    n = wa_utf8_prefix(message, WA_MESSAGE_MAX);
     if (!wa_utf8_valid(message, n)) {
         message = wa_strerror(err);
         n = strlen(message);

@@ -76,6 +76,20 @@ int wa_utf8_valid(const void *buf, size_t len)
     return 1;
 }
 
+size_t wa_utf8_prefix(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+
+    if (n <= max)
+        return n;
+    /* s[max] is the first byte left out: back up over continuation bytes
+     * to the lead byte of the sequence it belongs to. */
+    n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}
+
 wa_err_t wa_check_user(const char *user)
 {
     size_t len;

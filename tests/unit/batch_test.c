@@ -247,7 +247,7 @@ typedef struct peer {
     int first_delay_ms; /* hold the first request this long */
     atomic_bool quit;
     /* What came, on the peer's thread: */
-    atomic_int singles, batches, members, max_members;
+    atomic_int received, singles, batches, members, max_members;
     pthread_t thread;
 } peer_t;
 
@@ -315,6 +315,7 @@ static void *peer_main(void *arg)
             continue;
         }
         nng_free(buf, len);
+        atomic_fetch_add(&p->received, 1);
         if (first && p->first_delay_ms > 0)
             nng_msleep(p->first_delay_ms);
         first = false;
@@ -425,12 +426,17 @@ static void burst_run(burst_t *f, int timeout_ms, int first_ms)
 {
     pthread_t t[CALLERS + 1];
     caller_t *c = f->c;
+    int before = atomic_load(&f->p.received);
 
     c[CALLERS] =
         (caller_t){.b = f->b, .id = 99, .calls = 1, .timeout_ms = timeout_ms};
     assert_int_equal(
         pthread_create(&t[CALLERS], NULL, caller_main, &c[CALLERS]), 0);
-    nng_msleep(50); /* the lone call is on the wire */
+    /* The lone call is on the wire: the peer has it (a loaded machine
+     * may take longer than any fixed sleep to get it there). */
+    for (int ms = 0; atomic_load(&f->p.received) == before && ms < 10000; ms++)
+        nng_msleep(1);
+    assert_true(atomic_load(&f->p.received) > before);
     for (int i = 0; i < CALLERS; i++) {
         c[i] = (caller_t){.b = f->b,
                           .id = i,

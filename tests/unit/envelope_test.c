@@ -208,6 +208,26 @@ static void test_utf8_invalid(void **state)
     assert_false(wa_utf8_valid("\xE2\x82\xAC", 2));
 }
 
+/* A cut never splits a sequence, and never reads past max + 1 bytes. */
+static void test_utf8_prefix(void **state)
+{
+    const char euro[] = "ab\xE2\x82\xAC"; /* "ab" and a 3-byte sign */
+    const char unterminated[4] = {'a', 'b', 'c', 'd'};
+    (void)state;
+    assert_int_equal(wa_utf8_prefix("", 0), 0);
+    assert_int_equal(wa_utf8_prefix("abc", 5), 3);
+    assert_int_equal(wa_utf8_prefix("abc", 3), 3);
+    assert_int_equal(wa_utf8_prefix("abc", 2), 2);
+    assert_int_equal(wa_utf8_prefix(euro, 5), 5);
+    for (size_t max = 2; max < 5; max++)
+        assert_int_equal(wa_utf8_prefix(euro, max), 2);
+    assert_int_equal(wa_utf8_prefix("\xF0\x9F\x98\x80", 3), 0);
+    assert_int_equal(wa_utf8_prefix("\xC3\xA9\xC3\xA9", 3), 2);
+    assert_int_equal(wa_utf8_prefix(unterminated, 3), 3);
+    for (size_t max = 0; max < 12; max++)
+        assert_true(wa_utf8_valid(euro, wa_utf8_prefix(euro, max)));
+}
+
 static void test_check_user(void **state)
 {
     char *s;
@@ -1395,6 +1415,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utf8_valid),
         cmocka_unit_test(test_utf8_invalid),
+        cmocka_unit_test(test_utf8_prefix),
         cmocka_unit_test(test_check_user),
         cmocka_unit_test(test_check_rid),
         cmocka_unit_test(test_op_table),

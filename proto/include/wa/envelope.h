@@ -136,6 +136,13 @@ wa_err_t wa_check_rid(const char *rid);
 int wa_utf8_valid(const void *buf, size_t len);
 
 /*
+ * Length of the longest prefix of the string s, at most max bytes, that
+ * does not cut a UTF-8 sequence (for text shown cut short: messages, close
+ * reasons). Reads at most max + 1 bytes of s.
+ */
+size_t wa_utf8_prefix(const char *s, size_t max);
+
+/*
  * Encode a request. user may be "" (operations that name no user); args may
  * be NULL (encoded as {}) and must otherwise be an object. The encoder does
  * not take ownership of args.
