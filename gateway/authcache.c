@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "authcache.h"
+#include "wa/hash.h"
 
 #define STRIPES 16
 #define PER_STRIPE (GW_AUTHCACHE_MAX / STRIPES)
@@ -33,17 +34,6 @@ typedef struct stripe {
 struct gw_authcache {
     stripe_t stripes[STRIPES];
 };
-
-static uint64_t hash_bytes(const char *s, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
 
 wa_err_t gw_authcache_new(gw_authcache_t **out)
 {
@@ -149,7 +139,7 @@ bool gw_authcache_get(gw_authcache_t *c, const char *header, time_t now,
     len = strnlen(header, WA_AUTH_TOKEN_MAX + 1);
     if (len > WA_AUTH_TOKEN_MAX)
         return false;
-    h = hash_bytes(header, len);
+    h = wa_fnv1a(WA_FNV1A_INIT, header, len);
     st = &c->stripes[h % STRIPES];
     pthread_mutex_lock(&st->mu);
     for (entry_t *e = st->head; e != NULL; e = e->next) {
@@ -212,7 +202,7 @@ void gw_authcache_put(gw_authcache_t *c, const char *header, time_t now,
         until = exp;
     if (until <= now || (e = malloc(sizeof(*e) + len)) == NULL)
         return;
-    h = hash_bytes(header, len);
+    h = wa_fnv1a(WA_FNV1A_INIT, header, len);
     e->hash = h;
     e->until = until;
     e->added = now;

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "coalesce.h"
+#include "wa/hash.h"
 
 #define CHAINS 64
 
@@ -35,11 +36,7 @@ struct gw_flights {
 
 static unsigned chain_of(const char *key)
 {
-    unsigned h = 2166136261u;
-
-    for (; *key != '\0'; key++)
-        h = (h ^ (unsigned char)*key) * 16777619u;
-    return h % CHAINS;
+    return (unsigned)(wa_fnv1a_str(key) % CHAINS);
 }
 
 wa_err_t gw_flights_new(gw_flights_t **out)

@@ -19,6 +19,7 @@
 #include <nng/nng.h>
 
 #include "gateway.h"
+#include "wa/hash.h"
 #include "wa/log.h"
 #include "wa/service.h"
 
@@ -54,11 +55,7 @@ struct gw_placement {
 
 static unsigned chain_of(const char *user)
 {
-    unsigned h = 2166136261u;
-
-    for (; *user != '\0'; user++)
-        h = (h ^ (unsigned char)*user) * 16777619u;
-    return h % CHAINS;
+    return (unsigned)(wa_fnv1a_str(user) % CHAINS);
 }
 
 wa_err_t gw_placement_new(gw_t *gw, gw_placement_t **out)

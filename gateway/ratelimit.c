@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ratelimit.h"
+#include "wa/hash.h"
 
 /* Chains per stripe; a power of two. */
 #define CHAINS 64
@@ -37,18 +38,6 @@ struct gw_ratelimit {
     size_t per_stripe;
     stripe_t stripes[GW_RL_STRIPES];
 };
-
-/* FNV-1a, 64 bits: user ids are short; stripes and chains use its bits. */
-static uint64_t hash_user(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-
-    for (; *s != '\0'; s++) {
-        h ^= (unsigned char)*s;
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
 
 wa_err_t gw_ratelimit_new(double rps, double burst, size_t max_buckets,
                           gw_ratelimit_t **out)
@@ -135,7 +124,7 @@ static void sweep(gw_ratelimit_t *rl, stripe_t *st, int64_t now_ms, bool force)
 wa_err_t gw_ratelimit_take(gw_ratelimit_t *rl, const char *user, int64_t now_ms,
                            long *retry_after_s)
 {
-    uint64_t h = hash_user(user);
+    uint64_t h = wa_fnv1a_str(user); /* stripes and chains use its bits */
     stripe_t *st = &rl->stripes[h % GW_RL_STRIPES];
     bucket_t **chain = &st->chains[(h / GW_RL_STRIPES) % CHAINS];
     bucket_t *b;

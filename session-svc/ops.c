@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "session.h"
+#include "wa/hash.h"
 #include "wa/log.h"
 
 #define RID_CACHE_MAX 4096
@@ -39,18 +40,6 @@ struct ridcache {
     size_t n, max;
     uint64_t ttl_ms;
 };
-
-uint64_t ss_fnv1a(uint64_t h, const void *buf, size_t len)
-{
-    const unsigned char *p = buf;
-    size_t i;
-
-    for (i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
 
 wa_err_t ridcache__new(size_t max, uint64_t ttl_ms, ridcache_t **out)
 {
@@ -757,8 +746,8 @@ static void op_send(ss_t *ss, wa_bus_job_t *job, const wa_request_t *req)
         wa_bus_reply_err(job, WA_EUTF8, "message is not valid UTF-8");
         return;
     }
-    fp = ss_fnv1a(SS_FNV_INIT, chat, strlen(chat) + 1);
-    fp = ss_fnv1a(fp, msg, len);
+    fp = wa_fnv1a(WA_FNV1A_INIT, chat, strlen(chat) + 1);
+    fp = wa_fnv1a(fp, msg, len);
     err = ridcache__begin(ss->rids, req->user, req->rid, fp, uv_now(ss->loop),
                           job, &st, &res);
     if (err != WA_OK) {

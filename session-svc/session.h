@@ -598,10 +598,6 @@ void ridcache__finish(ridcache_t *c, const char *user, const char *rid,
 
 size_t ridcache__size(const ridcache_t *c);
 
-/* 64-bit FNV-1a over len bytes from h (start with SS_FNV_INIT). */
-#define SS_FNV_INIT 0xcbf29ce484222325ULL
-uint64_t ss_fnv1a(uint64_t h, const void *buf, size_t len);
-
 /* The bus handler (nng threads): queue the job for the loop. */
 void ops__handle(void *arg, wa_bus_job_t *job);
 

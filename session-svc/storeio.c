@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "session.h"
+#include "wa/hash.h"
 #include "wa/log.h"
 #include "wa/pub.h"
 #include "wa/service.h"
@@ -264,7 +265,7 @@ wa_err_t storeio__submit(storeio_t *io, storeio_job_t *job)
         job_free(job);
         return err;
     }
-    w = &io->w[ss_fnv1a(SS_FNV_INIT, job->user, strlen(job->user)) %
+    w = &io->w[wa_fnv1a(WA_FNV1A_INIT, job->user, strlen(job->user)) %
                (uint64_t)io->nthreads];
     if (w->tail != NULL)
         w->tail->next = job;

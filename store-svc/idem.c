@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "store.h"
+#include "wa/hash.h"
 
 typedef struct waiter {
     struct waiter *next;
@@ -53,17 +54,6 @@ struct idem {
     size_t max_entries, max_bytes;
     int64_t ttl_ms;
 };
-
-uint64_t idem__hash(uint64_t h, const void *buf, size_t len)
-{
-    const unsigned char *p = buf;
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
 
 wa_err_t idem__new(size_t max_entries, size_t max_bytes, int64_t ttl_ms,
                    idem_t **out)
@@ -194,7 +184,7 @@ wa_err_t idem__begin(idem_t *c, wa_op_t op, const char *user, const char *rid,
 {
     char key[KEY_MAX + 1];
     size_t keylen = make_key(key, op, user, rid);
-    uint64_t h = idem__hash(IDEM_FNV_INIT, key, keylen);
+    uint64_t h = wa_fnv1a(WA_FNV1A_INIT, key, keylen);
     wa_err_t err = WA_OK;
     entry_t **pp, *e;
     waiter_t *w;
@@ -242,7 +232,7 @@ void idem__end(idem_t *c, wa_op_t op, const char *user, const char *rid,
 {
     char key[KEY_MAX + 1];
     size_t keylen = make_key(key, op, user, rid);
-    uint64_t h = idem__hash(IDEM_FNV_INIT, key, keylen);
+    uint64_t h = wa_fnv1a(WA_FNV1A_INIT, key, keylen);
     waiter_t *waiters = NULL, *w, *next;
     entry_t **pp, *e;
     size_t len;

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "store.h"
+#include "wa/hash.h"
 #include "wa/log.h"
 #include "wa/service.h"
 
@@ -1007,7 +1008,7 @@ static wa_err_t fingerprint(const wa_request_t *req, uint64_t *fp)
 
     if (text == NULL)
         return WA_ENOMEM;
-    *fp = idem__hash(IDEM_FNV_INIT, text, strlen(text));
+    *fp = wa_fnv1a(WA_FNV1A_INIT, text, strlen(text));
     free(text);
     return WA_OK;
 }

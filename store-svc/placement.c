@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "store.h"
+#include "wa/hash.h"
 #include "wa/log.h"
 
 /* splitmix64's finaliser: spreads FNV's weak low-entropy bits. */
@@ -33,9 +34,9 @@ static uint64_t mix(uint64_t x)
 uint64_t placement__score(const char *user, const char *instance)
 {
     /* The NUL between the two keeps ("ab","c") apart from ("a","bc"). */
-    uint64_t h = idem__hash(IDEM_FNV_INIT, user, strlen(user) + 1);
+    uint64_t h = wa_fnv1a(WA_FNV1A_INIT, user, strlen(user) + 1);
 
-    return mix(idem__hash(h, instance, strlen(instance)));
+    return mix(wa_fnv1a(h, instance, strlen(instance)));
 }
 
 static int64_t alive_since(int64_t now_ms)

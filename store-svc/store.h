@@ -386,10 +386,6 @@ void idem__end(idem_t *c, wa_op_t op, const char *user, const char *rid,
 /* Completed entries held (for tests and diag). */
 size_t idem__size(idem_t *c);
 
-/* 64-bit FNV-1a of len bytes, continuing from h (start: IDEM_FNV_INIT). */
-#define IDEM_FNV_INIT 0xcbf29ce484222325ULL
-uint64_t idem__hash(uint64_t h, const void *buf, size_t len);
-
 /* ---------------------------------------------------------------- rids.c */
 
 /* How long the answer of a durable write is kept in the database: far

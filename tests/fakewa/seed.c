@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "fakewa.h"
+#include "wa/hash.h"
 
 static const char *const names[] = {
     "Anna Keller",   "Marco Rossi", "Lea Meier",  "Jonas Weber",
@@ -123,13 +124,10 @@ static void fill_chat(rng_t *r, fw_seed_chat_t *c, size_t n, long long last_t,
 void fw_seed(const char *phone, long long now_s, fw_seed_t *out)
 {
     static const size_t sizes[FW_SEED_CHATS] = {45, 14, 9};
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
     unsigned first;
     rng_t r;
 
-    for (const char *p = phone; *p != '\0'; p++)
-        h = (h ^ (unsigned char)*p) * UINT64_C(0x100000001b3);
-    r.s = h;
+    r.s = wa_fnv1a_str(phone);
     memset(out, 0, sizeof(*out));
 
     out->ncontacts = FW_SEED_CONTACTS;

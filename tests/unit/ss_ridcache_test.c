@@ -131,20 +131,12 @@ static void bounded(void **state)
     ridcache__free(c);
 }
 
-static void fnv(void **state)
-{
-    (void)state;
-    assert_true(ss_fnv1a(SS_FNV_INIT, "a", 1) != ss_fnv1a(SS_FNV_INIT, "b", 1));
-    assert_true(ss_fnv1a(SS_FNV_INIT, "", 0) == SS_FNV_INIT);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(done_then_cached),
         cmocka_unit_test(unkept_failure_allows_retry),
         cmocka_unit_test(bounded),
-        cmocka_unit_test(fnv),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,16 +32,6 @@ static idem_state_t begin(idem_t *c, const char *user, const char *rid,
     return st;
 }
 
-static void test_hash(void **state)
-{
-    (void)state;
-    /* FNV-1a 64 reference values. */
-    assert_true(idem__hash(IDEM_FNV_INIT, "", 0) == 0xcbf29ce484222325ULL);
-    assert_true(idem__hash(IDEM_FNV_INIT, "a", 1) == 0xaf63dc4c8601ec8cULL);
-    assert_true(idem__hash(IDEM_FNV_INIT, "foobar", 6) ==
-                0x85944171f73967e8ULL);
-}
-
 static void test_new_then_done(void **state)
 {
     idem_t *c;
@@ -253,7 +243,6 @@ static void test_bad_params(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hash),
         cmocka_unit_test(test_new_then_done),
         cmocka_unit_test(test_pending_waiters),
         cmocka_unit_test(test_failure_forgotten),
