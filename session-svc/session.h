@@ -460,6 +460,13 @@ void sessions__release(ss_session_t *s);
 wa_err_t sessions__start(ss_session_t *s, const char *rid);
 
 /*
+ * Spawn Chromium on s->profile with the service's flags (browser__argv),
+ * cb receiving its events and exit; s->browser and s->launched_at are set.
+ * The one launch of users' and spare browsers alike.
+ */
+wa_err_t sessions__spawn(ss_session_t *s, const ss_browser_cb_t *cb);
+
+/*
  * Stop s's browser in mode; fn(arg, s) once it has exited (and the profile
  * is deleted, for STOP_DELETE/STOP_LOGOUT), at once if none runs. fn may
  * be NULL. reason goes into the disconnected event.

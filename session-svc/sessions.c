@@ -173,13 +173,32 @@ static bool adopt(ss_session_t *s)
     return true;
 }
 
+wa_err_t sessions__spawn(ss_session_t *s, const ss_browser_cb_t *cb)
+{
+    ss_t *ss = s->ss;
+    ss_browser_opts_t o = {0};
+    char **argv = NULL;
+    wa_err_t err;
+
+    o.exe = ss->chromium;
+    o.profile = s->profile;
+    o.user_agent = ss->user_agent;
+    o.extra = ss->cfg.browser_flags;
+    o.no_sandbox = ss->is_root;
+    if ((err = browser__argv(&o, &argv)) != WA_OK)
+        return err;
+    err = browser__launch(ss->loop, argv, cb, &s->browser);
+    wa_strv_free(argv);
+    if (err == WA_OK)
+        s->launched_at = uv_now(ss->loop);
+    return err;
+}
+
 /* Launch the browser for a wanted session; failures go to the backoff. */
 static void launch(ss_session_t *s)
 {
     ss_t *ss = s->ss;
-    ss_browser_opts_t o = {0};
     ss_browser_cb_t cb = {0};
-    char **argv = NULL;
     bool cleared = false;
     wa_err_t err;
 
@@ -203,24 +222,14 @@ static void launch(ss_session_t *s)
     }
     if (cleared)
         wa_info(NULL, "user %s: stale SingletonLock cleared", s->user);
-    o.exe = ss->chromium;
-    o.profile = s->profile;
-    o.user_agent = ss->user_agent;
-    o.extra = ss->cfg.browser_flags;
-    o.no_sandbox = ss->is_root;
-    if ((err = browser__argv(&o, &argv)) != WA_OK)
-        goto fail;
     cb.on_event = on_browser_event;
     cb.on_exit = on_browser_exit;
     cb.arg = s;
-    err = browser__launch(ss->loop, argv, &cb, &s->browser);
-    wa_strv_free(argv);
-    if (err != WA_OK) {
+    if ((err = sessions__spawn(s, &cb)) != WA_OK) {
         wa_error(NULL, "user %s: cannot start the browser: %s", s->user,
                  wa_strerror(err));
         goto fail;
     }
-    s->launched_at = uv_now(ss->loop);
     wa_debug(NULL, "user %s: browser pid %d", s->user,
              browser__pid(s->browser));
     uv_timer_start(&s->ready_timer, on_ready_timer, PAGE_LOAD_MS, 0);

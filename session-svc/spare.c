@@ -153,10 +153,8 @@ static wa_err_t make_dir(ss_t *ss, ss_session_t *sp)
 
 static wa_err_t launch_one(ss_t *ss)
 {
-    ss_browser_opts_t o = {0};
     ss_browser_cb_t cb = {0};
     ss_session_t *sp;
-    char **argv = NULL;
     wa_err_t err;
 
     if ((sp = sessions__alloc(ss)) == NULL)
@@ -166,21 +164,11 @@ static wa_err_t launch_one(ss_t *ss)
     snprintf(sp->user, sizeof(sp->user), "(spare)");
     if ((err = make_dir(ss, sp)) != WA_OK)
         goto fail;
-    o.exe = ss->chromium;
-    o.profile = sp->profile;
-    o.user_agent = ss->user_agent;
-    o.extra = ss->cfg.browser_flags;
-    o.no_sandbox = ss->is_root;
-    if ((err = browser__argv(&o, &argv)) != WA_OK)
-        goto fail;
     cb.on_event = on_spare_event;
     cb.on_exit = on_spare_exit;
     cb.arg = sp;
-    err = browser__launch(ss->loop, argv, &cb, &sp->browser);
-    wa_strv_free(argv);
-    if (err != WA_OK)
+    if ((err = sessions__spawn(sp, &cb)) != WA_OK)
         goto fail;
-    sp->launched_at = uv_now(ss->loop);
     sp->next = ss->spares;
     ss->spares = sp;
     wa_debug(NULL, "spare browser pid %d on %s", browser__pid(sp->browser),
