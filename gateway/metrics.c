@@ -1,7 +1,6 @@
 /*
  * metrics.c - atomic counters and their Prometheus text (metrics.h).
  */
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -9,6 +8,7 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "wa/json.h"
 
 /* The methods labelled by name; any other is "other" (the last index). */
 static const char *const methods[] = {"GET",   "POST",    "PUT",  "DELETE",
@@ -148,44 +148,6 @@ long gw_metrics_in_flight_now(const gw_metrics_t *m)
     return atomic_load_explicit(&m->in_flight, memory_order_relaxed);
 }
 
-/* A growing text buffer; on allocation failure it stays failed. */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-} sbuf_t;
-
-__attribute__((format(printf, 2, 3))) static void
-sb_printf(sbuf_t *sb, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (sb->failed)
-        return;
-    for (;;) {
-        va_start(ap, fmt);
-        n = vsnprintf(sb->p + sb->len, sb->cap - sb->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            sb->failed = true;
-            return;
-        }
-        if ((size_t)n < sb->cap - sb->len) {
-            sb->len += (size_t)n;
-            return;
-        }
-        size_t cap = (sb->cap + (size_t)n + 1) * 2;
-        char *p = realloc(sb->p, cap);
-        if (p == NULL) {
-            sb->failed = true;
-            return;
-        }
-        sb->p = p;
-        sb->cap = cap;
-    }
-}
-
 static const char *route_path(const gw_metrics_t *m, size_t r)
 {
     return r < m->nroutes ? m->routes[r].path : "unmatched";
@@ -198,7 +160,7 @@ static unsigned long load(const atomic_ulong *a)
 
 /* One (route, method) series' statuses, ascending by code. */
 static void render_statuses(const gw_metrics_t *m, size_t r, size_t k,
-                            sbuf_t *sb)
+                            wa_json_buf_t *sb)
 {
     const series_t *s = &m->series[r * NMETHODS + k];
     unsigned codes[GW_METRICS_STATUSES];
@@ -223,35 +185,37 @@ static void render_statuses(const gw_metrics_t *m, size_t r, size_t k,
         n++;
     }
     for (size_t i = 0; i < n; i++)
-        sb_printf(sb,
-                  "wa_gateway_http_requests_total{route=\"%s\","
-                  "method=\"%s\",status=\"%u\"} %lu\n",
-                  route_path(m, r), methods[k], codes[i], counts[i]);
+        wa_json_buf_printf(sb,
+                           "wa_gateway_http_requests_total{route=\"%s\","
+                           "method=\"%s\",status=\"%u\"} %lu\n",
+                           route_path(m, r), methods[k], codes[i], counts[i]);
     if ((other = load(&s->other_status)) != 0)
-        sb_printf(sb,
-                  "wa_gateway_http_requests_total{route=\"%s\","
-                  "method=\"%s\",status=\"other\"} %lu\n",
-                  route_path(m, r), methods[k], other);
+        wa_json_buf_printf(sb,
+                           "wa_gateway_http_requests_total{route=\"%s\","
+                           "method=\"%s\",status=\"other\"} %lu\n",
+                           route_path(m, r), methods[k], other);
 }
 
-static void render_requests(const gw_metrics_t *m, sbuf_t *sb)
+static void render_requests(const gw_metrics_t *m, wa_json_buf_t *sb)
 {
-    sb_printf(sb, "# HELP wa_gateway_http_requests_total HTTP requests "
-                  "answered, by route template, method and status.\n"
-                  "# TYPE wa_gateway_http_requests_total counter\n");
+    wa_json_buf_printf(sb,
+                       "# HELP wa_gateway_http_requests_total HTTP requests "
+                       "answered, by route template, method and status.\n"
+                       "# TYPE wa_gateway_http_requests_total counter\n");
     for (size_t r = 0; r <= m->nroutes; r++) {
         for (size_t k = 0; k < NMETHODS; k++)
             render_statuses(m, r, k, sb);
     }
 }
 
-static void render_latency(const gw_metrics_t *m, sbuf_t *sb)
+static void render_latency(const gw_metrics_t *m, wa_json_buf_t *sb)
 {
-    sb_printf(sb, "# HELP wa_gateway_http_request_duration_seconds Time "
-                  "from the request's arrival to its answer, by route and "
-                  "method.\n"
-                  "# TYPE wa_gateway_http_request_duration_seconds "
-                  "histogram\n");
+    wa_json_buf_printf(sb,
+                       "# HELP wa_gateway_http_request_duration_seconds Time "
+                       "from the request's arrival to its answer, by route and "
+                       "method.\n"
+                       "# TYPE wa_gateway_http_request_duration_seconds "
+                       "histogram\n");
     for (size_t r = 0; r <= m->nroutes; r++) {
         for (size_t k = 0; k < NMETHODS; k++) {
             const series_t *s = &m->series[r * NMETHODS + k];
@@ -263,28 +227,31 @@ static void render_latency(const gw_metrics_t *m, sbuf_t *sb)
             for (size_t b = 0; b <= NBOUNDS; b++) {
                 cum += load(&s->buckets[b]);
                 if (b < NBOUNDS)
-                    sb_printf(sb,
-                              "wa_gateway_http_request_duration_seconds_"
-                              "bucket{route=\"%s\",method=\"%s\",le=\"%g\"}"
-                              " %lu\n",
-                              path, method, bounds[b], cum);
+                    wa_json_buf_printf(
+                        sb,
+                        "wa_gateway_http_request_duration_seconds_"
+                        "bucket{route=\"%s\",method=\"%s\",le=\"%g\"}"
+                        " %lu\n",
+                        path, method, bounds[b], cum);
                 else
-                    sb_printf(sb,
-                              "wa_gateway_http_request_duration_seconds_"
-                              "bucket{route=\"%s\",method=\"%s\","
-                              "le=\"+Inf\"} %lu\n",
-                              path, method, cum);
+                    wa_json_buf_printf(
+                        sb,
+                        "wa_gateway_http_request_duration_seconds_"
+                        "bucket{route=\"%s\",method=\"%s\","
+                        "le=\"+Inf\"} %lu\n",
+                        path, method, cum);
             }
-            sb_printf(sb,
-                      "wa_gateway_http_request_duration_seconds_sum{route="
-                      "\"%s\",method=\"%s\"} %.6f\n"
-                      "wa_gateway_http_request_duration_seconds_count{route="
-                      "\"%s\",method=\"%s\"} %lu\n",
-                      path, method,
-                      (double)atomic_load_explicit(&s->usec_sum,
-                                                   memory_order_relaxed) /
-                          1e6,
-                      path, method, cum);
+            wa_json_buf_printf(
+                sb,
+                "wa_gateway_http_request_duration_seconds_sum{route="
+                "\"%s\",method=\"%s\"} %.6f\n"
+                "wa_gateway_http_request_duration_seconds_count{route="
+                "\"%s\",method=\"%s\"} %lu\n",
+                path, method,
+                (double)atomic_load_explicit(&s->usec_sum,
+                                             memory_order_relaxed) /
+                    1e6,
+                path, method, cum);
         }
     }
 }
@@ -303,43 +270,46 @@ void gw_metrics_watch_store(gw_metrics_t *m, wa_bus_batcher_t *store)
     m->store = store;
 }
 
-static void render_store(const gw_metrics_t *m, sbuf_t *sb)
+static void render_store(const gw_metrics_t *m, wa_json_buf_t *sb)
 {
     wa_bus_batcher_stats_t st;
 
     if (m->store == NULL)
         return;
     wa_bus_batcher_stats(m->store, &st);
-    sb_printf(sb,
-              "# HELP wa_gateway_store_calls_total Calls to store-svc.\n"
-              "# TYPE wa_gateway_store_calls_total counter\n"
-              "wa_gateway_store_calls_total %llu\n"
-              "# HELP wa_gateway_store_batches_total Messages to store-svc "
-              "that carried several concurrent calls (bus.batch).\n"
-              "# TYPE wa_gateway_store_batches_total counter\n"
-              "wa_gateway_store_batches_total %llu\n"
-              "# HELP wa_gateway_store_batched_calls_total Calls that "
-              "travelled in those batches.\n"
-              "# TYPE wa_gateway_store_batched_calls_total counter\n"
-              "wa_gateway_store_batched_calls_total %llu\n",
-              (unsigned long long)st.calls, (unsigned long long)st.batches,
-              (unsigned long long)st.batched);
+    wa_json_buf_printf(
+        sb,
+        "# HELP wa_gateway_store_calls_total Calls to store-svc.\n"
+        "# TYPE wa_gateway_store_calls_total counter\n"
+        "wa_gateway_store_calls_total %llu\n"
+        "# HELP wa_gateway_store_batches_total Messages to store-svc "
+        "that carried several concurrent calls (bus.batch).\n"
+        "# TYPE wa_gateway_store_batches_total counter\n"
+        "wa_gateway_store_batches_total %llu\n"
+        "# HELP wa_gateway_store_batched_calls_total Calls that "
+        "travelled in those batches.\n"
+        "# TYPE wa_gateway_store_batched_calls_total counter\n"
+        "wa_gateway_store_batched_calls_total %llu\n",
+        (unsigned long long)st.calls, (unsigned long long)st.batches,
+        (unsigned long long)st.batched);
 }
 
-static void render_bus(const gw_metrics_t *m, sbuf_t *sb)
+static void render_bus(const gw_metrics_t *m, wa_json_buf_t *sb)
 {
-    sb_printf(sb, "# HELP wa_gateway_bus_errors_total Failed bus calls, by "
-                  "operation and error code.\n"
-                  "# TYPE wa_gateway_bus_errors_total counter\n");
+    wa_json_buf_printf(
+        sb, "# HELP wa_gateway_bus_errors_total Failed bus calls, by "
+            "operation and error code.\n"
+            "# TYPE wa_gateway_bus_errors_total counter\n");
     for (unsigned op = 0; op < WA_OP_COUNT; op++) {
         for (unsigned e = 1; e < WA_ERR_COUNT; e++) {
             unsigned long v = load(&m->bus_errors[op][e]);
 
             if (v != 0)
-                sb_printf(sb,
-                          "wa_gateway_bus_errors_total{op=\"%s\","
-                          "code=\"%s\"} %lu\n",
-                          wa_op_name((wa_op_t)op), wa_err_code((wa_err_t)e), v);
+                wa_json_buf_printf(sb,
+                                   "wa_gateway_bus_errors_total{op=\"%s\","
+                                   "code=\"%s\"} %lu\n",
+                                   wa_op_name((wa_op_t)op),
+                                   wa_err_code((wa_err_t)e), v);
         }
     }
 }
@@ -347,39 +317,31 @@ static void render_bus(const gw_metrics_t *m, sbuf_t *sb)
 wa_err_t gw_metrics_render(const gw_metrics_t *m, double uptime_s, char **out,
                            size_t *len)
 {
-    sbuf_t sb = {0};
+    wa_json_buf_t sb = {0};
 
-    if ((sb.p = malloc(8192)) == NULL)
-        return WA_ENOMEM;
-    sb.cap = 8192;
-    sb.p[0] = '\0';
+    wa_json_buf_reserve(&sb, 8192);
     render_requests(m, &sb);
     render_latency(m, &sb);
     render_bus(m, &sb);
     render_store(m, &sb);
-    sb_printf(&sb,
-              "# HELP wa_gateway_rate_limited_total Requests refused with "
-              "429 by the per-user rate limit.\n"
-              "# TYPE wa_gateway_rate_limited_total counter\n"
-              "wa_gateway_rate_limited_total %lu\n"
-              "# HELP wa_gateway_http_requests_in_flight Requests being "
-              "served now.\n"
-              "# TYPE wa_gateway_http_requests_in_flight gauge\n"
-              "wa_gateway_http_requests_in_flight %ld\n"
-              "# HELP wa_gateway_uptime_seconds Seconds since the gateway "
-              "started.\n"
-              "# TYPE wa_gateway_uptime_seconds gauge\n"
-              "wa_gateway_uptime_seconds %.3f\n"
-              "# HELP wa_gateway_build_info The gateway's version.\n"
-              "# TYPE wa_gateway_build_info gauge\n"
-              "wa_gateway_build_info{version=\"%s\"} 1\n",
-              load(&m->rate_limited), gw_metrics_in_flight_now(m), uptime_s,
-              WA_VERSION);
-    if (sb.failed) {
-        free(sb.p);
-        return WA_ENOMEM;
-    }
-    *out = sb.p;
-    *len = sb.len;
-    return WA_OK;
+    wa_json_buf_printf(
+        &sb,
+        "# HELP wa_gateway_rate_limited_total Requests refused with "
+        "429 by the per-user rate limit.\n"
+        "# TYPE wa_gateway_rate_limited_total counter\n"
+        "wa_gateway_rate_limited_total %lu\n"
+        "# HELP wa_gateway_http_requests_in_flight Requests being "
+        "served now.\n"
+        "# TYPE wa_gateway_http_requests_in_flight gauge\n"
+        "wa_gateway_http_requests_in_flight %ld\n"
+        "# HELP wa_gateway_uptime_seconds Seconds since the gateway "
+        "started.\n"
+        "# TYPE wa_gateway_uptime_seconds gauge\n"
+        "wa_gateway_uptime_seconds %.3f\n"
+        "# HELP wa_gateway_build_info The gateway's version.\n"
+        "# TYPE wa_gateway_build_info gauge\n"
+        "wa_gateway_build_info{version=\"%s\"} 1\n",
+        load(&m->rate_limited), gw_metrics_in_flight_now(m), uptime_s,
+        WA_VERSION);
+    return wa_json_buf_done(&sb, out, len);
 }

@@ -1,12 +1,12 @@
 /*
  * metrics.c - notifier-svc's counters as Prometheus text.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "notifier.h"
+#include "wa/json.h"
 
 void nt_metrics_add(uint64_t *counter, uint64_t n)
 {
@@ -32,76 +32,36 @@ static const char *const drop_names[NT_DROP_COUNT] = {
     [NT_DROP_OVERSIZE] = "client_message_too_big",
 };
 
-/* A growing text buffer; on out-of-memory it stays failed. */
-typedef struct buf {
-    char *s;
-    size_t len, cap;
-    bool failed;
-} buf_t;
-
-static void put(buf_t *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void put(buf_t *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (b->failed)
-        return;
-    for (;;) {
-        va_start(ap, fmt);
-        n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = true;
-            return;
-        }
-        if ((size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap * 2 + (size_t)n;
-        char *s = realloc(b->s, cap);
-        if (s == NULL) {
-            b->failed = true;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-}
-
-static void family(buf_t *b, const char *name, const char *type,
+static void family(wa_json_buf_t *b, const char *name, const char *type,
                    const char *help)
 {
-    put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    wa_json_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+                       type);
 }
 
-static void counter(buf_t *b, const char *name, const char *help,
+static void counter(wa_json_buf_t *b, const char *name, const char *help,
                     const uint64_t *c)
 {
     family(b, name, "counter", help);
-    put(b, "%s %llu\n", name, (unsigned long long)nt_metrics_get(c));
+    wa_json_buf_printf(b, "%s %llu\n", name,
+                       (unsigned long long)nt_metrics_get(c));
 }
 
-static void gauge(buf_t *b, const char *name, const char *help, uint64_t v)
+static void gauge(wa_json_buf_t *b, const char *name, const char *help,
+                  uint64_t v)
 {
     family(b, name, "gauge", help);
-    put(b, "%s %llu\n", name, (unsigned long long)v);
+    wa_json_buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
 }
 
 wa_err_t nt_metrics_render(const nt_metrics_t *m, const nt_gauges_t *g,
                            char **out, size_t *outlen)
 {
-    buf_t b = {0};
+    wa_json_buf_t b = {0};
 
     if (m == NULL || g == NULL || out == NULL)
         return WA_EINVAL;
-    if ((b.s = malloc(4096)) == NULL)
-        return WA_ENOMEM;
-    b.cap = 4096;
-    b.s[0] = '\0';
+    wa_json_buf_reserve(&b, 4096);
 
     gauge(&b, "notifier_connections", "Open WebSocket connections.",
           g->connections);
@@ -110,7 +70,7 @@ wa_err_t nt_metrics_render(const nt_metrics_t *m, const nt_gauges_t *g,
     gauge(&b, "notifier_replay_buffer_bytes",
           "Bytes held by the per-user replay buffers.", g->ring_bytes);
     family(&b, "notifier_uptime_seconds", "gauge", "Seconds since start.");
-    put(&b, "notifier_uptime_seconds %.3f\n", g->uptime_seconds);
+    wa_json_buf_printf(&b, "notifier_uptime_seconds %.3f\n", g->uptime_seconds);
     counter(&b, "notifier_connections_total", "WebSocket connections accepted.",
             &m->connections_total);
     counter(&b, "notifier_events_in_total", "Events received from the bus.",
@@ -145,21 +105,15 @@ wa_err_t nt_metrics_render(const nt_metrics_t *m, const nt_gauges_t *g,
     family(&b, "notifier_drops_total", "counter",
            "Connections dropped by the server, by reason.");
     for (int i = 0; i < NT_DROP_COUNT; i++)
-        put(&b, "notifier_drops_total{reason=\"%s\"} %llu\n", drop_names[i],
-            (unsigned long long)nt_metrics_get(&m->drops[i]));
+        wa_json_buf_printf(&b, "notifier_drops_total{reason=\"%s\"} %llu\n",
+                           drop_names[i],
+                           (unsigned long long)nt_metrics_get(&m->drops[i]));
     family(&b, "notifier_refused_total", "counter",
            "Upgrades refused before the handshake, by reason.");
     for (int i = 0; i < NT_REFUSED_COUNT; i++)
-        put(&b, "notifier_refused_total{reason=\"%s\"} %llu\n",
-            refusal_names[i],
-            (unsigned long long)nt_metrics_get(&m->refused[i]));
+        wa_json_buf_printf(&b, "notifier_refused_total{reason=\"%s\"} %llu\n",
+                           refusal_names[i],
+                           (unsigned long long)nt_metrics_get(&m->refused[i]));
 
-    if (b.failed) {
-        free(b.s);
-        return WA_ENOMEM;
-    }
-    *out = b.s;
-    if (outlen != NULL)
-        *outlen = b.len;
-    return WA_OK;
+    return wa_json_buf_done(&b, out, outlen);
 }

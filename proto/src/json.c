@@ -6,6 +6,8 @@
  * stack nor allocation. The iterator trusts checked text: it only has to
  * find where each value ends.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -627,6 +629,34 @@ void wa_json_buf_add(wa_json_buf_t *b, const char *s, size_t n)
     memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = '\0';
+}
+
+void wa_json_buf_printf(wa_json_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (!reserve(b, 64))
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->failed = true;
+        return;
+    }
+    if ((size_t)n >= b->cap - b->len) { /* cut short: room, then again */
+        if (!reserve(b, (size_t)n))
+            return;
+        va_start(ap, fmt);
+        n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0 || (size_t)n >= b->cap - b->len) {
+            b->failed = true;
+            return;
+        }
+    }
+    b->len += (size_t)n;
 }
 
 void wa_json_buf_lit(wa_json_buf_t *b, const char *s)

@@ -330,6 +330,31 @@ static void test_buf_int(void **state)
     free(text);
 }
 
+/* Formatted text: appended as it comes, growing the buffer when a piece
+ * is longer than the room left (the second vsnprintf). */
+static void test_buf_printf(void **state)
+{
+    wa_json_buf_t b = {0};
+    char long_text[5000], *text, *want;
+    size_t len;
+
+    (void)state;
+    memset(long_text, 'x', sizeof(long_text) - 1);
+    long_text[sizeof(long_text) - 1] = '\0';
+    wa_json_buf_printf(&b, "a %d %s %.1f\n", 42, "b", 0.5);
+    wa_json_buf_lit(&b, "|");
+    wa_json_buf_printf(&b, "%s", long_text);
+    wa_json_buf_printf(&b, "%s", "");
+    wa_json_buf_printf(&b, "|%llu", 18446744073709551615ULL);
+    assert_int_equal(wa_json_buf_done(&b, &text, &len), WA_OK);
+    assert_int_equal(
+        asprintf(&want, "a 42 b 0.5\n|%s|18446744073709551615", long_text),
+        (int)len);
+    assert_string_equal(text, want);
+    free(want);
+    free(text);
+}
+
 /* Large text grows the buffer many times; the result stays exact. */
 static void test_buf_grows(void **state)
 {
@@ -407,8 +432,8 @@ int main(void)
         cmocka_unit_test(test_depth),      cmocka_unit_test(test_iterate),
         cmocka_unit_test(test_iterate_in), cmocka_unit_test(test_members),
         cmocka_unit_test(test_key_is),     cmocka_unit_test(test_buf_string),
-        cmocka_unit_test(test_buf_int),    cmocka_unit_test(test_buf_grows),
-        cmocka_unit_test(test_reply_raw),
+        cmocka_unit_test(test_buf_int),    cmocka_unit_test(test_buf_printf),
+        cmocka_unit_test(test_buf_grows),  cmocka_unit_test(test_reply_raw),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -110,6 +110,11 @@ void wa_json_buf_lit(wa_json_buf_t *b, const char *s); /* NUL-terminated */
 void wa_json_buf_int(wa_json_buf_t *b, int64_t v);
 /* s as a JSON string, escaped as cJSON does; NULL is written as null. */
 void wa_json_buf_string(wa_json_buf_t *b, const char *s);
+/* printf-formatted text, as it comes: numbers, or text the caller made
+ * safe for where it goes (the services' Prometheus pages use the buffer
+ * for plain text too). */
+__attribute__((format(printf, 2, 3))) void
+wa_json_buf_printf(wa_json_buf_t *b, const char *fmt, ...);
 /* WA_OK with *out (malloc'd, NUL-terminated; free()) and *len; or WA_ENOMEM
  * with nothing to free. b is empty afterwards either way. */
 wa_err_t wa_json_buf_done(wa_json_buf_t *b, char **out, size_t *len);
