@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Moves between session-svc instances (DESIGN §6), end to end: real
+Chromium, fakewa, two session-svc instances on one SESSIONS_DIR (the
+shared volume of compose.yaml).
+
+A linked user's owner is killed (kill -9): its browser goes with it, and
+once store-svc counts the instance dead (10 s without a heartbeat) the
+user's next request places them on the other instance, which relaunches
+the browser from the same profile: ready again without a QR scan. The
+killed instance, restarted, leaves the user where they are (never two
+browsers on one profile). An owner that is stopped (SIGSTOP) rather than
+killed keeps its browser running on the profile: the new owner waits for
+the profile lock, and the old one, once it runs again, learns it lost the
+user and closes its browser; the user comes back on the new owner, still
+without a scan.
+
+    test_move.py <bin-dir>        (bin-dir: session-svc and friends;
+                                   buscall is in <bin-dir>/../tests)
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import stack  # noqa: E402
+from stack import http, wait_until  # noqa: E402
+from test_session import (check, ok, link, wait_status, user_browsers,  # noqa: E402
+                          browsers)
+import test_session  # noqa: E402
+
+USER = "doctor-move"
+PHONE = "41791113001"
+DEAD_AFTER_S = 10  # DESIGN §6: an instance silent for 10 s is dead
+
+
+def owner(st, buscall, instances=("move-1", "move-2")):
+    """The instance store-svc has USER placed on, or None."""
+    for iid in instances:
+        r = subprocess.run([buscall, st.env["STORE_URL"], "placement.list",
+                            "", json.dumps({"instance": iid})],
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode == 0 and USER in json.loads(r.stdout)["users"]:
+            return iid
+    return None
+
+
+def qr_events_since(st, tok, since_id):
+    logs = http("GET", st.gw("/logs?limit=500"), tok).json["logs"]
+    return [l for l in logs if l["id"] > since_id and l["eventType"] == "qr"]
+
+
+def last_log_id(st, tok):
+    logs = http("GET", st.gw("/logs?limit=1"), tok).json["logs"]
+    return logs[0]["id"] if logs else 0
+
+
+def chats_ok(st, tok):
+    r = http("GET", st.gw("/chats"), tok)
+    return r if r.status == 200 else None
+
+
+def main_move(bindir, work):
+    buscall = os.path.join(bindir, "..", "tests", "buscall")
+    st = stack.Stack(bindir, work, {"FAKEWA_REF_INTERVAL_MS": "15000"})
+    sessions = st.env["SESSIONS_DIR"]
+    inst = {}
+    for n in (1, 2):
+        name = "session-svc-%d" % n
+        inst["move-%d" % n] = (name, {
+            "INSTANCE_ID": "move-%d" % n,
+            "SESSION_URL": "tcp://127.0.0.1:%d" % stack.free_port()})
+    try:
+        st.start("fakewa")
+        st.start("store-svc")
+        st.start("notifier-svc")
+        for iid, (name, env) in inst.items():
+            st.start(name, "session-svc", env)
+        st.start("gateway")
+        wait_until("gateway /health", lambda: http(
+            "GET", st.gw("/health"), timeout=2).status == 200, 30)
+        wait_until("fakewa", lambda: http(
+            "GET", st.fake("/_fake/pages"), timeout=2).status == 200)
+        wait_until("both instances registered", lambda: http(
+            "GET", st.gw("/health")).json.get("sessionServices") == 2 or None,
+            15)
+        ok("two session-svc instances share one SESSIONS_DIR")
+
+        tok = stack.token(USER)
+        link(st, tok, PHONE, "Dr Move", work)
+        wait_status(st, tok, "ready")
+        first = owner(st, buscall)
+        check(first in inst, "the user is placed on one of them (%s)" % first)
+        other = [i for i in inst if i != first][0]
+        prof = os.path.join(sessions, USER)
+        check(len(user_browsers(sessions, USER)) == 1,
+              "one browser on the user's profile")
+
+        # kill -9 of the owner: its browser goes (pipe closed).
+        mark = last_log_id(st, tok)
+        st.procs.pop(inst[first][0]).kill9()
+        wait_until("the owner's browser gone",
+                   lambda: not user_browsers(sessions, USER) or None, 30)
+        ok("kill -9 of the owner: its browser is gone")
+        t0 = time.time()
+        wait_until("the user ready on the other instance",
+                   lambda: chats_ok(st, tok), DEAD_AFTER_S + 60, 0.5)
+        took = time.time() - t0
+        check(owner(st, buscall) == other,
+              "the user moved to %s (%.1f s after the kill)" % (other, took))
+        check(status_of(st, tok) == "ready", "and is ready there")
+        check(not qr_events_since(st, tok, mark),
+              "without a QR scan (no qr event since the kill)")
+        check(os.path.isdir(prof), "from the same profile directory")
+        check(len(user_browsers(sessions, USER)) == 1,
+              "one browser on the profile")
+
+        # The killed instance comes back: its user is no longer its own.
+        name, env = inst[first]
+        st.start(name, "session-svc", env)
+        wait_until("the restarted instance registered", lambda: http(
+            "GET", st.gw("/health")).json.get("sessionServices") == 2 or None,
+            15)
+        time.sleep(4)  # two heartbeats: a restore would have started by now
+        check(len(user_browsers(sessions, USER)) == 1,
+              "the restarted instance starts no second browser")
+        check(owner(st, buscall) == other and status_of(st, tok) == "ready",
+              "the user stays ready where they are")
+
+        # SIGSTOP of the (new) owner: its browser keeps the profile.
+        mark = last_log_id(st, tok)
+        stopped = st.procs[inst[other][0]]
+        held = user_browsers(sessions, USER)
+        os.kill(stopped.pid, signal.SIGSTOP)
+        try:
+            t0 = time.time()
+            # Placed back on `first` once `other` is dead; the launch there
+            # finds the profile locked by a live browser and backs off.
+            wait_until("the user placed on %s" % first, lambda: (
+                http("GET", st.gw("/chats"), tok) and
+                owner(st, buscall) == first) or None, DEAD_AFTER_S + 30, 0.5)
+            ok("a stopped owner: the user placed on %s after %.1f s"
+               % (first, time.time() - t0))
+            time.sleep(2)
+            check(user_browsers(sessions, USER) == held,
+                  "no second browser while the old one holds the profile")
+        finally:
+            os.kill(stopped.pid, signal.SIGCONT)
+        wait_until("the old owner's browser closed",
+                   lambda: not (set(user_browsers(sessions, USER)) &
+                                set(held)) or None, 30)
+        ok("the old owner, running again, closed its browser")
+        wait_until("ready on %s" % first, lambda: chats_ok(st, tok), 60, 0.5)
+        check(owner(st, buscall) == first and
+              status_of(st, tok) == "ready", "the user is ready on %s" % first)
+        check(not qr_events_since(st, tok, mark), "without a QR scan")
+        check(len(user_browsers(sessions, USER)) == 1,
+              "one browser on the profile")
+    finally:
+        for name in ("gateway", "session-svc-1", "session-svc-2",
+                     "notifier-svc", "store-svc", "fakewa"):
+            p = st.procs.pop(name, None)
+            if p is not None:
+                try:
+                    p.stop()
+                except AssertionError as e:
+                    print("# " + str(e), flush=True)
+    check(not browsers(sessions), "no Chromium left")
+
+
+def status_of(st, tok):
+    return (http("GET", st.gw("/status"), tok).json or {}).get("status")
+
+
+def main():
+    bindir = sys.argv[1]
+    work = tempfile.mkdtemp(prefix="test_move.")
+    try:
+        main_move(bindir, work)
+    except Exception as e:  # a timeout or a failed check
+        if not (isinstance(e, AssertionError) and
+                str(e).startswith("not ok")):
+            test_session.FAILED += 1
+        print("# stopped: %s" % e, flush=True)
+    if test_session.FAILED == 0 and not os.environ.get("KEEP_WORK"):
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print("# work directory kept: " + work)
+    print("%d passed, %d failed" % (test_session.PASSED, test_session.FAILED))
+    return 1 if test_session.FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
