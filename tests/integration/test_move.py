@@ -12,7 +12,7 @@ browsers on one profile). An owner that is stopped (SIGSTOP) rather than
 killed keeps its browser running on the profile: the new owner waits for
 the profile lock, and the old one, once it runs again, learns it lost the
 user and closes its browser; the user comes back on the new owner, still
-without a scan.
+without a scan. The event stream's seq keeps rising through all of it.
 
     test_move.py <bin-dir>        (bin-dir: session-svc and friends;
                                    buscall is in <bin-dir>/../tests)
@@ -30,6 +30,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import stack  # noqa: E402
+import wsclient  # noqa: E402
 from stack import http, wait_until  # noqa: E402
 from test_session import (check, ok, link, wait_status, user_browsers,  # noqa: E402
                           browsers)
@@ -162,6 +163,24 @@ def main_move(bindir, work):
         check(not qr_events_since(st, tok, mark), "without a QR scan")
         check(len(user_browsers(sessions, USER)) == 1,
               "one browser on the profile")
+
+        # The UI's view across both moves: one stream, seq rising through
+        # events that three session-svc processes published.
+        ws = wsclient.connect("127.0.0.1", st.ports["nt"],
+                              "/?token=%s&since=0" % tok)
+        frames = []
+        try:
+            while True:
+                frames.append(ws.recv_json(timeout=2))
+        except Exception:  # timeout: the replay is over
+            pass
+        seqs = [f["seq"] for f in frames]
+        ready = [f for f in frames if f["type"] == "ready"]
+        check(seqs and all(b > a for a, b in zip(seqs, seqs[1:])),
+              "the event stream's seq rises across the moves (%s)" % seqs)
+        check(len(ready) >= 3 and all(
+            f["data"].get("phoneNumber") == PHONE for f in ready),
+            "ready once linked and once after each move (%d)" % len(ready))
     finally:
         for name in ("gateway", "session-svc-1", "session-svc-2",
                      "notifier-svc", "store-svc", "fakewa"):
