@@ -434,7 +434,8 @@ static void op_connect(ss_t *ss, wa_bus_job_t *job, const wa_request_t *req)
         wa_warn(req->rid, "user %s: refused, %ld sessions is the maximum",
                 req->user, ss->cfg.max_sessions);
         wa_bus_reply_err(job, WA_EFULL,
-                         "this instance runs its maximum of sessions");
+                         "this instance runs its maximum of sessions "
+                         "(MAX_SESSIONS)");
         return;
     }
     if ((err = sessions__get(ss, req->user, &s)) != WA_OK ||

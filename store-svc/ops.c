@@ -784,7 +784,7 @@ static wa_err_t exec_placement_resolve(call_t *c, db_conn_t *conn)
     if (e == WA_EFULL) {
         snprintf(c->msg, sizeof(c->msg),
                  "every live session-svc instance runs its maximum of "
-                 "sessions");
+                 "sessions (MAX_SESSIONS)");
         wa_warn(c->req->rid, "placement: every live instance is full");
         return e;
     }

@@ -13,6 +13,8 @@ killed keeps its browser running on the profile: the new owner waits for
 the profile lock, and the old one, once it runs again, learns it lost the
 user and closes its browser; the user comes back on the new owner, still
 without a scan. The event stream's seq keeps rising through all of it.
+Each instance takes one session (MAX_SESSIONS=1): a third user finds
+both full (503 capacity_reached) until a place is free.
 
     test_move.py <bin-dir>        (bin-dir: session-svc and friends;
                                    buscall is in <bin-dir>/../tests)
@@ -75,7 +77,7 @@ def main_move(bindir, work):
     for n in (1, 2):
         name = "session-svc-%d" % n
         inst["move-%d" % n] = (name, {
-            "INSTANCE_ID": "move-%d" % n,
+            "INSTANCE_ID": "move-%d" % n, "MAX_SESSIONS": "1",
             "SESSION_URL": "tcp://127.0.0.1:%d" % stack.free_port()})
     try:
         st.start("fakewa")
@@ -181,6 +183,26 @@ def main_move(bindir, work):
         check(len(ready) >= 3 and all(
             f["data"].get("phoneNumber") == PHONE for f in ready),
             "ready once linked and once after each move (%d)" % len(ready))
+
+        # MAX_SESSIONS=1 each: a second user takes the other instance, a
+        # third finds both full, and gets in once a place is free.
+        tv, tw = stack.token("doctor-v"), stack.token("doctor-w")
+        r = http("POST", st.gw("/connect"), tv)
+        check(r.status == 202, "a second user connects (%r)" % r)
+        wait_status(st, tv, "qr")
+        r = http("POST", st.gw("/connect"), tw)
+        check(r.status == 503 and r.json.get("code") == "capacity_reached"
+              and "MAX_SESSIONS" in r.json.get("error", ""),
+              "a third finds every instance full: 503 capacity_reached, "
+              "naming the limit (%r)" % r)
+        r = http("POST", st.gw("/disconnect"), tv)
+        check(r.status == 200, "the second user disconnects (%r)" % r)
+        wait_until("a place for the third", lambda: http(
+            "POST", st.gw("/connect"), tw).status == 202 or None, 15, 0.5)
+        wait_status(st, tw, "qr")
+        ok("then the third gets in")
+        check(owner(st, buscall) == first and status_of(st, tok) == "ready",
+              "and the first user stayed ready where they were")
     finally:
         for name in ("gateway", "session-svc-1", "session-svc-2",
                      "notifier-svc", "store-svc", "fakewa"):
