@@ -1,6 +1,8 @@
 /*
  * hash.c - 64-bit FNV-1a (hash.h).
  */
+#include <string.h>
+
 #include "wa/hash.h"
 
 #define FNV1A_PRIME UINT64_C(0x100000001b3)
@@ -18,11 +20,5 @@ uint64_t wa_fnv1a(uint64_t h, const void *buf, size_t len)
 
 uint64_t wa_fnv1a_str(const char *s)
 {
-    uint64_t h = WA_FNV1A_INIT;
-
-    for (; *s != '\0'; s++) {
-        h ^= (unsigned char)*s;
-        h *= FNV1A_PRIME;
-    }
-    return h;
+    return wa_fnv1a(WA_FNV1A_INIT, s, strlen(s));
 }
