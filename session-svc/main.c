@@ -197,7 +197,7 @@ int main(void)
     };
     const size_t nspecs = sizeof(specs) / sizeof(specs[0]);
     char err[512], host[64], script_path[SS_PATH_MAX + 64];
-    bool loop_ready = false;
+    bool loop_ready = false, guessed = false;
     int status = 1;
     wa_err_t rv;
 
@@ -233,7 +233,19 @@ int main(void)
         snprintf(ss.instance, sizeof(ss.instance), "%s-%ld", host,
                  (long)getpid());
     }
+    if (ss_advertise_url(cfg->session_url, cfg->advertise_url, ss.advertise,
+                         sizeof(ss.advertise), &guessed) != WA_OK)
+        wa_service_config_fail(SS_SERVICE,
+                               "configuration: SESSION_URL: a wildcard "
+                               "address needs a numeric port, or set "
+                               "SESSION_ADVERTISE_URL");
     wa_log_init(SS_SERVICE, (wa_log_level_t)cfg->log_level);
+    if (guessed)
+        wa_warn(NULL,
+                "SESSION_URL listens on every interface and this host has no "
+                "address but loopback: registering %s, which only this host "
+                "can reach (set SESSION_ADVERTISE_URL)",
+                ss.advertise);
     signal(SIGPIPE, SIG_IGN);
     /* Browser processes orphaned by their parent come to us to be reaped
      * (we are PID 1 in a container anyway). */
@@ -282,10 +294,10 @@ int main(void)
     }
     spare__init(&ss);
     wa_info(NULL,
-            "instance %s listening on %s (browser %s, adapter %s, at most "
-            "%ld sessions)",
-            ss.instance, cfg->session_url, ss.chromium, script_path,
-            cfg->max_sessions);
+            "instance %s listening on %s, registered as %s (browser %s, "
+            "adapter %s, at most %ld sessions)",
+            ss.instance, cfg->session_url, ss.advertise, ss.chromium,
+            script_path, cfg->max_sessions);
 
     uv_run(ss.loop, UV_RUN_DEFAULT);
     status = 0;

@@ -63,8 +63,7 @@ static wa_err_t do_register(ss_registry_t *r)
     wa_reply_t rep;
     cJSON *a;
     wa_err_t err;
-    const char *url = ss->cfg.advertise_url != NULL ? ss->cfg.advertise_url
-                                                    : ss->cfg.session_url;
+    const char *url = ss->advertise;
 
     if ((a = cJSON_CreateObject()) == NULL ||
         cJSON_AddStringToObject(a, "instance", ss->instance) == NULL ||

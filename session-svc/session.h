@@ -629,6 +629,7 @@ struct ss {
     ss_config_t cfg;
     char chromium[4096]; /* resolved browser executable */
     char instance[128];  /* INSTANCE_ID or hostname-pid */
+    char advertise[600]; /* the URL registered (ss_advertise_url) */
     /* This process's send.claim nonce (ops.c): its own claims of a send's
      * rid match, an earlier process's (before a restart) do not. */
     char send_nonce[WA_RID_MAX + 1];
@@ -663,5 +664,16 @@ struct ss {
 wa_err_t ss_chromium_resolve(const char *configured, const char *puppeteer,
                              const char *path_env, char *out, size_t outlen,
                              char *err, size_t errlen);
+
+/*
+ * The URL to register (advertise.c): advertise if given (non-empty), else
+ * listen, unless listen is a wildcard (tcp://0.0.0.0:<port> and the like):
+ * then tcp://<this host's address>:<port>, *guessed set when no address
+ * but loopback was found (127.0.0.1: other hosts cannot dial it).
+ * WA_EINVAL for a wildcard without a numeric port, WA_ETOOBIG if out is
+ * short.
+ */
+wa_err_t ss_advertise_url(const char *listen, const char *advertise, char *out,
+                          size_t len, bool *guessed);
 
 #endif /* SS_SESSION_H */

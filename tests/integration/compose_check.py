@@ -78,6 +78,14 @@ check(compose["services"]["store-svc"]["environment"]["DB_PATH"].startswith("/da
       "store-svc keeps its database on the db volume")
 check(any(v.startswith("sessions:") for v in services["session-svc"]["volumes"]),
       "session-svc keeps profiles on a volume")
+# Replicas (--scale) must each register an address of their own: a shared
+# name would reach any one of them. session-svc advertises its container's
+# address when it listens on every interface and no advertise URL is set.
+ss_env = services["session-svc"].get("environment", {})
+check(str(ss_env.get("SESSION_URL", "")).startswith("tcp://0.0.0.0:") and
+      "SESSION_ADVERTISE_URL" not in ss_env and "INSTANCE_ID" not in ss_env
+      and "container_name" not in services["session-svc"],
+      "session-svc scales: each replica advertises its own address and id")
 
 print(f"{passes} passed, {failures} failed")
 sys.exit(1 if failures else 0)

@@ -22,6 +22,7 @@ both full (503 capacity_reached) until a place is free.
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -76,9 +77,12 @@ def main_move(bindir, work):
     inst = {}
     for n in (1, 2):
         name = "session-svc-%d" % n
+        # The second listens on every interface, as in compose.yaml, and
+        # registers this host's own address for the gateway to dial.
         inst["move-%d" % n] = (name, {
             "INSTANCE_ID": "move-%d" % n, "MAX_SESSIONS": "1",
-            "SESSION_URL": "tcp://127.0.0.1:%d" % stack.free_port()})
+            "SESSION_URL": "tcp://%s:%d" % ("127.0.0.1" if n == 1 else
+                                            "0.0.0.0", stack.free_port())})
     try:
         st.start("fakewa")
         st.start("store-svc")
@@ -94,6 +98,11 @@ def main_move(bindir, work):
             "GET", st.gw("/health")).json.get("sessionServices") == 2 or None,
             15)
         ok("two session-svc instances share one SESSIONS_DIR")
+        log2 = open(os.path.join(work, "session-svc-2.log")).read()
+        reg = re.search(r"registered as (tcp://[0-9.]+:\d+)", log2)
+        check(reg is not None and "0.0.0.0" not in reg.group(1),
+              "the one on every interface registered an address to dial "
+              "(%s)" % (reg and reg.group(1)))
 
         tok = stack.token(USER)
         link(st, tok, PHONE, "Dr Move", work)
