@@ -182,6 +182,15 @@ static const struct {
     [ST_PLACEMENT_USERS] = {"SELECT user_id FROM placements WHERE instance = "
                             "?1 ORDER BY user_id",
                             ON_WR | ON_RD},
+    /* ?1: the newest last_seen_ms that counts as long dead; ?2 at most.
+     * Driven by the few instance rows (never deleted), through the
+     * placements_instance index: next to nothing while all are alive. */
+    [ST_PLACEMENT_ORPHANS] = {"SELECT p.user_id FROM instances i JOIN "
+                              "placements p ON p.instance = i.instance JOIN "
+                              "user_sessions s ON s.user_id = p.user_id "
+                              "WHERE i.last_seen_ms < ?1 AND s.status <> "
+                              "'disconnected' LIMIT ?2",
+                              ON_WR},
     [ST_RID_GET] = {"SELECT fingerprint, reply FROM bus_requests WHERE rid = "
                     "?3 AND op = ?1 AND user_id = ?2",
                     ON_WR},

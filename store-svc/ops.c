@@ -753,6 +753,8 @@ static wa_err_t exec_register(call_t *c, db_conn_t *conn)
 
 static wa_err_t exec_heartbeat(call_t *c, db_conn_t *conn)
 {
+    char now[WA_TIMESTAMP_MAX + 1];
+    int moved;
     wa_err_t e;
 
     e = placement__heartbeat(conn, c->a.inst.instance, c->a.inst.sessions,
@@ -765,6 +767,11 @@ static wa_err_t exec_heartbeat(call_t *c, db_conn_t *conn)
     }
     if (e != WA_OK)
         return e;
+    /* Every live instance's heartbeat also moves on a few users of long
+     * dead ones (placement__rescue); a failure there is logged and the
+     * heartbeat stands. */
+    wa_timestamp_now(now, sizeof(now));
+    (void)placement__rescue(conn, c->st->now_ms(), now, c->req->rid, &moved);
     return (c->result = cJSON_CreateObject()) == NULL ? WA_ENOMEM : WA_OK;
 }
 

@@ -301,6 +301,41 @@ wa_err_t placement__resolve(db_conn_t *c, const char *user, int64_t now_ms,
     return WA_OK;
 }
 
+wa_err_t placement__rescue(db_conn_t *c, int64_t now_ms, const char *now_iso,
+                           const char *rid, int *moved)
+{
+    sqlite3_stmt *st = db__stmt(c, ST_PLACEMENT_ORPHANS);
+    char users[STORE_RESCUE_BATCH][WA_USER_MAX + 1];
+    wa_err_t err = WA_OK;
+    placement_t p;
+    int n = 0, rc;
+
+    *moved = 0;
+    if ((rc = sqlite3_bind_int64(st, 1, now_ms - STORE_RESCUE_AFTER_MS)) !=
+            SQLITE_OK ||
+        (rc = sqlite3_bind_int(st, 2, STORE_RESCUE_BATCH)) != SQLITE_OK) {
+        (void)sqlite3_reset(st);
+        return db__fail(c, rc, "placement rescue bind");
+    }
+    /* Read them all first: placements change below. */
+    while (n < STORE_RESCUE_BATCH && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        copy_column(st, 0, users[n++], sizeof(users[0]));
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        err = db__fail(c, rc, "placement rescue");
+    (void)sqlite3_reset(st);
+    for (int i = 0; i < n && err == WA_OK; i++) {
+        err = placement__resolve(c, users[i], now_ms, now_iso, &p);
+        if (err == WA_EFULL || err == WA_ENOSESSIONSVC)
+            return WA_OK; /* no room now: a later heartbeat tries again */
+        if (err != WA_OK)
+            break;
+        (*moved)++;
+        wa_info(rid, "user %s moved from dead instance %s to %s", users[i],
+                p.previous, p.instance);
+    }
+    return err;
+}
+
 static cJSON *user_row(sqlite3_stmt *st, void *arg)
 {
     (void)arg;

@@ -85,6 +85,7 @@ typedef enum db_stmt {
     ST_PLACEMENT_GET,
     ST_PLACEMENT_PUT,
     ST_PLACEMENT_USERS,
+    ST_PLACEMENT_ORPHANS,
     ST_RID_GET,
     ST_RID_PUT,
     ST_RID_PRUNE,
@@ -294,6 +295,21 @@ wa_err_t placement__resolve(db_conn_t *c, const char *user, int64_t now_ms,
 
 /* {users:[...]} placed on instance, ordered. */
 wa_err_t placement__users(db_conn_t *c, const char *instance, cJSON **out);
+
+/*
+ * Users placed on an instance silent for STORE_RESCUE_AFTER_MS whose
+ * session is not disconnected are placed anew (placement__resolve), at
+ * most STORE_RESCUE_BATCH a call, while a live instance has room; *moved
+ * counts them, each move logged with rid. The new owner finds them at its
+ * next placement check and relaunches them: a dead instance's users come
+ * back without waiting for a request of their own. The wait past
+ * STORE_DEAD_AFTER_MS lets an instance that restarts slowly (a whole
+ * stack brought up again) keep its users. Writes: inside a transaction.
+ */
+#define STORE_RESCUE_AFTER_MS 30000
+#define STORE_RESCUE_BATCH 16
+wa_err_t placement__rescue(db_conn_t *c, int64_t now_ms, const char *now_iso,
+                           const char *rid, int *moved);
 
 /* -------------------------------------------------------------- writer.c */
 

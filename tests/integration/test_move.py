@@ -12,7 +12,9 @@ browsers on one profile). An owner that is stopped (SIGSTOP) rather than
 killed keeps its browser running on the profile: the new owner waits for
 the profile lock, and the old one, once it runs again, learns it lost the
 user and closes its browser; the user comes back on the new owner, still
-without a scan. The event stream's seq keeps rising through all of it.
+without a scan. Killed once more with nobody asking for the user, the
+owner's users move on their own after 30 s of silence and come back
+ready. The event stream's seq keeps rising through all of it.
 Each instance takes one session (MAX_SESSIONS=1): a third user finds
 both full (503 capacity_reached) until a place is free.
 
@@ -55,9 +57,13 @@ def owner(st, buscall, instances=("move-1", "move-2")):
     return None
 
 
-def qr_events_since(st, tok, since_id):
+def logs_since(st, tok, since_id):
     logs = http("GET", st.gw("/logs?limit=500"), tok).json["logs"]
-    return [l for l in logs if l["id"] > since_id and l["eventType"] == "qr"]
+    return [l for l in logs if l["id"] > since_id]
+
+
+def qr_events_since(st, tok, since_id):
+    return [l for l in logs_since(st, tok, since_id) if l["eventType"] == "qr"]
 
 
 def last_log_id(st, tok):
@@ -193,6 +199,31 @@ def main_move(bindir, work):
             f["data"].get("phoneNumber") == PHONE for f in ready),
             "ready once linked and once after each move (%d)" % len(ready))
 
+        # kill -9 of the owner once more, and this time nobody asks for the
+        # user: store-svc moves them on its own once the owner has been
+        # silent for 30 s (STORE_RESCUE_AFTER_MS), at a heartbeat of the
+        # survivor, which then relaunches them.
+        mark = last_log_id(st, tok)
+        st.procs.pop(inst[first][0]).kill9()
+        t0 = time.time()
+        wait_until("the user moved without a request", lambda: owner(
+            st, buscall) == other or None, 60, 1)
+        moved_after = time.time() - t0
+        wait_until("ready again without a request", lambda: [
+            l for l in logs_since(st, tok, mark)
+            if l["eventType"] == "ready"] or None, 60, 1)
+        check(moved_after >= 25, "nobody asked: the user moved to %s %.1f s "
+              "after the kill, and is ready again (%.1f s)"
+              % (other, moved_after, time.time() - t0))
+        check(not qr_events_since(st, tok, mark), "without a QR scan")
+        check(len(user_browsers(sessions, USER)) == 1,
+              "one browser on the profile")
+        name, env = inst[first]
+        st.start(name, "session-svc", env)
+        wait_until("the restarted instance registered", lambda: http(
+            "GET", st.gw("/health")).json.get("sessionServices") == 2 or None,
+            15)
+
         # MAX_SESSIONS=1 each: a second user takes the other instance, a
         # third finds both full, and gets in once a place is free.
         tv, tw = stack.token("doctor-v"), stack.token("doctor-w")
@@ -210,7 +241,7 @@ def main_move(bindir, work):
             "POST", st.gw("/connect"), tw).status == 202 or None, 15, 0.5)
         wait_status(st, tw, "qr")
         ok("then the third gets in")
-        check(owner(st, buscall) == first and status_of(st, tok) == "ready",
+        check(owner(st, buscall) == other and status_of(st, tok) == "ready",
               "and the first user stayed ready where they were")
     finally:
         for name in ("gateway", "session-svc-1", "session-svc-2",

@@ -277,6 +277,54 @@ static void test_dead_owner_reassigned(void **state)
     }
 }
 
+/* Users of a long dead instance move without being asked, a batch at a
+ * time; disconnected ones stay; a short silence moves nobody unasked. */
+static void test_rescue(void **state)
+{
+    fx_t *f = *state;
+    placement_t p;
+    cJSON *on;
+    char user[16];
+    int moved;
+
+    reg(f, "a", 100, T0);
+    for (int i = 0; i < 20; i++) {
+        snprintf(user, sizeof(user), "r%02d", i);
+        assert_string_equal(resolve(f, user, T0, &p), "a");
+        set_status(f, user, i == 0 ? "disconnected" : "ready");
+    }
+    reg(f, "b", 100, T0 + 20000);
+    /* a is dead (silent 20 s) but may be restarting: nobody moves unasked. */
+    assert_int_equal(placement__rescue(f->c, T0 + 20000, "t", NULL, &moved),
+                     WA_OK);
+    assert_int_equal(moved, 0);
+    /* Silent past STORE_RESCUE_AFTER_MS: the 19 live sessions move. */
+    assert_int_equal(placement__heartbeat(f->c, "b", 0, T0 + 29000), WA_OK);
+    assert_int_equal(placement__rescue(f->c, T0 + 30001, "t", NULL, &moved),
+                     WA_OK);
+    assert_int_equal(moved, STORE_RESCUE_BATCH);
+    assert_int_equal(placement__rescue(f->c, T0 + 30001, "t", NULL, &moved),
+                     WA_OK);
+    assert_int_equal(moved, 19 - STORE_RESCUE_BATCH);
+    assert_int_equal(placement__rescue(f->c, T0 + 30001, "t", NULL, &moved),
+                     WA_OK);
+    assert_int_equal(moved, 0);
+    assert_int_equal(placement__users(f->c, "b", &on), WA_OK);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(on, "users")), 19);
+    cJSON_Delete(on);
+    assert_int_equal(placement__users(f->c, "a", &on), WA_OK);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(on, "users")), 1);
+    assert_string_equal(
+        cJSON_GetArrayItem(cJSON_GetObjectItem(on, "users"), 0)->valuestring,
+        "r00");
+    cJSON_Delete(on);
+    /* Nobody alive to take them: nothing moves, and that is no error. */
+    set_status(f, "r00", "ready");
+    assert_int_equal(placement__rescue(f->c, T0 + 90000, "t", NULL, &moved),
+                     WA_OK);
+    assert_int_equal(moved, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -288,6 +336,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_capacity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_owner_reassigned, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_rescue, setup, teardown),
     };
 
     tl_quiet();
