@@ -73,9 +73,10 @@ static bool host_address(char *out, size_t len)
 wa_err_t ss_advertise_url(const char *listen, const char *advertise, char *out,
                           size_t len, bool *guessed)
 {
+    /* tcp://[::] listens on IPv4 too (Linux's default bindv6only=0);
+     * tcp6:// may not, so it is left as it is. */
     static const char *const wildcards[] = {
-        "tcp://0.0.0.0:", "tcp://*:", "tcp://[::]:", "tcp4://0.0.0.0:",
-        "tcp6://[::]:"};
+        "tcp://0.0.0.0:", "tcp://*:", "tcp://[::]:", "tcp4://0.0.0.0:"};
     const char *port = NULL;
     char addr[INET_ADDRSTRLEN];
     int n;
