@@ -140,11 +140,7 @@ def main_move(bindir, work):
               "one browser on the profile")
 
         # The killed instance comes back: its user is no longer its own.
-        name, env = inst[first]
-        st.start(name, "session-svc", env)
-        wait_until("the restarted instance registered", lambda: http(
-            "GET", st.gw("/health")).json.get("sessionServices") == 2 or None,
-            15)
+        restart(st, inst[first])
         time.sleep(4)  # two heartbeats: a restore would have started by now
         check(len(user_browsers(sessions, USER)) == 1,
               "the restarted instance starts no second browser")
@@ -183,14 +179,8 @@ def main_move(bindir, work):
 
         # The UI's view across both moves: one stream, seq rising through
         # events that three session-svc processes published.
-        ws = wsclient.connect("127.0.0.1", st.ports["nt"],
-                              "/?token=%s&since=0" % tok)
-        frames = []
-        try:
-            while True:
-                frames.append(ws.recv_json(timeout=2))
-        except Exception:  # timeout: the replay is over
-            pass
+        frames = wsclient.replay("127.0.0.1", st.ports["nt"],
+                                 "/?token=%s&since=0" % tok)
         seqs = [f["seq"] for f in frames]
         ready = [f for f in frames if f["type"] == "ready"]
         check(seqs and all(b > a for a, b in zip(seqs, seqs[1:])),
@@ -218,11 +208,7 @@ def main_move(bindir, work):
         check(not qr_events_since(st, tok, mark), "without a QR scan")
         check(len(user_browsers(sessions, USER)) == 1,
               "one browser on the profile")
-        name, env = inst[first]
-        st.start(name, "session-svc", env)
-        wait_until("the restarted instance registered", lambda: http(
-            "GET", st.gw("/health")).json.get("sessionServices") == 2 or None,
-            15)
+        restart(st, inst[first])
 
         # MAX_SESSIONS=1 each: a second user takes the other instance, a
         # third finds both full, and gets in once a place is free.
@@ -253,6 +239,15 @@ def main_move(bindir, work):
                 except AssertionError as e:
                     print("# " + str(e), flush=True)
     check(not browsers(sessions), "no Chromium left")
+
+
+def restart(st, instance):
+    """Start a killed instance again (same id and URL); wait until both
+    answer /health."""
+    name, env = instance
+    st.start(name, "session-svc", env)
+    wait_until("%s registered again" % name, lambda: http(
+        "GET", st.gw("/health")).json.get("sessionServices") == 2 or None, 15)
 
 
 def status_of(st, tok):

@@ -141,6 +141,21 @@ def connect(host, port, path="/", headers=None, timeout=5.0, rcvbuf=None):
     return WSClient(sock, rest)
 
 
+def replay(host, port, path, quiet=2.0):
+    """Connect and read JSON frames until the server has been quiet for
+    `quiet` seconds (a ?since= replay is over); the frames, in order."""
+    ws = connect(host, port, path)
+    frames = []
+    try:
+        while True:
+            frames.append(ws.recv_json(timeout=quiet))
+    except (socket.timeout, TimeoutError, Closed):
+        pass
+    finally:
+        ws.close()
+    return frames
+
+
 class WSClient:
     def __init__(self, sock, buffered=b""):
         self.sock = sock
