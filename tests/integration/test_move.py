@@ -16,7 +16,9 @@ without a scan. Killed once more with nobody asking for the user, the
 owner's users move on their own after 30 s of silence and come back
 ready. The event stream's seq keeps rising through all of it.
 Each instance takes one session (MAX_SESSIONS=1): a third user finds
-both full (503 capacity_reached) until a place is free.
+both full (503 capacity_reached) until a place is free. Last, store-svc
+is killed (kill -9) and started again on the same database under the
+running stack: no row lost, the user still ready, seq going on.
 
     test_move.py <bin-dir>        (bin-dir: session-svc and friends;
                                    buscall is in <bin-dir>/../tests)
@@ -229,6 +231,43 @@ def main_move(bindir, work):
         ok("then the third gets in")
         check(owner(st, buscall) == other and status_of(st, tok) == "ready",
               "and the first user stayed ready where they were")
+
+        # kill -9 of store-svc under the running stack, and back on the same
+        # database: nothing recorded is lost, the instances stay placed
+        # and alive, and the event stream's seq goes on from where it was.
+        before = wsclient.replay("127.0.0.1", st.ports["nt"],
+                                 "/?token=%s&since=0" % tok)
+        old_ids = {l["id"] for l in http("GET", st.gw("/logs?limit=500"),
+                                          tok).json["logs"]}
+        st.procs.pop("store-svc").kill9()
+        time.sleep(1)
+        st.start("store-svc")
+        wait_until("store-svc back", lambda: http(
+            "GET", st.gw("/health")).json.get("sessionServices") == 2 or None,
+            30, 0.5)
+        check(status_of(st, tok) == "ready" and owner(st, buscall) == other,
+              "after a kill -9 of store-svc the user is still ready, placed "
+              "where they were")
+        r = http("POST", st.fake("/_fake/incoming"),
+                 body={"phone": PHONE, "from": "41797773001",
+                       "body": "after the store's restart"})
+        check(r.status == 200, "a message comes in (%r)" % r)
+        wait_until("the message event recorded", lambda: [
+            l for l in http("GET", st.gw("/logs?limit=500"), tok).json["logs"]
+            if l["eventType"] == "message"] or None, 30, 0.5)
+        ids = {l["id"] for l in http("GET", st.gw("/logs?limit=500"),
+                                     tok).json["logs"]}
+        check(old_ids < ids, "no recorded row lost (%d rows before, %d now)"
+              % (len(old_ids), len(ids)))
+        after = wsclient.replay("127.0.0.1", st.ports["nt"],
+                                "/?token=%s&since=%d"
+                                % (tok, before[-1]["seq"]))
+        msg = [f for f in after if f["type"] == "message"]
+        check(msg and msg[0]["seq"] > before[-1]["seq"] and
+              all(b > a for a, b in zip([f["seq"] for f in after],
+                                        [f["seq"] for f in after][1:])),
+              "the new event's seq goes on from %d (%s)"
+              % (before[-1]["seq"], [f["seq"] for f in after]))
     finally:
         for name in ("gateway", "session-svc-1", "session-svc-2",
                      "notifier-svc", "store-svc", "fakewa"):
