@@ -9,10 +9,11 @@
  * --scale) thus each register an address of their own, where a shared
  * name (tcp://session-svc:5580) would reach any one of them.
  *
- * This host's address: what its hostname resolves to (a container's
- * /etc/hosts maps it to the container's address), else the first IPv4
- * address of an interface that is up and not loopback, else 127.0.0.1
- * (one host only; *guessed tells the caller to say so).
+ * This host's address: an IPv4 address of an interface that is up and
+ * not loopback, the one the hostname resolves to if it is one of them (a
+ * container's /etc/hosts maps its hostname to its address), else the
+ * first; else 127.0.0.1 (one host only; *guessed tells the caller to say
+ * so).
  */
 #include <arpa/inet.h>
 #include <ifaddrs.h>
@@ -31,43 +32,60 @@ static bool loopback(const struct in_addr *a)
     return (ntohl(a->s_addr) >> 24) == 127;
 }
 
-/* A non-loopback IPv4 address of this host, as text. */
-static bool host_address(char *out, size_t len)
+/* Is a one of this host's interface addresses, up and not loopback? The
+ * first such address goes to *first (when first->s_addr is 0). */
+static bool local_address(const struct ifaddrs *ifs, const struct in_addr *a,
+                          struct in_addr *first)
 {
-    struct addrinfo hints = {0}, *res = NULL, *ai;
-    struct ifaddrs *ifs = NULL, *i;
-    char host[256];
-    bool found = false;
-
-    hints.ai_family = AF_INET;
-    hints.ai_socktype = SOCK_STREAM;
-    if (gethostname(host, sizeof(host)) == 0) {
-        host[sizeof(host) - 1] = '\0';
-        if (getaddrinfo(host, NULL, &hints, &res) == 0) {
-            for (ai = res; ai != NULL && !found; ai = ai->ai_next) {
-                const struct sockaddr_in *sin =
-                    (const struct sockaddr_in *)ai->ai_addr;
-
-                found = !loopback(&sin->sin_addr) &&
-                        inet_ntop(AF_INET, &sin->sin_addr, out,
-                                  (socklen_t)len) != NULL;
-            }
-            freeaddrinfo(res);
-        }
-    }
-    if (found || getifaddrs(&ifs) != 0)
-        return found;
-    for (i = ifs; i != NULL && !found; i = i->ifa_next) {
+    for (const struct ifaddrs *i = ifs; i != NULL; i = i->ifa_next) {
         const struct sockaddr_in *sin = (const struct sockaddr_in *)i->ifa_addr;
 
         if (sin == NULL || sin->sin_family != AF_INET ||
             !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK) ||
             loopback(&sin->sin_addr))
             continue;
-        found = inet_ntop(AF_INET, &sin->sin_addr, out, (socklen_t)len) != NULL;
+        if (first != NULL && first->s_addr == 0)
+            *first = sin->sin_addr;
+        if (a != NULL && sin->sin_addr.s_addr == a->s_addr)
+            return true;
+    }
+    return false;
+}
+
+/* A non-loopback IPv4 address of one of this host's interfaces, as text:
+ * the one its hostname resolves to if that is one of them (a name that
+ * resolves elsewhere, a stale /etc/hosts line, is not trusted), else the
+ * first. */
+static bool host_address(char *out, size_t len)
+{
+    struct addrinfo hints = {0}, *res = NULL, *ai;
+    struct ifaddrs *ifs = NULL;
+    struct in_addr pick = {0};
+    char host[256];
+
+    if (getifaddrs(&ifs) != 0)
+        return false;
+    (void)local_address(ifs, NULL, &pick);
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    if (gethostname(host, sizeof(host)) == 0) {
+        host[sizeof(host) - 1] = '\0';
+        if (getaddrinfo(host, NULL, &hints, &res) == 0) {
+            for (ai = res; ai != NULL; ai = ai->ai_next) {
+                const struct sockaddr_in *sin =
+                    (const struct sockaddr_in *)ai->ai_addr;
+
+                if (local_address(ifs, &sin->sin_addr, NULL)) {
+                    pick = sin->sin_addr;
+                    break;
+                }
+            }
+            freeaddrinfo(res);
+        }
     }
     freeifaddrs(ifs);
-    return found;
+    return pick.s_addr != 0 &&
+           inet_ntop(AF_INET, &pick, out, (socklen_t)len) != NULL;
 }
 
 wa_err_t ss_advertise_url(const char *listen, const char *advertise, char *out,

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,8 +41,26 @@ static void test_given(void **state)
     assert_string_equal(out, "ipc:///tmp/ss.sock");
 }
 
-/* Every interface: this host's own IPv4 address (never the wildcard),
- * loopback only when nothing else is there, and the same port. */
+/* Is a an address of one of this host's interfaces? */
+static bool on_this_host(const struct in_addr *a)
+{
+    struct ifaddrs *ifs, *i;
+    bool found = false;
+
+    assert_int_equal(getifaddrs(&ifs), 0);
+    for (i = ifs; i != NULL && !found; i = i->ifa_next) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)i->ifa_addr;
+
+        found = sin != NULL && sin->sin_family == AF_INET &&
+                sin->sin_addr.s_addr == a->s_addr;
+    }
+    freeifaddrs(ifs);
+    return found;
+}
+
+/* Every interface: an address of one of this host's interfaces (never the
+ * wildcard), loopback only when nothing else is there, and the same
+ * port. */
 static void test_wildcard(void **state)
 {
     static const char *const listens[] = {"tcp://0.0.0.0:5580", "tcp://*:5580",
@@ -59,6 +78,7 @@ static void test_wildcard(void **state)
                          strlen("tcp://") + strlen(addr) + strlen(":5580"));
         assert_int_equal(inet_pton(AF_INET, addr, &a), 1);
         assert_true(a.s_addr != htonl(INADDR_ANY));
+        assert_true(on_this_host(&a));
         assert_true(guessed == (strcmp(addr, "127.0.0.1") == 0));
     }
 }
