@@ -95,7 +95,7 @@ def main_move(bindir, work):
         st.start("fakewa")
         st.start("store-svc")
         st.start("notifier-svc")
-        for iid, (name, env) in inst.items():
+        for name, env in inst.values():
             st.start(name, "session-svc", env)
         st.start("gateway")
         wait_until("gateway /health", lambda: http(
@@ -106,8 +106,8 @@ def main_move(bindir, work):
             "GET", st.gw("/health")).json.get("sessionServices") == 2 or None,
             15)
         ok("two session-svc instances share one SESSIONS_DIR")
-        log2 = open(os.path.join(work, "session-svc-2.log")).read()
-        reg = re.search(r"registered as (tcp://[0-9.]+:\d+)", log2)
+        with open(os.path.join(work, "session-svc-2.log")) as f:
+            reg = re.search(r"registered as (tcp://[0-9.]+:\d+)", f.read())
         check(reg is not None and "0.0.0.0" not in reg.group(1),
               "the one on every interface registered an address to dial "
               "(%s)" % (reg and reg.group(1)))
