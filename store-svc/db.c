@@ -191,6 +191,14 @@ static const struct {
                               "WHERE i.last_seen_ms < ?1 AND s.status <> "
                               "'disconnected' LIMIT ?2",
                               ON_WR},
+    /* ?1 the live instance, ?2 the newest last_seen_ms of one gone. Dead
+     * since ever (0): its users move at once; one already superseded is
+     * not counted again. */
+    [ST_INSTANCE_SUPERSEDE] = {"UPDATE instances SET last_seen_ms = 0 WHERE "
+                               "url = (SELECT url FROM instances WHERE "
+                               "instance = ?1) AND instance <> ?1 AND "
+                               "last_seen_ms > 0 AND last_seen_ms < ?2",
+                               ON_WR},
     [ST_RID_GET] = {"SELECT fingerprint, reply FROM bus_requests WHERE rid = "
                     "?3 AND op = ?1 AND user_id = ?2",
                     ON_WR},

@@ -734,6 +734,25 @@ static wa_err_t exec_event_record(call_t *c, db_conn_t *conn)
     return WA_OK;
 }
 
+/* After a register or heartbeat of c's instance: instances it replaced at
+ * its URL are dead from now on (placement__supersede), and a few users of
+ * long dead ones are placed anew (placement__rescue). A failure in either
+ * is logged, and the register or heartbeat stands. */
+static void rescue(call_t *c, db_conn_t *conn, const char *instance)
+{
+    char now[WA_TIMESTAMP_MAX + 1];
+    int n = 0;
+
+    if (placement__supersede(conn, instance, c->st->now_ms(), &n) == WA_OK &&
+        n > 0)
+        wa_info(c->req->rid,
+                "instance %s replaces %d silent instance(s) at its URL: "
+                "their users move now",
+                instance, n);
+    wa_timestamp_now(now, sizeof(now));
+    (void)placement__rescue(conn, c->st->now_ms(), now, c->req->rid, &n);
+}
+
 static wa_err_t exec_register(call_t *c, db_conn_t *conn)
 {
     wa_err_t e;
@@ -743,6 +762,9 @@ static wa_err_t exec_register(call_t *c, db_conn_t *conn)
         return e;
     wa_info(c->req->rid, "instance %s registered at %s, capacity %ld",
             c->a.reg.instance, c->a.reg.url, c->a.reg.capacity);
+    /* If it replaced the one that was there, that one's users move now,
+     * and its placement.list, the next call, already has its share. */
+    rescue(c, conn, c->a.reg.instance);
     if ((c->result = cJSON_CreateObject()) == NULL ||
         !cJSON_AddNumberToObject(c->result, "heartbeatMs",
                                  STORE_HEARTBEAT_MS) ||
@@ -753,8 +775,6 @@ static wa_err_t exec_register(call_t *c, db_conn_t *conn)
 
 static wa_err_t exec_heartbeat(call_t *c, db_conn_t *conn)
 {
-    char now[WA_TIMESTAMP_MAX + 1];
-    int moved;
     wa_err_t e;
 
     e = placement__heartbeat(conn, c->a.inst.instance, c->a.inst.sessions,
@@ -768,10 +788,8 @@ static wa_err_t exec_heartbeat(call_t *c, db_conn_t *conn)
     if (e != WA_OK)
         return e;
     /* Every live instance's heartbeat also moves on a few users of long
-     * dead ones (placement__rescue); a failure there is logged and the
-     * heartbeat stands. */
-    wa_timestamp_now(now, sizeof(now));
-    (void)placement__rescue(conn, c->st->now_ms(), now, c->req->rid, &moved);
+     * dead ones. */
+    rescue(c, conn, c->a.inst.instance);
     return (c->result = cJSON_CreateObject()) == NULL ? WA_ENOMEM : WA_OK;
 }
 

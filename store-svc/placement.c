@@ -68,6 +68,30 @@ out:
     return err;
 }
 
+wa_err_t placement__supersede(db_conn_t *c, const char *instance,
+                              int64_t now_ms, int *superseded)
+{
+    sqlite3_stmt *st = db__stmt(c, ST_INSTANCE_SUPERSEDE);
+    wa_err_t err = WA_OK;
+    int rc;
+
+    *superseded = 0;
+    if ((rc = db__bind_text(st, 1, instance)) != SQLITE_OK ||
+        (rc = sqlite3_bind_int64(st, 2, now_ms - STORE_SUPERSEDED_MS)) !=
+            SQLITE_OK) {
+        err = db__fail(c, rc, "instance supersede bind");
+        goto out;
+    }
+    if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
+        err = db__fail(c, rc, "instance supersede");
+        goto out;
+    }
+    *superseded = sqlite3_changes(c->h);
+out:
+    (void)sqlite3_reset(st);
+    return err;
+}
+
 wa_err_t placement__heartbeat(db_conn_t *c, const char *instance, long sessions,
                               int64_t now_ms)
 {
@@ -96,7 +120,8 @@ out:
 }
 
 /* {instance, url, capacity, sessions, lastSeen, alive} of an instance
- * row; arg points at now_ms. */
+ * row; arg points at now_ms. lastSeen is null for an instance another
+ * one replaced at its URL (placement__register). */
 static cJSON *instance_row(sqlite3_stmt *st, void *arg)
 {
     const int64_t now_ms = *(const int64_t *)arg;
@@ -111,7 +136,8 @@ static cJSON *instance_row(sqlite3_stmt *st, void *arg)
                                  (double)sqlite3_column_int64(st, 2)) ||
         !cJSON_AddNumberToObject(o, "sessions",
                                  (double)sqlite3_column_int64(st, 3)) ||
-        !cJSON_AddStringToObject(o, "lastSeen", seen) ||
+        (last == 0 ? !cJSON_AddNullToObject(o, "lastSeen")
+                   : !cJSON_AddStringToObject(o, "lastSeen", seen)) ||
         !cJSON_AddBoolToObject(o, "alive", last >= alive_since(now_ms))) {
         cJSON_Delete(o);
         return NULL;

@@ -86,6 +86,7 @@ typedef enum db_stmt {
     ST_PLACEMENT_PUT,
     ST_PLACEMENT_USERS,
     ST_PLACEMENT_ORPHANS,
+    ST_INSTANCE_SUPERSEDE,
     ST_RID_GET,
     ST_RID_PUT,
     ST_RID_PRUNE,
@@ -269,6 +270,21 @@ uint64_t placement__score(const char *user, const char *instance);
 /* Register or re-register an instance; it is live as of now_ms. */
 wa_err_t placement__register(db_conn_t *c, const char *instance,
                              const char *url, long capacity, int64_t now_ms);
+
+/*
+ * instance is live at its URL: any other instance registered at that URL
+ * and silent for STORE_SUPERSEDED_MS is the process it replaced (a restart
+ * under a new id: INSTANCE_ID's default, hostname-pid, changes with every
+ * start; only one process listens on a URL). Such an instance is dead from
+ * now on, so that placement__rescue moves its users at once; *superseded
+ * counts them. Called at each register and heartbeat, so a restart faster
+ * than STORE_SUPERSEDED_MS is caught at the newcomer's next heartbeat. An
+ * instance that heartbeats (every STORE_HEARTBEAT_MS) is never taken for
+ * gone, whatever its URL.
+ */
+#define STORE_SUPERSEDED_MS 3000
+wa_err_t placement__supersede(db_conn_t *c, const char *instance,
+                              int64_t now_ms, int *superseded);
 
 /* Record a heartbeat. WA_ENOTFOUND if the instance is unknown or was
  * already dead (silent > STORE_DEAD_AFTER_MS): it must register again. */

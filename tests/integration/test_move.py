@@ -18,7 +18,9 @@ ready. The event stream's seq keeps rising through all of it.
 Each instance takes one session (MAX_SESSIONS=1): a third user finds
 both full (503 capacity_reached) until a place is free. Last, store-svc
 is killed (kill -9) and started again on the same database under the
-running stack: no row lost, the user still ready, seq going on.
+running stack: no row lost, the user still ready, seq going on. And
+the owner restarted under a new id at its URL takes its users back at
+once.
 
     test_move.py <bin-dir>        (bin-dir: session-svc and friends;
                                    buscall is in <bin-dir>/../tests)
@@ -268,9 +270,31 @@ def main_move(bindir, work):
                                         [f["seq"] for f in after][1:])),
               "the new event's seq goes on from %d (%s)"
               % (before[-1]["seq"], [f["seq"] for f in after]))
+
+        # The owner restarts under a new id at the same URL (INSTANCE_ID's
+        # default, hostname-pid, changes with every start): store-svc sees
+        # that the new process replaced the silent one, and its users move
+        # at once, not 10 or 30 s later, with no request of theirs.
+        mark = last_log_id(st, tok)
+        name, env = inst[other]
+        st.procs.pop(name).kill9()
+        wait_until("the owner's browser gone",
+                   lambda: not user_browsers(sessions, USER) or None, 30)
+        t0 = time.time()
+        st.start("session-svc-3", "session-svc",
+                 dict(env, INSTANCE_ID="move-3"))
+        wait_until("ready again on the replacement", lambda: [
+            l for l in logs_since(st, tok, mark)
+            if l["eventType"] == "ready"] or None, 60, 0.5)
+        took = time.time() - t0
+        check(owner(st, buscall, ("move-1", "move-2", "move-3")) == "move-3"
+              and took < DEAD_AFTER_S,
+              "a restart under a new id at the same URL: the user is ready "
+              "on it %.1f s after its start, unasked" % took)
+        check(not qr_events_since(st, tok, mark), "without a QR scan")
     finally:
         for name in ("gateway", "session-svc-1", "session-svc-2",
-                     "notifier-svc", "store-svc", "fakewa"):
+                     "session-svc-3", "notifier-svc", "store-svc", "fakewa"):
             p = st.procs.pop(name, None)
             if p is not None:
                 try:

@@ -325,6 +325,68 @@ static void test_rescue(void **state)
     assert_int_equal(moved, 0);
 }
 
+/* An instance live at the URL of one silent for 3 s replaced it (a
+ * restart under a new id): that one is dead at once and its users move
+ * now. One that heartbeats is never taken for gone. */
+static void test_superseded(void **state)
+{
+    static const char url[] = "tcp://host-1:5580";
+    fx_t *f = *state;
+    cJSON *list, *row;
+    placement_t p;
+    int n, moved;
+
+    assert_int_equal(placement__register(f->c, "old", url, 10, T0), WA_OK);
+    assert_string_equal(resolve(f, "s1", T0, &p), "old");
+    set_status(f, "s1", "ready");
+    /* A new process at the URL 1 s after old's last heartbeat (a fast
+     * restart, or two instances given one URL by mistake): nothing yet. */
+    assert_int_equal(placement__heartbeat(f->c, "old", 1, T0 + 4000), WA_OK);
+    assert_int_equal(placement__register(f->c, "new", url, 10, T0 + 5000),
+                     WA_OK);
+    assert_int_equal(placement__supersede(f->c, "new", T0 + 5000, &n), WA_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(placement__lookup(f->c, "s1", T0 + 5000, &p), WA_OK);
+    assert_string_equal(p.instance, "old");
+    /* new's next heartbeat, old silent 3.5 s: old is gone now, not 10 s
+     * later, and s1 moves at once, not 30 s later. */
+    assert_int_equal(placement__heartbeat(f->c, "new", 0, T0 + 7500), WA_OK);
+    assert_int_equal(placement__supersede(f->c, "new", T0 + 7500, &n), WA_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(placement__instances(f->c, T0 + 7500, &list), WA_OK);
+    cJSON_ArrayForEach(row, cJSON_GetObjectItem(list, "instances"))
+    {
+        const cJSON *seen = cJSON_GetObjectItem(row, "lastSeen");
+        bool is_new = strcmp(cJSON_GetObjectItem(row, "instance")->valuestring,
+                             "new") == 0;
+
+        /* The replaced one: dead, and no time of a last sign of life. */
+        assert_true(is_new ? cJSON_IsString(seen) : cJSON_IsNull(seen));
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(row, "alive")) == is_new);
+    }
+    cJSON_Delete(list);
+    assert_int_equal(placement__lookup(f->c, "s1", T0 + 7500, &p),
+                     WA_ENOTFOUND);
+    assert_int_equal(placement__rescue(f->c, T0 + 7500, "t", NULL, &moved),
+                     WA_OK);
+    assert_int_equal(moved, 1);
+    assert_int_equal(placement__lookup(f->c, "s1", T0 + 7500, &p), WA_OK);
+    assert_string_equal(p.instance, "new");
+    /* Counted once; and two live ones at one URL leave each other be. */
+    assert_int_equal(placement__supersede(f->c, "new", T0 + 8000, &n), WA_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(placement__register(f->c, "twin", url, 10, T0 + 8000),
+                     WA_OK);
+    for (int64_t t = T0 + 9000; t < T0 + 20000; t += 2000) {
+        assert_int_equal(placement__heartbeat(f->c, "new", 1, t), WA_OK);
+        assert_int_equal(placement__heartbeat(f->c, "twin", 0, t), WA_OK);
+        assert_int_equal(placement__supersede(f->c, "new", t, &n), WA_OK);
+        assert_int_equal(n, 0);
+        assert_int_equal(placement__supersede(f->c, "twin", t, &n), WA_OK);
+        assert_int_equal(n, 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -337,6 +399,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dead_owner_reassigned, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_rescue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_superseded, setup, teardown),
     };
 
     tl_quiet();
