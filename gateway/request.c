@@ -407,10 +407,7 @@ void gw_reply_bus_error(gw_req_t *r, const char *peer, wa_op_t op, wa_err_t rv,
 
     if (remote) {
         status = wa_err_http_status(rv);
-        /* A peer's own words for a client error, and for a full house
-         * (which limit was reached); a server error says no more than
-         * its code. */
-        msg = (status < 500 || rv == WA_EFULL) && rep->message[0] != '\0'
+        msg = wa_err_detail_shown(rv) && rep->message[0] != '\0'
                   ? rep->message
                   : wa_strerror(rv);
         /* The peer refused our envelope or op: our fault or a version

@@ -70,6 +70,13 @@ int wa_err_http_status(wa_err_t err)
     return lookup(err)->status;
 }
 
+/* Server errors keep their peers' words to themselves, but for the one
+ * that is the deployment's answer, not a fault: which limit was full. */
+bool wa_err_detail_shown(wa_err_t err)
+{
+    return lookup(err)->status < 500 || err == WA_EFULL;
+}
+
 wa_err_t wa_err_from_code(const char *code, wa_err_t *out)
 {
     if (code == NULL || out == NULL)

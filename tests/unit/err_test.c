@@ -134,7 +134,22 @@ static void test_out_of_range(void **state)
         assert_true(strlen(wa_strerror(bad[i])) > 0);
         assert_non_null(wa_err_code(bad[i]));
         assert_int_equal(wa_err_http_status(bad[i]), 500);
+        assert_false(wa_err_detail_shown(bad[i]));
     }
+}
+
+/* A peer's message reaches a client for every 4xx and for
+ * capacity_reached only. */
+static void test_detail_shown(void **state)
+{
+    (void)state;
+    for (int e = 0; e < WA_ERR_COUNT; e++)
+        assert_true(wa_err_detail_shown((wa_err_t)e) ==
+                    (wa_err_http_status((wa_err_t)e) < 500 || e == WA_EFULL));
+    assert_true(wa_err_detail_shown(WA_EINVAL));
+    assert_true(wa_err_detail_shown(WA_EFULL));
+    assert_false(wa_err_detail_shown(WA_EINTERNAL));
+    assert_false(wa_err_detail_shown(WA_EUNAVAIL));
 }
 
 int main(void)
@@ -143,6 +158,7 @@ int main(void)
         cmocka_unit_test(test_expected_covers_enum),
         cmocka_unit_test(test_table_matches_header),
         cmocka_unit_test(test_every_code_complete),
+        cmocka_unit_test(test_detail_shown),
         cmocka_unit_test(test_codes_unique),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_from_code_rejects),

@@ -9,6 +9,8 @@
 #ifndef WA_ERR_H
 #define WA_ERR_H
 
+#include <stdbool.h>
+
 typedef enum wa_err {
     WA_OK = 0,
     WA_EINVAL,        /* bad_request        400: malformed or invalid input */
@@ -45,6 +47,13 @@ const char *wa_err_code(wa_err_t err);
 
 /* HTTP status the gateway answers err with (WA_OK -> 200). Thread-safe. */
 int wa_err_http_status(wa_err_t err);
+
+/*
+ * May a client see the message a peer sent with err, or only
+ * wa_strerror(err)? Yes for every 4xx code and for capacity_reached (which
+ * limit was full); a server error says no more than its code.
+ */
+bool wa_err_detail_shown(wa_err_t err);
 
 /*
  * Parse a machine code back into its enum. Returns WA_OK and sets *out, or
