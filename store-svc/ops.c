@@ -738,7 +738,8 @@ static wa_err_t exec_event_record(call_t *c, db_conn_t *conn)
  * its URL are dead from now on (placement__supersede), and a few users of
  * long dead ones are placed anew (placement__rescue). A failure in either
  * is logged, and the register or heartbeat stands. */
-static void rescue(call_t *c, db_conn_t *conn, const char *instance)
+static void move_dead_ones_users(call_t *c, db_conn_t *conn,
+                                 const char *instance)
 {
     char now[WA_TIMESTAMP_MAX + 1];
     int n = 0;
@@ -764,7 +765,7 @@ static wa_err_t exec_register(call_t *c, db_conn_t *conn)
             c->a.reg.instance, c->a.reg.url, c->a.reg.capacity);
     /* If it replaced the one that was there, that one's users move now,
      * and its placement.list, the next call, already has its share. */
-    rescue(c, conn, c->a.reg.instance);
+    move_dead_ones_users(c, conn, c->a.reg.instance);
     if ((c->result = cJSON_CreateObject()) == NULL ||
         !cJSON_AddNumberToObject(c->result, "heartbeatMs",
                                  STORE_HEARTBEAT_MS) ||
@@ -789,7 +790,7 @@ static wa_err_t exec_heartbeat(call_t *c, db_conn_t *conn)
         return e;
     /* Every live instance's heartbeat also moves on a few users of long
      * dead ones. */
-    rescue(c, conn, c->a.inst.instance);
+    move_dead_ones_users(c, conn, c->a.inst.instance);
     return (c->result = cJSON_CreateObject()) == NULL ? WA_ENOMEM : WA_OK;
 }
 

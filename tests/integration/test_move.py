@@ -104,9 +104,7 @@ def main_move(bindir, work):
             "GET", st.gw("/health"), timeout=2).status == 200, 30)
         wait_until("fakewa", lambda: http(
             "GET", st.fake("/_fake/pages"), timeout=2).status == 200)
-        wait_until("both instances registered", lambda: http(
-            "GET", st.gw("/health")).json.get("sessionServices") == 2 or None,
-            15)
+        wait_both(st, "both instances registered")
         ok("two session-svc instances share one SESSIONS_DIR")
         with open(os.path.join(work, "session-svc-2.log")) as f:
             reg = re.search(r"registered as (tcp://[0-9.]+:\d+)", f.read())
@@ -244,9 +242,7 @@ def main_move(bindir, work):
         st.procs.pop("store-svc").kill9()
         time.sleep(1)
         st.start("store-svc")
-        wait_until("store-svc back", lambda: http(
-            "GET", st.gw("/health")).json.get("sessionServices") == 2 or None,
-            30, 0.5)
+        wait_both(st, "store-svc back", 30)
         check(status_of(st, tok) == "ready" and owner(st, buscall) == other,
               "after a kill -9 of store-svc the user is still ready, placed "
               "where they were")
@@ -309,8 +305,13 @@ def restart(st, instance):
     answer /health."""
     name, env = instance
     st.start(name, "session-svc", env)
-    wait_until("%s registered again" % name, lambda: http(
-        "GET", st.gw("/health")).json.get("sessionServices") == 2 or None, 15)
+    wait_both(st, "%s registered again" % name)
+
+
+def wait_both(st, what, timeout=15):
+    """Until the gateway's /health sees both session-svc instances answer."""
+    wait_until(what, lambda: http("GET", st.gw("/health")).json.get(
+        "sessionServices") == 2 or None, timeout, 0.5)
 
 
 def status_of(st, tok):
