@@ -306,25 +306,6 @@ out:
     return err;
 }
 
-void db__iso8601(int64_t epoch_ms, char *buf, size_t len)
-{
-    time_t secs = (time_t)(epoch_ms / 1000);
-    int ms = (int)(epoch_ms % 1000);
-    struct tm tm;
-
-    if (len == 0)
-        return;
-    buf[0] = '\0';
-    if (ms < 0) {
-        ms += 1000;
-        secs--;
-    }
-    if (gmtime_r(&secs, &tm) == NULL)
-        return;
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-}
-
 db_conn_t *db__read_begin(db_t *db)
 {
     pthread_mutex_lock(&db->rd_mu);

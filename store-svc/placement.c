@@ -52,7 +52,7 @@ wa_err_t placement__register(db_conn_t *c, const char *instance,
     wa_err_t err = WA_OK;
     int rc;
 
-    db__iso8601(now_ms, now, sizeof(now));
+    wa_timestamp_ms(now_ms, now, sizeof(now));
     if ((rc = db__bind_text(st, 1, instance)) != SQLITE_OK ||
         (rc = db__bind_text(st, 2, url)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 3, capacity)) != SQLITE_OK ||
@@ -129,7 +129,7 @@ static cJSON *instance_row(sqlite3_stmt *st, void *arg)
     char seen[WA_TIMESTAMP_MAX + 1];
     cJSON *o = cJSON_CreateObject();
 
-    db__iso8601(last, seen, sizeof(seen));
+    wa_timestamp_ms(last, seen, sizeof(seen));
     if (o == NULL || !db__add_column(o, "instance", st, 0) ||
         !db__add_column(o, "url", st, 1) ||
         !cJSON_AddNumberToObject(o, "capacity",

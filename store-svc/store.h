@@ -193,9 +193,6 @@ typedef cJSON *(*db_row_fn)(sqlite3_stmt *st, void *arg);
 wa_err_t db__list(db_conn_t *c, sqlite3_stmt *st, const char *key,
                   db_row_fn row, void *arg, const char *what, cJSON **out);
 
-/* Milliseconds since the Unix epoch as ISO-8601 UTC with milliseconds. */
-void db__iso8601(int64_t epoch_ms, char *buf, size_t len);
-
 /* ------------------------------------------------------------ sessions.c */
 
 /* The statuses of DESIGN §4, NULL-terminated. */

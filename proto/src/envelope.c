@@ -126,9 +126,10 @@ wa_err_t wa_event_type_from_name(const char *name, wa_event_type_t *out)
 
 /* ------------------------------------------------------------- timestamp */
 
-void wa_timestamp_now(char *buf, size_t len)
+void wa_timestamp_ms(int64_t epoch_ms, char *buf, size_t len)
 {
-    struct timespec ts;
+    time_t secs = (time_t)(epoch_ms / 1000);
+    int ms = (int)(epoch_ms % 1000);
     struct tm tm;
     char tmp[64];
     int n;
@@ -136,15 +137,29 @@ void wa_timestamp_now(char *buf, size_t len)
     if (buf == NULL || len == 0)
         return;
     buf[0] = '\0';
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0 ||
-        gmtime_r(&ts.tv_sec, &tm) == NULL)
+    if (ms < 0) {
+        ms += 1000;
+        secs--;
+    }
+    if (gmtime_r(&secs, &tm) == NULL)
         return;
-    n = snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+    n = snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L);
-    /* A short buffer gets "", never a cut timestamp. */
+                 tm.tm_min, tm.tm_sec, ms);
     if (n > 0 && (size_t)n < len)
         memcpy(buf, tmp, (size_t)n + 1);
+}
+
+void wa_timestamp_now(char *buf, size_t len)
+{
+    struct timespec ts;
+
+    if (buf == NULL || len == 0)
+        return;
+    buf[0] = '\0';
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+        return;
+    wa_timestamp_ms((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, buf, len);
 }
 
 /* --------------------------------------------------------- field checks */

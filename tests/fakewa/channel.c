@@ -131,7 +131,7 @@ static wa_err_t on_hello(req_t *r)
     if ((a = state__account_find(r->st, phone)) == NULL) {
         /* fakewa restarted since this login was made: adopt it. */
         if ((rv = state__account_get(r->st, phone, name, &a)) != WA_OK ||
-            (rv = state__device_add(a, token, &d)) != WA_OK)
+            (rv = state__device_add(r->st, a, token, &d)) != WA_OK)
             return refuse(r, rv, "hello: cannot restore this login");
     } else if ((d = state__device_find(a, token)) == NULL) {
         /* Unlinked while the browser was away. */

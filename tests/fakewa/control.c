@@ -9,6 +9,8 @@
  *   POST /_fake/logout    {"phone"}                 200 {"phone","pages"}
  *   GET  /_fake/pages                               200 [{"id","state",
  *                                                        "ref","phone"}]
+ *   GET  /_fake/devices?phone=                      200 [{"linkedAt",
+ *                                                        "online"}]
  *
  * Every input is checked: a JSON object of exactly the documented keys
  * (no others, none twice), strings where strings are due, phone numbers as
@@ -257,28 +259,40 @@ out:
     return status;
 }
 
-/* GET /_fake/sent?phone= ("+" must be sent as %2B; a decoded space in
- * front stands for it, as form decoding turns "+" into " ") */
+/*
+ * The ?phone= of a GET, normalized into phone ("+" must be sent as %2B; a
+ * decoded space in front stands for it, as form decoding turns "+" into
+ * " "). On failure the 400 answer is sent and false returned.
+ */
+static bool query_phone(struct mg_connection *conn, const char *rid,
+                        char *phone)
+{
+    const char *qs = mg_get_request_info(conn)->query_string;
+    char raw[64];
+    int n;
+
+    n = qs != NULL ? mg_get_var(qs, strlen(qs), "phone", raw, sizeof(raw)) : -1;
+    if (n < 0) {
+        reply_error(conn, rid, WA_EINVAL, "phone: required (?phone=)");
+        return false;
+    }
+    if (raw[0] == ' ')
+        raw[0] = '+';
+    return take_phone(conn, rid, raw, phone);
+}
+
+/* GET /_fake/sent?phone= */
 static int on_sent(struct mg_connection *conn, void *arg)
 {
     fw_state_t *st = arg;
-    const char *qs = mg_get_request_info(conn)->query_string;
-    char rid[WA_RID_MAX + 1], raw[64], phone[FW_PHONE_MAX + 1];
+    char rid[WA_RID_MAX + 1], phone[FW_PHONE_MAX + 1];
     cJSON *out = NULL;
-    int n;
     wa_err_t rv;
 
     wa_http_request_id(conn, rid, sizeof(rid));
     if (!wa_http_method_is(conn, rid, "GET"))
         return 405;
-    n = qs != NULL ? mg_get_var(qs, strlen(qs), "phone", raw, sizeof(raw)) : -1;
-    if (n < 0) {
-        reply_error(conn, rid, WA_EINVAL, "phone: required (?phone=)");
-        return 400;
-    }
-    if (raw[0] == ' ')
-        raw[0] = '+';
-    if (!take_phone(conn, rid, raw, phone))
+    if (!query_phone(conn, rid, phone))
         return 400;
     if ((rv = fw_state_sent(st, phone, &out)) != WA_OK) {
         reply_state_error(conn, rid, rv, "no such account");
@@ -325,6 +339,28 @@ out:
     cJSON_Delete(out);
     cJSON_Delete(json);
     return status;
+}
+
+/* GET /_fake/devices?phone=: the phone's "Linked devices" screen */
+static int on_devices(struct mg_connection *conn, void *arg)
+{
+    fw_state_t *st = arg;
+    char rid[WA_RID_MAX + 1], phone[FW_PHONE_MAX + 1];
+    cJSON *out = NULL;
+    wa_err_t rv;
+
+    wa_http_request_id(conn, rid, sizeof(rid));
+    if (!wa_http_method_is(conn, rid, "GET"))
+        return 405;
+    if (!query_phone(conn, rid, phone))
+        return 400;
+    if ((rv = fw_state_devices(st, phone, &out)) != WA_OK) {
+        reply_state_error(conn, rid, rv, "no such account");
+        return wa_err_http_status(rv);
+    }
+    wa_http_reply_json(conn, 200, rid, out, NULL);
+    cJSON_Delete(out);
+    return 200;
 }
 
 /* GET /_fake/pages */
@@ -397,5 +433,6 @@ void fw_control_register(struct mg_context *ctx, fw_state_t *st)
     mg_set_request_handler(ctx, "/_fake/sent$", on_sent, st);
     mg_set_request_handler(ctx, "/_fake/logout$", on_logout, st);
     mg_set_request_handler(ctx, "/_fake/pages$", on_pages, st);
+    mg_set_request_handler(ctx, "/_fake/devices$", on_devices, st);
     mg_set_request_handler(ctx, "/", on_file, st);
 }

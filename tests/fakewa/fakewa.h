@@ -90,7 +90,7 @@ typedef struct fw_state_opts {
     fw_send_fn send;      /* may be NULL: frames are dropped */
     void *send_arg;
     long long (*mono_ms)(void); /* NULL: wa_now_ms */
-    long long (*wall_s)(void);  /* NULL: time(NULL) */
+    long long (*wall_s)(void);  /* NULL: the real clock (ms where wanted) */
 } fw_state_opts_t;
 
 /* A new, empty server. WA_EINVAL on bad opts, WA_ENOMEM. Free with
@@ -144,6 +144,18 @@ wa_err_t fw_state_incoming(fw_state_t *st, const char *phone, const char *from,
 /* What account `phone` sent, oldest first: a new JSON array of
  * {"to","body","id","timestamp"} (caller frees). WA_ENOTFOUND. */
 wa_err_t fw_state_sent(fw_state_t *st, const char *phone, cJSON **out);
+
+/*
+ * The phone's "Linked devices" screen for account `phone` (normalized
+ * digits), in link order, oldest first: a new JSON array (caller frees) of
+ * {"linkedAt","online"}. linkedAt is ISO-8601 UTC with milliseconds
+ * ("2026-11-26T10:00:00.123Z"; a login adopted after a restart counts as
+ * linked when adopted); online: a page is logged in (CONNECTED) as that
+ * device now. Never the device's token. [] for an account without a
+ * device. WA_ENOTFOUND: no such account; WA_EINVAL, WA_ENOMEM, and
+ * WA_EINTERNAL for a wall clock before 1970.
+ */
+wa_err_t fw_state_devices(fw_state_t *st, const char *phone, cJSON **out);
 
 /* The phone unlinks every device of account `phone`; its open pages are
  * told (logout). *pages (may be NULL): how many. WA_ENOTFOUND. */

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "state_int.h"
+#include "wa/envelope.h"
 #include "wa/log.h"
 #include "wa/service.h"
 
@@ -128,6 +129,17 @@ long long state__now_ms(const fw_state_t *st)
 static long long now_s(const fw_state_t *st)
 {
     return st->o.wall_s != NULL ? st->o.wall_s() : (long long)time(NULL);
+}
+
+/* The wall clock in milliseconds since the epoch; whole seconds when the
+ * options give a wall_s. */
+static long long now_wall_ms(const fw_state_t *st)
+{
+    struct timespec ts;
+
+    if (st->o.wall_s != NULL || clock_gettime(CLOCK_REALTIME, &ts) != 0)
+        return now_s(st) * 1000;
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- accounts ------------------------------------------------------------ */
@@ -323,7 +335,8 @@ device_t *state__device_find(account_t *a, const char *token)
     return NULL;
 }
 
-wa_err_t state__device_add(account_t *a, const char *token, device_t **out)
+wa_err_t state__device_add(const fw_state_t *st, account_t *a,
+                           const char *token, device_t **out)
 {
     device_t *d;
 
@@ -332,8 +345,23 @@ wa_err_t state__device_add(account_t *a, const char *token, device_t **out)
     d = &a->devices[a->ndevices++];
     state__copy(d->token, sizeof(d->token), token);
     d->delivered = a->seq;
+    d->linked_at = now_wall_ms(st);
     *out = d;
     return WA_OK;
+}
+
+/* Is a page logged in as device d of a right now? */
+static bool device_online(const fw_state_t *st, const account_t *a,
+                          const device_t *d)
+{
+    for (size_t i = 0; i < st->npages; i++) {
+        const page_t *p = st->pages[i];
+
+        if (p->state == PS_CONNECTED && strcmp(p->phone, a->phone) == 0 &&
+            strcmp(p->token, d->token) == 0)
+            return true;
+    }
+    return false;
 }
 
 /* Has device d still to be given m as a new message? */
@@ -601,7 +629,8 @@ void state__page_logout(fw_state_t *st, page_t *p, const char *reason)
     p->qr[0] = '\0';
 }
 
-/* Remove device `token` of a and log its pages out. */
+/* Remove device `token` of a, keeping the link order of the others, and
+ * log its pages out. */
 int state__device_unlink(fw_state_t *st, account_t *a, const char *token,
                          const char *reason)
 {
@@ -609,7 +638,9 @@ int state__device_unlink(fw_state_t *st, account_t *a, const char *token,
 
     for (size_t i = 0; i < a->ndevices; i++) {
         if (strcmp(a->devices[i].token, token) == 0) {
-            a->devices[i] = a->devices[--a->ndevices];
+            memmove(a->devices + i, a->devices + i + 1,
+                    (a->ndevices - i - 1) * sizeof(*a->devices));
+            a->ndevices--;
             break;
         }
     }
@@ -771,7 +802,7 @@ wa_err_t fw_state_scan(fw_state_t *st, const char *qr, const char *phone,
         a->name = dup;
     }
     if ((rv = random_hex(FW_TOKEN_LEN / 2, false, token)) != WA_OK ||
-        (rv = state__device_add(a, token, &d)) != WA_OK)
+        (rv = state__device_add(st, a, token, &d)) != WA_OK)
         goto out;
     p->state = PS_PAIRING;
     p->qr[0] = '\0';
@@ -883,6 +914,48 @@ wa_err_t fw_state_sent(fw_state_t *st, const char *phone, cJSON **out)
 nomem:
     cJSON_Delete(arr);
     rv = WA_ENOMEM;
+out:
+    pthread_mutex_unlock(&st->mu);
+    return rv;
+}
+
+wa_err_t fw_state_devices(fw_state_t *st, const char *phone, cJSON **out)
+{
+    account_t *a;
+    cJSON *arr = NULL;
+    char linked_at[32];
+    wa_err_t rv = WA_OK;
+
+    if (phone == NULL)
+        return WA_EINVAL;
+    pthread_mutex_lock(&st->mu);
+    if ((a = state__account_find(st, phone)) == NULL) {
+        rv = WA_ENOTFOUND;
+        goto out;
+    }
+    if ((arr = cJSON_CreateArray()) == NULL)
+        goto nomem;
+    for (size_t i = 0; i < a->ndevices; i++) {
+        const device_t *d = &a->devices[i];
+        cJSON *o;
+
+        wa_timestamp_ms(d->linked_at, linked_at, sizeof(linked_at));
+        if (linked_at[0] == '\0') {
+            rv = WA_EINTERNAL;
+            goto fail;
+        }
+        if ((o = cJSON_CreateObject()) == NULL ||
+            !cJSON_AddItemToArray(arr, o) ||
+            !state__add_str(o, "linkedAt", linked_at) ||
+            !state__add_bool(o, "online", device_online(st, a, d)))
+            goto nomem;
+    }
+    *out = arr;
+    goto out;
+nomem:
+    rv = WA_ENOMEM;
+fail:
+    cJSON_Delete(arr);
 out:
     pthread_mutex_unlock(&st->mu);
     return rv;

@@ -64,6 +64,7 @@ typedef struct sent {
 typedef struct device {
     char token[FW_TOKEN_LEN + 1];
     uint64_t delivered;
+    long long linked_at; /* wall clock, ms since the epoch */
 } device_t;
 
 typedef struct account {
@@ -76,7 +77,7 @@ typedef struct account {
     size_t ncontacts;
     sent_t *sent; /* oldest first */
     size_t nsent, sent_cap;
-    device_t devices[DEVICES_MAX];
+    device_t devices[DEVICES_MAX]; /* in link order, oldest first */
     size_t ndevices;
     uint64_t seq;
 } account_t;
@@ -139,11 +140,13 @@ const char *state__contact_name(const account_t *a, const char *wid);
 
 device_t *state__device_find(account_t *a, const char *token);
 
-/* Link a device; it has seen everything so far. WA_ECONFLICT when the
- * account has DEVICES_MAX already. */
-wa_err_t state__device_add(account_t *a, const char *token, device_t **out);
+/* Link a device, linked now (the state's wall clock); it has seen
+ * everything so far. WA_ECONFLICT when the account has DEVICES_MAX already. */
+wa_err_t state__device_add(const fw_state_t *st, account_t *a,
+                           const char *token, device_t **out);
 
-/* Remove device `token` and log its pages out; how many pages were told. */
+/* Remove device `token` (the others keep their link order) and log its
+ * pages out; how many pages were told. */
 int state__device_unlink(fw_state_t *st, account_t *a, const char *token,
                          const char *reason);
 

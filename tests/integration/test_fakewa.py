@@ -14,9 +14,11 @@ travels as JSON values (Runtime.callFunctionOn arguments), never as source.
 Python 3 standard library only. Prints one "ok - ..." line per check.
 """
 import base64
+import datetime
 import fcntl
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -49,6 +51,7 @@ NASTY = ("He said \"hi\" and 'bye' \\ C:\\path\\n </script><script>alert(1)"
          "\u2028\u2029 ${x} `tick` \\u0041 end")
 LONG = ("abcdé😀" * 1000)[:4096]
 MAX = "x" * 65536
+ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 # Runs at the start of every document: waits for the app like an adapter
 # does, then reports its events through the binding.
@@ -152,6 +155,13 @@ class Fakewa:
         status, pages = self.http("GET", "/_fake/pages")
         assert status == 200, pages
         return pages
+
+    def devices(self, phone="%2B" + PHONE):
+        """GET /_fake/devices?phone=: the phone's "Linked devices"."""
+        status, devices = self.http("GET", "/_fake/devices?phone=" + phone)
+        if status != 200:
+            raise Failure("devices: %d %s" % (status, devices))
+        return devices
 
     def stop(self):
         """SIGTERM; the exit status, or None if it had to be killed."""
@@ -595,6 +605,18 @@ def check_control_validation(fw):
     check(status == 400, "sent without ?phone=: 400")
     status, reply = fw.http("POST", "/_fake/logout", {"phone": "41799999999"})
     check(status == 404, "logout of an unknown account: 404")
+    status, reply = fw.http("GET", "/_fake/devices?phone=%2B" + PHONE)
+    check(status == 404 and reply["code"] == "not_found" and reply["error"],
+          "devices of an account that never scanned: 404 not_found")
+    for query, what in (("", "without ?phone="), ("?phone=", "an empty phone"),
+                        ("?phone=abc", "a phone not digits"),
+                        ("?phone=4179123456789012", "a phone too long")):
+        status, reply = fw.http("GET", "/_fake/devices" + query)
+        check(status == 400 and reply["code"] == "bad_request"
+              and reply["error"], "devices %s: 400" % what)
+    status, reply = fw.http("POST", "/_fake/devices?phone=" + PHONE, {})
+    check(status == 405 and reply["code"] == "method_not_allowed",
+          "POST /_fake/devices: 405")
     status, reply = fw.http("POST", "/_fake/logout", {"phone": 41791234567})
     check(status == 400, "logout with a number, not a string: 400")
     status, reply = fw.http("GET", "/_fake/nothing")
@@ -628,6 +650,20 @@ def check_login(b, fw):
     check(store["ls"] and store["idb"] and store["ls"]["phone"] == PHONE
           and store["ls"] == store["idb"],
           "the login is kept in both Local Storage and IndexedDB")
+    devices = fw.devices()
+    check(len(devices) == 1 and set(devices[0]) == {"linkedAt", "online"}
+          and devices[0]["online"] is True,
+          "/_fake/devices: one device, online: %s" % devices)
+    utc = datetime.timezone.utc
+    age = datetime.datetime.now(utc) - datetime.datetime.strptime(
+        devices[0]["linkedAt"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=utc)
+    check(ISO_MS.fullmatch(devices[0]["linkedAt"])
+          and datetime.timedelta(seconds=-5) < age
+          < datetime.timedelta(seconds=60),
+          "linkedAt is ISO-8601 UTC with milliseconds, just now")
+    check(store["ls"]["token"] not in json.dumps(devices),
+          "/_fake/devices does not show the device token")
+    check(fw.devices(PHONE) == devices, "?phone= with and without the +")
     check(b.eval("document.querySelector('div[data-ref]') === null"),
           "no QR once logged in")
 
@@ -879,6 +915,9 @@ def main():
         while fw.pages() and time.monotonic() < deadline:
             time.sleep(0.05)
         check(fw.pages() == [], "/_fake/pages empty once the browser closed")
+        linked = fw.devices()
+        check(len(linked) == 1 and linked[0]["online"] is False,
+              "/_fake/devices: still linked, not online with no page")
         status, reply = fw.http("POST", "/_fake/incoming",
                                 {"phone": PHONE, "from": SENDER,
                                  "body": "while you were away"})
@@ -893,6 +932,8 @@ def main():
         info = account_info(b)
         check(info["wid"] == PHONE + "@c.us" and info["synced"]
               and info["pushname"] == NAME, "account info after relaunch")
+        check(fw.devices() == [dict(linked[0], online=True)],
+              "/_fake/devices: the same device, online again")
         _, add = b.wait_binding(lambda e: e["ev"] == "add"
                                 and e["id"] == away, "the missed message",
                                 since=mark)
@@ -940,6 +981,8 @@ def main():
         store = b.call_fn(STORAGE_FN)
         check(store["ls"] is None and store["idb"] is None,
               "logout clears Local Storage and IndexedDB")
+        check(fw.devices() == [],
+              "/_fake/devices after the phone's logout: 200 []")
         b.close()
         b = Browser(profile, chrome_log)
         mark, _ = boot(b, fw, "relaunch after logout")

@@ -370,6 +370,22 @@ static void test_timestamp_now(void **state)
 
 /* ------------------------------------------------------------- requests */
 
+static void test_timestamp_ms(void **state)
+{
+    char buf[WA_TIMESTAMP_MAX + 1], small[24];
+
+    (void)state;
+    wa_timestamp_ms(0, buf, sizeof(buf));
+    assert_string_equal(buf, "1970-01-01T00:00:00.000Z");
+    wa_timestamp_ms(1795689600123LL, buf, sizeof(buf));
+    assert_string_equal(buf, "2026-11-26T10:40:00.123Z");
+    wa_timestamp_ms(-1, buf, sizeof(buf));
+    assert_string_equal(buf, "1969-12-31T23:59:59.999Z");
+    wa_timestamp_ms(1795689600123LL, small, sizeof(small)); /* 24 needs 25 */
+    assert_string_equal(small, "");
+    wa_timestamp_ms(0, NULL, 0);
+}
+
 static void test_request_round_trip(void **state)
 {
     cJSON *args = cJSON_CreateObject();
@@ -1414,6 +1430,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utf8_valid),
+        cmocka_unit_test(test_timestamp_ms),
         cmocka_unit_test(test_utf8_invalid),
         cmocka_unit_test(test_utf8_prefix),
         cmocka_unit_test(test_check_user),

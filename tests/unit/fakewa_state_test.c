@@ -835,6 +835,106 @@ static void test_unlink_from_web(void **s)
     fw_state_free(st);
 }
 
+static cJSON *devices(fw_state_t *st, const char *phone)
+{
+    cJSON *d = NULL;
+
+    assert_int_equal(fw_state_devices(st, phone, &d), WA_OK);
+    assert_true(cJSON_IsArray(d));
+    return d;
+}
+
+/* Device i of list d: {"linkedAt","online"} and nothing else (no token). */
+static bool online(const cJSON *d, int i, const char *linked_at)
+{
+    const cJSON *o = cJSON_GetArrayItem(d, i);
+    const cJSON *on = cJSON_GetObjectItemCaseSensitive(o, "online");
+
+    assert_non_null(o);
+    assert_int_equal(cJSON_GetArraySize(o), 2);
+    assert_string_equal(str(o, "linkedAt"), linked_at);
+    assert_true(cJSON_IsBool(on));
+    return cJSON_IsTrue(on);
+}
+
+/* The phone's "Linked devices" screen: link order, online, unlinks. */
+static void test_devices(void **s)
+{
+    void *a = (void *)1, *b = (void *)2, *c = (void *)3;
+    const long long t0 = clock_s;
+    fw_state_t *st = new_state();
+    uint64_t ia, ib, ic;
+    char *ta, *tc, *qr, *text, json[512];
+    cJSON *d;
+
+    (void)s;
+    assert_int_equal(fw_state_devices(st, "41791234567", &d), WA_ENOTFOUND);
+    assert_int_equal(fw_state_devices(st, NULL, &d), WA_EINVAL);
+
+    /* Linked and logged in: online. */
+    ia = open_unpaired(st, a);
+    ta = pair(st, ia, a, "41791234567");
+    d = devices(st, "41791234567");
+    assert_int_equal(cJSON_GetArraySize(d), 1);
+    assert_true(online(d, 0, "2026-09-21T14:13:20.000Z"));
+    text = cJSON_PrintUnformatted(d);
+    assert_null(strstr(text, ta));
+    free(text);
+    cJSON_Delete(d);
+
+    /* Scanned but its login not stored yet (PAIRING): not online. */
+    clock_s += 61;
+    ib = open_unpaired(st, b);
+    qr = shown_qr(b);
+    assert_int_equal(fw_state_scan(st, qr, "41791234567", NULL, NULL), WA_OK);
+    free(qr);
+    d = devices(st, "41791234567");
+    assert_int_equal(cJSON_GetArraySize(d), 2);
+    assert_true(online(d, 0, "2026-09-21T14:13:20.000Z"));
+    assert_false(online(d, 1, "2026-09-21T14:14:21.000Z"));
+    cJSON_Delete(d);
+    fw_state_page_close(st, ib);
+    clock_s += 3600;
+    ic = open_unpaired(st, c);
+    tc = pair(st, ic, c, "41791234567");
+
+    /* The browser closes: still linked, not online. */
+    fw_state_page_close(st, ia);
+    d = devices(st, "41791234567");
+    assert_int_equal(cJSON_GetArraySize(d), 3);
+    assert_false(online(d, 0, "2026-09-21T14:13:20.000Z"));
+    assert_false(online(d, 1, "2026-09-21T14:14:21.000Z"));
+    assert_true(online(d, 2, "2026-09-21T15:14:21.000Z"));
+    cJSON_Delete(d);
+
+    /* The oldest comes back and logs out from the web: gone, the others
+     * keep their order. */
+    assert_int_equal(fw_state_page_open(st, a, &ia), WA_OK);
+    snprintf(json, sizeof(json),
+             HELLO ",\"login\":{\"phone\":\"41791234567\",\"token\":\"%s\"}}",
+             ta);
+    assert_int_equal(frame(st, ia, json), WA_OK);
+    d = devices(st, "41791234567");
+    assert_true(online(d, 0, "2026-09-21T14:13:20.000Z"));
+    cJSON_Delete(d);
+    assert_int_equal(frame(st, ia, "{\"type\":\"unlink\"}"), WA_OK);
+    d = devices(st, "41791234567");
+    assert_int_equal(cJSON_GetArraySize(d), 2);
+    assert_false(online(d, 0, "2026-09-21T14:14:21.000Z"));
+    assert_true(online(d, 1, "2026-09-21T15:14:21.000Z"));
+    cJSON_Delete(d);
+
+    /* The phone unlinks everything: the account stays, with no device. */
+    assert_int_equal(fw_state_logout(st, "41791234567", NULL), WA_OK);
+    d = devices(st, "41791234567");
+    assert_int_equal(cJSON_GetArraySize(d), 0);
+    cJSON_Delete(d);
+    free(ta);
+    free(tc);
+    clock_s = t0;
+    fw_state_free(st);
+}
+
 /* fakewa forgot (restarted): a stored login is adopted, same history. */
 static void test_adopt_login(void **s)
 {
@@ -912,6 +1012,7 @@ int main(void)
         cmocka_unit_test_teardown(test_offline_delivery_and_relaunch, teardown),
         cmocka_unit_test_teardown(test_logout, teardown),
         cmocka_unit_test_teardown(test_unlink_from_web, teardown),
+        cmocka_unit_test_teardown(test_devices, teardown),
         cmocka_unit_test_teardown(test_adopt_login, teardown),
         cmocka_unit_test_teardown(test_limits, teardown),
     };

@@ -473,19 +473,6 @@ static void test_log_list_uses_index(void **state)
     tl_rmrf(dir);
 }
 
-static void test_iso8601(void **state)
-{
-    char buf[WA_TIMESTAMP_MAX + 1];
-
-    (void)state;
-    db__iso8601(0, buf, sizeof(buf));
-    assert_string_equal(buf, "1970-01-01T00:00:00.000Z");
-    db__iso8601(1795689600123LL, buf, sizeof(buf));
-    assert_string_equal(buf, "2026-11-26T10:40:00.123Z");
-    db__iso8601(-1, buf, sizeof(buf));
-    assert_string_equal(buf, "1969-12-31T23:59:59.999Z");
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -503,7 +490,6 @@ int main(void)
         cmocka_unit_test(test_path_not_a_file),
         cmocka_unit_test(test_unwritable_place),
         cmocka_unit_test(test_log_list_uses_index),
-        cmocka_unit_test(test_iso8601),
     };
 
     tl_quiet();

@@ -225,4 +225,8 @@ void wa_event_clear(wa_event_t *ev);
  * buf must hold WA_TIMESTAMP_MAX + 1 bytes. */
 void wa_timestamp_now(char *buf, size_t len);
 
+/* epoch_ms (milliseconds since 1970, negative ones too) in the same form.
+ * A buf too short for it gets "", never a cut timestamp. */
+void wa_timestamp_ms(int64_t epoch_ms, char *buf, size_t len);
+
 #endif /* WA_ENVELOPE_H */
