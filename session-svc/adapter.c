@@ -761,6 +761,16 @@ static void on_binding(ss_session_t *s, const cJSON *params)
         wa_warn(NULL, "user %s: malformed page report rejected", s->user);
         return;
     }
+    if (ev.kind == PAGE_QR)
+        s->maybe_linked = false; /* the profile holds no login */
+    else if (ev.kind == PAGE_AUTHENTICATED || ev.kind == PAGE_READY)
+        s->maybe_linked = true;
+    if (s->unlinking) {
+        /* Not a user's page: it only has to be logged out. */
+        unlinker__page(s, ev.kind);
+        ss_page_event_clear(&ev);
+        return;
+    }
     switch (ev.kind) {
     case PAGE_HELLO:
         timing(s, ev.text[0] != '\0' ? "Debug.VERSION" : "script started");

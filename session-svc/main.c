@@ -122,6 +122,7 @@ static void on_deadline(uv_timer_t *t)
     for (s = ss->sessions; s != NULL; s = s->next)
         browser__kill(s->browser);
     spare__kill_all(ss);
+    unlinker__kill_all(ss);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -293,6 +294,7 @@ int main(void)
         goto out;
     }
     spare__init(&ss);
+    unlinker__init(&ss);
     wa_info(NULL,
             "instance %s listening on %s, registered as %s (browser %s, "
             "adapter %s, at most %ld sessions)",
@@ -308,6 +310,7 @@ out:
         ops__shutdown(&ss);
         registry__stop(&ss);
         spare__free_all(&ss);
+        unlinker__free_all(&ss);
         uv_close((uv_handle_t *)&ss.deadline, close_noop);
         uv_close((uv_handle_t *)&ss.sigterm, close_noop);
         uv_close((uv_handle_t *)&ss.sigint, close_noop);

@@ -10,6 +10,8 @@
  *                checking of everything the page sends back
  *   sessions.c   the per-user table: start, stop, crash relaunch
  *   spare.c      pre-warmed browsers a connect adopts (SPARE_BROWSERS)
+ *   unlinker.c   the background logout of a profile /disconnect let go
+ *                while it still held a login
  *   state.c      the status machine: the one transition function
  *   storeio.c    worker threads writing transitions to store-svc, in order
  *                per user, before each event is published
@@ -63,6 +65,12 @@
  * holds flock()ed (spare.c). */
 #define SS_SPARE_PREFIX ".spare-"
 #define SS_SPARE_OWNER ".wa-spare-owner"
+
+/* A profile let go with its login still in it, waiting for its logout:
+ * $SESSIONS_DIR/.unlink-XXXXXX, and the file in it its worker holds
+ * flock()ed (unlinker.c). */
+#define SS_UNLINK_PREFIX ".unlink-"
+#define SS_UNLINK_OWNER ".wa-unlink-owner"
 
 /* The binding the page reports through. */
 #define SS_BINDING "__waBridge"
@@ -438,6 +446,14 @@ struct ss_session {
     int closing;          /* timers still closing (sessions__release) */
     bool spare;           /* a pre-warmed browser, no user (spare.c) */
     int owner_fd;         /* spare: its SS_SPARE_OWNER, flock()ed; or -1 */
+    /* Does the profile perhaps hold a login? Unknown counts as yes; no
+     * once the page showed a QR code or logged out, or for a profile this
+     * process made. A /disconnect that cannot log out on the page hands
+     * such a profile to unlinker.c. */
+    bool maybe_linked;
+    bool unlinking;      /* a browser of unlinker.c, no user */
+    bool unlink_calling; /* unlinker: the page's logout was called */
+    bool unlink_done;    /* unlinker: no login left; delete the profile */
 };
 
 ss_session_t *sessions__find(ss_t *ss, const char *user);
@@ -520,6 +536,44 @@ void spare__failed(ss_session_t *sp, const char *why);
 long spare__stop_all(ss_t *ss, ss_stopped_fn gone, void *arg);
 void spare__kill_all(ss_t *ss);
 void spare__free_all(ss_t *ss);
+
+/* ----------------------------------------------------------- unlinker.c */
+
+/* Start working through the .unlink-* directories of SESSIONS_DIR (a few
+ * seconds after start). Loop thread. */
+void unlinker__init(ss_t *ss);
+
+/*
+ * user's profile (no browser runs on it) still holds a login that could
+ * not be logged out on the page: move it aside, and log the device out
+ * from there in the background, then delete it. WA_OK: the profile path
+ * is gone. WA_ENOTFOUND: there is no profile. Any other error: nothing
+ * moved; the caller deletes the profile itself.
+ */
+wa_err_t unlinker__defer(ss_t *ss, const char *profile, const char *user);
+
+/*
+ * The filesystem part of unlinker__defer: a link to a spare settled,
+ * SS_UNLINK_OWNER made and flock()ed in profile (its fd into *owner_fd,
+ * the caller's), then profile renamed to sessions_dir/.unlink-XXXXXX
+ * (into out). For tests.
+ */
+wa_err_t unlinker__move_aside(const char *sessions_dir, const char *profile,
+                              char *out, size_t len, int *owner_fd);
+
+/* "<attempts> <not-before ms>" of an SS_UNLINK_OWNER file. For tests. */
+bool unlinker__owner_parse(const char *text, int *attempts,
+                           uint64_t *not_before);
+
+/* What the page of an unlinker browser reports (adapter.c, sessions.c):
+ * PAGE_QR, PAGE_READY, PAGE_LOGOUT; and that it failed. */
+void unlinker__page(ss_session_t *u, ss_page_kind_t kind);
+void unlinker__failed(ss_session_t *u, const char *why);
+
+/* Shutdown, as spare__stop_all / spare__kill_all / spare__free_all. */
+long unlinker__stop_all(ss_t *ss, ss_stopped_fn gone, void *arg);
+void unlinker__kill_all(ss_t *ss);
+void unlinker__free_all(ss_t *ss);
 
 /* ------------------------------------------------------------ storeio.c */
 
@@ -648,6 +702,9 @@ struct ss {
     uv_timer_t spare_timer; /* fills up the spares */
     uint64_t spare_backoff_ms;
     bool spare_timer_ready;
+    ss_session_t *unlinks;   /* browsers logging out let-go profiles */
+    uv_timer_t unlink_timer; /* looks for the next one due */
+    bool unlink_timer_ready;
     ss_opq_t *opq;
     ridcache_t *rids;
     ss_registry_t *registry;

@@ -6,9 +6,11 @@
  * A session record, once made, lives until shutdown (it is small); what
  * comes and goes is its browser. Loop thread only.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "session.h"
 #include "wa/log.h"
@@ -83,6 +85,7 @@ wa_err_t sessions__get(ss_t *ss, const char *user, ss_session_t **out)
     if ((s = sessions__alloc(ss)) == NULL)
         return WA_ENOMEM;
     snprintf(s->user, sizeof(s->user), "%s", user);
+    s->maybe_linked = true; /* a profile may be there from before */
     if ((err = browser__profile_path(ss->cfg.sessions_dir, user, s->profile,
                                      sizeof(s->profile))) != WA_OK) {
         sessions__release(s);
@@ -166,6 +169,7 @@ static bool adopt(ss_session_t *s)
     cb.arg = s;
     browser__rebind(s->browser, &cb);
     s->launched_at = uv_now(ss->loop);
+    s->maybe_linked = false; /* a new profile */
     wa_debug(NULL, "user %s: adopted the spare browser pid %d (setup step %d)",
              s->user, browser__pid(s->browser), s->page.step);
     uv_timer_start(&s->ready_timer, on_ready_timer, PAGE_LOAD_MS, 0);
@@ -200,12 +204,15 @@ static void launch(ss_session_t *s)
     ss_t *ss = s->ss;
     ss_browser_cb_t cb = {0};
     bool cleared = false;
+    struct stat st;
     wa_err_t err;
 
     if (s->browser != NULL || !s->want || s->stopping || ss->stopping)
         return;
     if (adopt(s))
         return;
+    if (lstat(s->profile, &st) != 0 && errno == ENOENT)
+        s->maybe_linked = false; /* made below: no login in it yet */
     if ((err = browser__settle_profile(s->profile)) != WA_OK) {
         wa_warn(NULL, "user %s: cannot settle the profile directory: %s",
                 s->user, wa_strerror(err));
@@ -311,11 +318,28 @@ static void finish_stop(ss_session_t *s)
     ss_transition_t t = {0};
     ss_stop_mode_t mode = s->stop_mode;
 
-    if (mode == STOP_DELETE || mode == STOP_LOGOUT) {
+    if (mode == STOP_LOGOUT && s->maybe_linked) {
+        /* Not logged out on the page: that is done in the background
+         * (unlinker.c); the profile path is gone all the same. */
+        wa_err_t err = unlinker__defer(s->ss, s->profile, s->user);
+
+        if (err != WA_OK && err != WA_ENOTFOUND) {
+            wa_warn(NULL,
+                    "user %s: cannot keep the profile for a logout (%s); "
+                    "deleted, and the phone may still list the device",
+                    s->user, wa_strerror(err));
+            mode = STOP_DELETE;
+        }
+    } else if (mode == STOP_LOGOUT) {
+        mode = STOP_DELETE;
+    }
+    if (mode == STOP_DELETE) {
         if (browser__remove_profile(s->profile) != WA_OK)
             wa_error(NULL, "user %s: cannot delete the profile directory",
                      s->user);
     }
+    if (mode == STOP_DELETE || mode == STOP_LOGOUT)
+        s->maybe_linked = false;
     if (mode == STOP_END || mode == STOP_DELETE || mode == STOP_LOGOUT) {
         t.to = SS_DISCONNECTED;
         t.reason = s->stop_reason;
@@ -360,10 +384,12 @@ static void logout_done(void *arg, wa_err_t err, cJSON *data,
 
     (void)message;
     cJSON_Delete(data);
-    if (err != WA_OK)
+    if (err == WA_OK)
+        s->maybe_linked = false;
+    else
         wa_warn(NULL,
-                "user %s: logout on the page failed (%s); closing "
-                "anyway",
+                "user %s: logout on the page failed (%s); it is done in "
+                "the background",
                 s->user, wa_err_code(err));
     if (s->browser != NULL)
         browser__stop(s->browser, stop_grace_ms(s));
@@ -431,6 +457,11 @@ void sessions__stop(ss_session_t *s, ss_stop_mode_t mode, const char *reason,
 
 void sessions__page_logout(ss_session_t *s)
 {
+    if (s->unlinking) {
+        unlinker__page(s, PAGE_LOGOUT);
+        return;
+    }
+    s->maybe_linked = false;
     if (s->stopping || !s->want)
         return;
     wa_info(NULL, "user %s: logged out from the phone", s->user);
@@ -441,6 +472,10 @@ void sessions__page_failed(ss_session_t *s, const char *message)
 {
     if (s->spare) {
         spare__failed(s, message);
+        return;
+    }
+    if (s->unlinking) {
+        unlinker__failed(s, message);
         return;
     }
     if (s->stopping || !s->want || s->browser == NULL)
@@ -486,6 +521,8 @@ void sessions__stop_all(ss_t *ss, void (*done)(ss_t *ss))
     if ((sa = calloc(1, sizeof(*sa))) == NULL) {
         for (s = ss->sessions; s != NULL; s = s->next)
             browser__kill(s->browser);
+        spare__kill_all(ss);
+        unlinker__kill_all(ss);
         done(ss);
         return;
     }
@@ -493,6 +530,7 @@ void sessions__stop_all(ss_t *ss, void (*done)(ss_t *ss))
     sa->done = done;
     sa->left = 1; /* ours, dropped below */
     sa->left += spare__stop_all(ss, one_stopped, sa);
+    sa->left += unlinker__stop_all(ss, one_stopped, sa);
     for (s = ss->sessions; s != NULL; s = s->next) {
         uv_timer_stop(&s->relaunch);
         uv_timer_stop(&s->ready_timer);
@@ -528,4 +566,5 @@ void sessions__free_all(ss_t *ss)
     }
     ss->sessions = NULL;
     spare__free_all(ss);
+    unlinker__free_all(ss);
 }

@@ -15,7 +15,9 @@ ready without a scan, with no browser left over -> logout from the phone
 ends the session and deletes its profile -> /disconnect deletes the
 profile -> a user with no profile adopts the spare browser (its profile a
 link to the spare's directory until its next launch makes it a plain
-directory; /disconnect deletes both) -> the event stream has every step with rising seq and the logs
+directory; /disconnect deletes both) -> /disconnect of a linked user
+still being restored (the site not answering) deletes the profile path at
+once and logs the device out on the phone once the site answers -> the event stream has every step with rising seq and the logs
 hold no QR string and no body -> SIGTERM leaves no Chromium.
 
 mock part: hostile binding payloads are rejected without harm, a missing
@@ -101,6 +103,21 @@ def spare_dirs(sessions_dir):
     """Entries of SESSIONS_DIR that are spare browsers' directories."""
     return sorted(n for n in os.listdir(sessions_dir)
                   if n.startswith(".spare-"))
+
+
+def unlink_dirs(sessions_dir):
+    """Entries of SESSIONS_DIR that are profiles waiting for their
+    background logout (unlinker.c)."""
+    return sorted(n for n in os.listdir(sessions_dir)
+                  if n.startswith(".unlink-"))
+
+
+def devices(st, phone):
+    """The phone's linked devices, as fakewa shows them."""
+    r = http("GET", st.fake("/_fake/devices?phone=" + phone))
+    if r.status != 200:
+        check(False, "GET /_fake/devices (%r)" % r)
+    return r.json
 
 
 def decode_qr(data_url, work):
@@ -340,6 +357,8 @@ def main_fakewa(bindir, work):
               not os.path.lexists(os.path.join(sessions, target)),
               "/disconnect deleted C's link and the spare directory")
 
+        disconnect_while_restoring(st, sessions, work)
+
         # What the UI saw, and what the database keeps.
         frames = wsclient.replay("127.0.0.1", st.ports["nt"],
                                  "/?token=%s&since=0" % ta)
@@ -375,6 +394,50 @@ def main_fakewa(bindir, work):
     logs = open(os.path.join(work, "session-svc.log"), "rb").read()
     check(b"only once" not in logs and qr.encode() not in logs,
           "session-svc never logged a body or a QR string")
+
+
+def disconnect_while_restoring(st, sessions, work):
+    """/disconnect of a linked user whose browser is still coming back
+    after a restart: the profile is gone at once, and the device is logged
+    out on the phone all the same (unlinker.c), once the site answers."""
+    td, pd = stack.token("doctor-d"), "41791110004"
+    link(st, td, pd, "Dr D", work)
+    wait_status(st, td, "ready")
+    check(len(devices(st, pd)) == 1, "D's phone lists one linked device")
+    before = browsers(sessions)
+    st.procs.pop("session-svc").kill9()
+    wait_until("browsers gone after kill -9",
+               lambda: not (set(browsers(sessions)) & set(before)), 30)
+    # WhatsApp Web does not answer for now: the restored page cannot load.
+    fake = st.procs["fakewa"].pid
+    os.kill(fake, signal.SIGSTOP)
+    try:
+        st.start("session-svc")
+        s = wait_status(st, td, "initializing", 60)
+        ok("after the restart D is being restored (%s)" % s["status"])
+        prof_d = os.path.join(sessions, "doctor-d")
+        r = http("POST", st.gw("/disconnect"), td)
+        check(r.status == 200 and r.json == {"status": "disconnected"},
+              "POST /disconnect while restoring answers disconnected (%r)"
+              % r)
+        check(not os.path.lexists(prof_d),
+              "and D's profile path is gone at once")
+        check(len(unlink_dirs(sessions)) == 1,
+              "the profile waits for its logout (%s)" % unlink_dirs(sessions))
+    finally:
+        os.kill(fake, signal.SIGCONT)
+    t0 = time.time()
+    wait_until("D's device logged out", lambda: devices(st, pd) == [], 90)
+    ok("the device is logged out on the phone %.1f s after the site "
+       "answered again" % (time.time() - t0))
+    wait_until("the .unlink- directory deleted",
+               lambda: not unlink_dirs(sessions), 30)
+    ok("and the moved profile is deleted")
+    wait_until("its browser gone", lambda: not [
+        c for c in browsers(sessions).values() if b"/.unlink-" in c], 30)
+    ok("and its browser has exited")
+    check(status(st, td).get("status") == "disconnected",
+          "D stays disconnected")
 
 
 def main_mock(bindir, work):
