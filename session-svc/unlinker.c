@@ -14,11 +14,11 @@
  * '.'): the user's profile path is gone when /disconnect answers, as
  * always, and a new connect starts clean. In the background a browser is
  * then started on the moved profile, only to log out: a page that comes
- * back ready is asked to (waweb.js `logout`), a page that shows a QR code
- * or says it was logged out holds no login any more. Either way the
- * directory is deleted after. A failed attempt (the site does not load,
- * the logout fails) is tried again later, at most UNLINK_ATTEMPTS times;
- * then the directory goes anyway.
+ * back logged in (authenticated) is asked to (waweb.js `logout`), a page that
+ * shows a QR code or says it was logged out holds no login any more. Either way
+ * the directory is deleted after. A failed attempt (the site does not load, the
+ * logout fails) is tried again later, at most UNLINK_ATTEMPTS times; then the
+ * directory goes anyway.
  *
  * The directories on disk are the queue: one such browser runs at a time
  * per instance, beside MAX_SESSIONS (it is short-lived), and a session-svc
@@ -477,6 +477,7 @@ void unlinker__page(ss_session_t *u, ss_page_kind_t kind)
         u->unlink_done = true;
         stop(u);
         break;
+    case PAGE_AUTHENTICATED: /* logged in and synced: no need to wait */
     case PAGE_READY:
         if (u->unlink_calling)
             break;
