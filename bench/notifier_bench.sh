@@ -31,8 +31,9 @@ SECRET=0123456789abcdef0123456789abcdef-bench
 [ -x "$NOTIFIER" ] && [ -x "$BENCH" ] || { echo "build first: $NOTIFIER, $BENCH" >&2; exit 2; }
 ulimit -n "$(ulimit -Hn)"
 
+# A free TCP port, outside the ephemeral range (tests/integration/ports.py).
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    python3 "$(dirname "$0")/../tests/integration/ports.py"
 }
 
 run() {

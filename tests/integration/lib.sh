@@ -9,9 +9,9 @@ pass() { PASSED=$((PASSED + 1)); echo "ok - $*"; }
 fail() { FAILED=$((FAILED + 1)); echo "not ok - $*"; summary; exit 1; }
 summary() { echo "$PASSED passed, $FAILED failed"; }
 
-# A free TCP port on 127.0.0.1, chosen by the kernel.
+# A free TCP port, outside the ephemeral range (ports.py says why).
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+    python3 "$(dirname "${BASH_SOURCE[0]}")/ports.py"
 }
 
 # start <name> <command...>: run in the background, log to $WORK/<name>.log.

@@ -16,21 +16,19 @@ import hmac
 import json
 import os
 import signal
-import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ports  # noqa: E402
+
 SECRET = "integration-secret-0123456789abcdef-0123"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+free_port = ports.free_port
 
 
 def b64url(raw):
@@ -173,17 +171,23 @@ class Stack:
         return self.procs[name]
 
     def start_all(self, fakewa=True):
-        if fakewa:
-            self.start("fakewa")
-        self.start("store-svc")
-        self.start("notifier-svc")
-        self.start("session-svc")
-        self.start("gateway")
-        wait_until("gateway /health", lambda: http(
-            "GET", self.gw("/health"), timeout=2).status == 200, 30)
-        if fakewa:
-            wait_until("fakewa", lambda: http(
-                "GET", self.fake("/_fake/pages"), timeout=2).status == 200)
+        """Start the stack and wait for it; on failure nothing is left
+        running (the logs name the service that did not come up)."""
+        try:
+            if fakewa:
+                self.start("fakewa")
+            self.start("store-svc")
+            self.start("notifier-svc")
+            self.start("session-svc")
+            self.start("gateway")
+            wait_until("gateway /health", lambda: http(
+                "GET", self.gw("/health"), timeout=2).status == 200, 30)
+            if fakewa:
+                wait_until("fakewa", lambda: http(
+                    "GET", self.fake("/_fake/pages"), timeout=2).status == 200)
+        except BaseException:
+            self.stop_all()
+            raise
 
     def stop(self, name):
         p = self.procs.pop(name, None)

@@ -26,6 +26,9 @@ import threading
 import time
 import unittest
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ports  # noqa: E402
+
 BIN = TOOLS = None
 SECRET = "0123456789abcdef0123456789abcdef-gateway-it"
 ORIGIN = "https://crm.example"
@@ -52,10 +55,7 @@ def token(user, ttl=3600, **claims):
 
 # ---- processes ----
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = ports.free_port
 
 
 class Proc:

@@ -27,6 +27,7 @@ import urllib.request
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ports  # noqa: E402
 import wsclient  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -38,10 +39,7 @@ FRAME_KEYS = {"type", "data", "timestamp", "seq"}
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+free_port = ports.free_port
 
 
 def b64url(data):
