@@ -21,14 +21,19 @@
 #
 # Environment: GATEWAY_THREADS (default 72: CivetWeb holds one thread per
 # keep-alive connection, so it must exceed the connection count); ONLY, a
-# run to do alone, as "<path> <conns> <users>" (e.g. ONLY="/status 64 256");
-# USERS, the users of the many-user runs (default 256).
+# run to do alone, as "<path> <conns> <users>" (e.g. ONLY="/status 64 256";
+# ONLY=- runs none); USERS, the users of the many-user runs (default 256);
+# FLOOR=1 then repeats the 64-connection many-user runs against
+# http_floor (bench/http_floor.c): CivetWeb started as the gateway starts
+# it, answering each request at once with a body of the route's size, no
+# auth, no bus: the ceiling the HTTP layer alone leaves on this machine.
 set -eu
 BUILD=${1:-build}
 DURATION=${2:-10}
 BIN=$BUILD/bin TOOLS=$BUILD/tests
 HERE=$(cd "$(dirname "$0")" && pwd)
-for f in "$BIN/gateway" "$BIN/store-svc" "$BIN/wa-token" "$TOOLS/buscall"; do
+for f in "$BIN/gateway" "$BIN/store-svc" "$BIN/wa-token" "$TOOLS/buscall" \
+    "$BIN/http_floor"; do
     [ -x "$f" ] || { echo "gateway_bench.sh: build first (no $f)" >&2; exit 2; }
 done
 command -v wrk >/dev/null || { echo "gateway_bench.sh: wrk is not installed" >&2; exit 2; }
@@ -42,8 +47,9 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+# A free TCP port, outside the ephemeral range (tests/integration/ports.py).
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+    python3 "$(dirname "$0")/../tests/integration/ports.py"
 }
 # "VmRSS x MiB (anon y, PSS z)": RSS counts the shared libraries' pages in
 # full; anon is the process's own memory; PSS shares the rest out.
@@ -145,6 +151,35 @@ for path in /status /logs; do
     run "$path" 64 1
     run "$path" 64 "$USERS"
 done
+# The HTTP layer alone: the same wrk run against http_floor.
+floor() { # floor <path>
+    local path=$1 size port fp out f0 f1 rps
+    size=$(curl -s -o /dev/null -w '%{size_download}' \
+        -H "Authorization: Bearer $TOKEN" "$URL$path")
+    port=$(free_port)
+    "$BIN/http_floor" "$port" "$size" "$GATEWAY_THREADS" &
+    fp=$!
+    for _ in $(seq 50); do
+        curl -sf -o /dev/null "http://127.0.0.1:$port/" && break
+        sleep 0.1
+    done
+    f0=$(cpu_ticks "$fp")
+    out=$(wrk -t2 -c64 -d"${DURATION}s" --latency -s "$HERE/gateway_bench.lua" \
+        "http://127.0.0.1:$port$path" -- "$WORK/tokens" 2)
+    f1=$(cpu_ticks "$fp")
+    kill -TERM "$fp" && wait "$fp" || true
+    rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+    printf '%-12s %5s %5s %10s %9s %9s %8s %8s %8s %6s\n' "floor $path" 64 "$USERS" \
+        "$rps" \
+        "$(awk '$1 == "50%" {print $2}' <<<"$out")" \
+        "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
+        "$(us_per_req $((f1 - f0)) "$rps")" "-" "${size}B" \
+        "$(awk '/Non-2xx|Socket errors/ {e = e $0 "; "} END {print (e == "" ? 0 : e)}' <<<"$out")"
+}
+if [ "${FLOOR:-0}" = 1 ]; then
+    floor /status
+    floor /logs
+fi
 sleep 1
 curl -s "$URL/metrics" | awk '
     $1 == "wa_gateway_store_calls_total" { c = $2 }
