@@ -22,6 +22,11 @@
 #define PAGE_LOAD_MS 45000
 /* How long logging out on the page may take before we close anyway. */
 #define LOGOUT_MS 2000
+/* After the page's logout call answered: how long its own logout (the
+ * server's answer, then the landing page) may take before we close. The
+ * browser is killed, not asked: what the page still had to send would be
+ * lost. */
+#define LOGOUT_SETTLE_MS 1000
 
 ss_session_t *sessions__find(ss_t *ss, const char *user)
 {
@@ -377,6 +382,14 @@ static uint64_t stop_grace_ms(const ss_session_t *s)
     return (uint64_t)s->ss->cfg.stop_timeout_ms;
 }
 
+static void on_logout_settled(uv_timer_t *t)
+{
+    ss_session_t *s = t->data;
+
+    if (s->browser != NULL)
+        browser__stop(s->browser, stop_grace_ms(s));
+}
+
 static void logout_done(void *arg, wa_err_t err, cJSON *data,
                         const char *message)
 {
@@ -384,13 +397,21 @@ static void logout_done(void *arg, wa_err_t err, cJSON *data,
 
     (void)message;
     cJSON_Delete(data);
-    if (err == WA_OK)
+    if (err == WA_OK) {
+        /* Asked: closed once the page says it is logged out
+         * (sessions__page_logout), or after LOGOUT_SETTLE_MS. */
         s->maybe_linked = false;
-    else
+        if (s->browser != NULL) {
+            uv_timer_start(&s->ready_timer, on_logout_settled, LOGOUT_SETTLE_MS,
+                           0);
+            return;
+        }
+    } else {
         wa_warn(NULL,
                 "user %s: logout on the page failed (%s); it is done in "
                 "the background",
                 s->user, wa_err_code(err));
+    }
     if (s->browser != NULL)
         browser__stop(s->browser, stop_grace_ms(s));
 }
@@ -462,6 +483,13 @@ void sessions__page_logout(ss_session_t *s)
         return;
     }
     s->maybe_linked = false;
+    if (s->stopping && s->stop_mode == STOP_LOGOUT &&
+        uv_is_active((uv_handle_t *)&s->ready_timer)) {
+        /* The logout we asked for is through: close now. */
+        uv_timer_stop(&s->ready_timer);
+        on_logout_settled(&s->ready_timer);
+        return;
+    }
     if (s->stopping || !s->want)
         return;
     wa_info(NULL, "user %s: logged out from the phone", s->user);

@@ -53,8 +53,11 @@
 #define UNLINK_RETRY_MS 30000
 /* One attempt: launch, load, log in from the profile, log out. */
 #define UNLINK_ATTEMPT_MS 60000
-/* How long the page's logout may take. */
+/* How long the page's logout call may take. */
 #define UNLINK_LOGOUT_MS 10000
+/* Then how long the page may take to report itself logged out (what it
+ * had to send is sent) before the browser is closed anyway. */
+#define UNLINK_SETTLE_MS 5000
 /* Another look at a directory somebody else works on. */
 #define UNLINK_RECHECK_MS 60000
 /* First look at the queue after start (restored users launch first). */
@@ -440,13 +443,19 @@ wa_err_t unlinker__defer(ss_t *ss, const char *profile, const char *user)
     return WA_OK;
 }
 
+/* Close the browser: the pipe first, so Chromium exits cleanly. */
 static void stop(ss_session_t *u)
 {
     if (u->browser != NULL && !u->stopping) {
         u->stopping = true;
         uv_timer_stop(&u->ready_timer);
-        browser__stop(u->browser, 0);
+        browser__stop(u->browser, (uint64_t)u->ss->cfg.stop_timeout_ms);
     }
+}
+
+static void on_settled(uv_timer_t *t)
+{
+    stop(t->data);
 }
 
 static void logged_out(void *arg, wa_err_t err, cJSON *data,
@@ -458,6 +467,12 @@ static void logged_out(void *arg, wa_err_t err, cJSON *data,
     if (err == WA_OK) {
         wa_info(NULL, "%s: the device is logged out", u->user);
         u->unlink_done = true;
+        if (!u->stopping) {
+            /* Closed when the page reports its logout (unlinker__page). */
+            uv_timer_stop(&u->ready_timer);
+            uv_timer_start(&u->ready_timer, on_settled, UNLINK_SETTLE_MS, 0);
+            return;
+        }
     } else if (!u->unlink_done) {
         wa_warn(NULL, "%s: logout failed (%s: %s)", u->user, wa_err_code(err),
                 message != NULL ? message : "");

@@ -335,10 +335,15 @@ def main_fakewa(bindir, work):
 
         # /disconnect.
         prof_a = os.path.join(sessions, "doctor-a")
+        t0 = time.time()
         r = http("POST", st.gw("/disconnect"), ta)
         check(r.status == 200 and r.json == {"status": "disconnected"},
-              "POST /disconnect answers disconnected (%r)" % r)
+              "POST /disconnect answers disconnected in %.2f s (%r)"
+              % (time.time() - t0, r))
         check(not os.path.exists(prof_a), "/disconnect deleted the profile")
+        check(devices(st, pa) == [],
+              "and the phone no longer lists the device (%r)"
+              % devices(st, pa))
         check(status(st, ta).get("status") == "disconnected",
               "status is disconnected")
 
