@@ -281,10 +281,10 @@ static bool query_phone(struct mg_connection *conn, const char *rid,
     return take_phone(conn, rid, raw, phone);
 }
 
-/* GET /_fake/sent?phone= */
-static int on_sent(struct mg_connection *conn, void *arg)
+/* GET <route>?phone=: what read answers for that account. */
+static int account_get(struct mg_connection *conn, fw_state_t *st,
+                       wa_err_t (*read)(fw_state_t *, const char *, cJSON **))
 {
-    fw_state_t *st = arg;
     char rid[WA_RID_MAX + 1], phone[FW_PHONE_MAX + 1];
     cJSON *out = NULL;
     wa_err_t rv;
@@ -294,13 +294,19 @@ static int on_sent(struct mg_connection *conn, void *arg)
         return 405;
     if (!query_phone(conn, rid, phone))
         return 400;
-    if ((rv = fw_state_sent(st, phone, &out)) != WA_OK) {
+    if ((rv = read(st, phone, &out)) != WA_OK) {
         reply_state_error(conn, rid, rv, "no such account");
         return wa_err_http_status(rv);
     }
     wa_http_reply_json(conn, 200, rid, out, NULL);
     cJSON_Delete(out);
     return 200;
+}
+
+/* GET /_fake/sent?phone= */
+static int on_sent(struct mg_connection *conn, void *arg)
+{
+    return account_get(conn, arg, fw_state_sent);
 }
 
 /* POST /_fake/logout {"phone"} */
@@ -344,23 +350,7 @@ out:
 /* GET /_fake/devices?phone=: the phone's "Linked devices" screen */
 static int on_devices(struct mg_connection *conn, void *arg)
 {
-    fw_state_t *st = arg;
-    char rid[WA_RID_MAX + 1], phone[FW_PHONE_MAX + 1];
-    cJSON *out = NULL;
-    wa_err_t rv;
-
-    wa_http_request_id(conn, rid, sizeof(rid));
-    if (!wa_http_method_is(conn, rid, "GET"))
-        return 405;
-    if (!query_phone(conn, rid, phone))
-        return 400;
-    if ((rv = fw_state_devices(st, phone, &out)) != WA_OK) {
-        reply_state_error(conn, rid, rv, "no such account");
-        return wa_err_http_status(rv);
-    }
-    wa_http_reply_json(conn, 200, rid, out, NULL);
-    cJSON_Delete(out);
-    return 200;
+    return account_get(conn, arg, fw_state_devices);
 }
 
 /* GET /_fake/pages */

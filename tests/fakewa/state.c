@@ -885,19 +885,10 @@ out:
     return rv;
 }
 
-wa_err_t fw_state_sent(fw_state_t *st, const char *phone, cJSON **out)
+/* The sent messages of a, as fw_state_sent answers them. Under the lock. */
+static wa_err_t sent_list(fw_state_t *st, const account_t *a, cJSON *arr)
 {
-    account_t *a;
-    cJSON *arr = NULL;
-    wa_err_t rv = WA_OK;
-
-    pthread_mutex_lock(&st->mu);
-    if ((a = state__account_find(st, phone)) == NULL) {
-        rv = WA_ENOTFOUND;
-        goto out;
-    }
-    if ((arr = cJSON_CreateArray()) == NULL)
-        goto nomem;
+    (void)st;
     for (size_t i = 0; i < a->nsent; i++) {
         const sent_t *s = &a->sent[i];
         cJSON *o = cJSON_CreateObject();
@@ -907,58 +898,66 @@ wa_err_t fw_state_sent(fw_state_t *st, const char *phone, cJSON **out)
             !state__add_str(o, "body", s->body) ||
             !state__add_str(o, "id", s->id) ||
             !state__add_num(o, "timestamp", (double)s->t))
-            goto nomem;
+            return WA_ENOMEM;
     }
-    *out = arr;
-    goto out;
-nomem:
-    cJSON_Delete(arr);
-    rv = WA_ENOMEM;
-out:
-    pthread_mutex_unlock(&st->mu);
-    return rv;
+    return WA_OK;
 }
 
-wa_err_t fw_state_devices(fw_state_t *st, const char *phone, cJSON **out)
+/* The linked devices of a, as fw_state_devices answers them. Under the
+ * lock. */
+static wa_err_t device_list(fw_state_t *st, const account_t *a, cJSON *arr)
 {
-    account_t *a;
-    cJSON *arr = NULL;
     char linked_at[32];
-    wa_err_t rv = WA_OK;
 
-    if (phone == NULL)
-        return WA_EINVAL;
-    pthread_mutex_lock(&st->mu);
-    if ((a = state__account_find(st, phone)) == NULL) {
-        rv = WA_ENOTFOUND;
-        goto out;
-    }
-    if ((arr = cJSON_CreateArray()) == NULL)
-        goto nomem;
     for (size_t i = 0; i < a->ndevices; i++) {
         const device_t *d = &a->devices[i];
         cJSON *o;
 
         wa_timestamp_ms(d->linked_at, linked_at, sizeof(linked_at));
-        if (linked_at[0] == '\0') {
-            rv = WA_EINTERNAL;
-            goto fail;
-        }
+        if (linked_at[0] == '\0')
+            return WA_EINTERNAL;
         if ((o = cJSON_CreateObject()) == NULL ||
             !cJSON_AddItemToArray(arr, o) ||
             !state__add_str(o, "linkedAt", linked_at) ||
             !state__add_bool(o, "online", device_online(st, a, d)))
-            goto nomem;
+            return WA_ENOMEM;
     }
-    *out = arr;
-    goto out;
-nomem:
-    rv = WA_ENOMEM;
-fail:
-    cJSON_Delete(arr);
-out:
+    return WA_OK;
+}
+
+/* A new array filled by fill for account phone, under the lock. */
+static wa_err_t account_list(fw_state_t *st, const char *phone,
+                             wa_err_t (*fill)(fw_state_t *, const account_t *,
+                                              cJSON *),
+                             cJSON **out)
+{
+    account_t *a;
+    cJSON *arr = NULL;
+    wa_err_t rv;
+
+    if (phone == NULL)
+        return WA_EINVAL;
+    pthread_mutex_lock(&st->mu);
+    if ((a = state__account_find(st, phone)) == NULL)
+        rv = WA_ENOTFOUND;
+    else if ((arr = cJSON_CreateArray()) == NULL)
+        rv = WA_ENOMEM;
+    else if ((rv = fill(st, a, arr)) == WA_OK)
+        *out = arr;
     pthread_mutex_unlock(&st->mu);
+    if (rv != WA_OK)
+        cJSON_Delete(arr);
     return rv;
+}
+
+wa_err_t fw_state_sent(fw_state_t *st, const char *phone, cJSON **out)
+{
+    return account_list(st, phone, sent_list, out);
+}
+
+wa_err_t fw_state_devices(fw_state_t *st, const char *phone, cJSON **out)
+{
+    return account_list(st, phone, device_list, out);
 }
 
 wa_err_t fw_state_logout(fw_state_t *st, const char *phone, int *pages)
