@@ -58,6 +58,8 @@
 /* Then how long the page may take to report itself logged out (what it
  * had to send is sent) before the browser is closed anyway. */
 #define UNLINK_SETTLE_MS 5000
+/* A directory without its owner file this long is a cut-short deletion. */
+#define UNLINK_ORPHAN_MS 600000
 /* Another look at a directory somebody else works on. */
 #define UNLINK_RECHECK_MS 60000
 /* First look at the queue after start (restored users launch first). */
@@ -349,8 +351,18 @@ static bool try_one(ss_t *ss, const char *name, uint64_t *wait_ms)
         !S_ISDIR(st.st_mode))
         return false;
     snprintf(owner, sizeof(owner), "%s/%s", path, SS_UNLINK_OWNER);
-    if ((fd = open(owner, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
+    /* The owner file is made before the move, so a directory without one
+     * is being deleted right now; or its deletion was cut short (a
+     * crash) long ago, and it is taken over. */
+    fd = open(owner, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ENOENT &&
+        (uint64_t)st.st_mtime * 1000u + UNLINK_ORPHAN_MS < now)
+        fd = open(owner, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        if (*wait_ms > UNLINK_RECHECK_MS)
+            *wait_ms = UNLINK_RECHECK_MS;
         return false;
+    }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         /* Someone works on it; a look later, in case they die. */
         if (*wait_ms > UNLINK_RECHECK_MS)

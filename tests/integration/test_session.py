@@ -17,7 +17,9 @@ profile -> a user with no profile adopts the spare browser (its profile a
 link to the spare's directory until its next launch makes it a plain
 directory; /disconnect deletes both) -> /disconnect of a linked user
 still being restored (the site not answering) deletes the profile path at
-once and logs the device out on the phone once the site answers -> the event stream has every step with rising seq and the logs
+once and logs the device out on the phone once the site answers, also
+after a kill -9 in between -> the event stream has every step with rising
+seq and the logs
 hold no QR string and no body -> SIGTERM leaves no Chromium.
 
 mock part: hostile binding payloads are rejected without harm, a missing
@@ -404,45 +406,64 @@ def main_fakewa(bindir, work):
 def disconnect_while_restoring(st, sessions, work):
     """/disconnect of a linked user whose browser is still coming back
     after a restart: the profile is gone at once, and the device is logged
-    out on the phone all the same (unlinker.c), once the site answers."""
-    td, pd = stack.token("doctor-d"), "41791110004"
-    link(st, td, pd, "Dr D", work)
-    wait_status(st, td, "ready")
-    check(len(devices(st, pd)) == 1, "D's phone lists one linked device")
-    before = browsers(sessions)
-    st.procs.pop("session-svc").kill9()
-    wait_until("browsers gone after kill -9",
-               lambda: not (set(browsers(sessions)) & set(before)), 30)
-    # WhatsApp Web does not answer for now: the restored page cannot load.
-    fake = st.procs["fakewa"].pid
-    os.kill(fake, signal.SIGSTOP)
-    try:
-        st.start("session-svc")
-        s = wait_status(st, td, "initializing", 60)
-        ok("after the restart D is being restored (%s)" % s["status"])
-        prof_d = os.path.join(sessions, "doctor-d")
-        r = http("POST", st.gw("/disconnect"), td)
-        check(r.status == 200 and r.json == {"status": "disconnected"},
-              "POST /disconnect while restoring answers disconnected (%r)"
-              % r)
-        check(not os.path.lexists(prof_d),
-              "and D's profile path is gone at once")
-        check(len(unlink_dirs(sessions)) == 1,
-              "the profile waits for its logout (%s)" % unlink_dirs(sessions))
-    finally:
-        os.kill(fake, signal.SIGCONT)
-    t0 = time.time()
-    wait_until("D's device logged out", lambda: devices(st, pd) == [], 90)
-    ok("the device is logged out on the phone %.1f s after the site "
-       "answered again" % (time.time() - t0))
-    wait_until("the .unlink- directory deleted",
-               lambda: not unlink_dirs(sessions), 30)
-    ok("and the moved profile is deleted")
-    wait_until("its browser gone", lambda: not [
-        c for c in browsers(sessions).values() if b"/.unlink-" in c], 30)
-    ok("and its browser has exited")
-    check(status(st, td).get("status") == "disconnected",
-          "D stays disconnected")
+    out on the phone all the same (unlinker.c), once the site answers: by
+    this session-svc, or (E) by the next one, after a kill -9 cut the
+    first one's work short."""
+    for who, phone, crash in (("doctor-d", "41791110004", False),
+                              ("doctor-e", "41791110005", True)):
+        tok = stack.token(who)
+        link(st, tok, phone, who, work)
+        wait_status(st, tok, "ready")
+        check(len(devices(st, phone)) == 1,
+              "%s's phone lists one linked device" % who)
+        before = browsers(sessions)
+        st.procs.pop("session-svc").kill9()
+        wait_until("browsers gone after kill -9",
+                   lambda: not (set(browsers(sessions)) & set(before)), 30)
+        # WhatsApp Web does not answer for now: the restored page cannot
+        # load.
+        fake = st.procs["fakewa"].pid
+        os.kill(fake, signal.SIGSTOP)
+        try:
+            st.start("session-svc")
+            s = wait_status(st, tok, "initializing", 60)
+            ok("after the restart %s is being restored (%s)"
+               % (who, s["status"]))
+            prof = os.path.join(sessions, who)
+            r = http("POST", st.gw("/disconnect"), tok)
+            check(r.status == 200 and r.json == {"status": "disconnected"},
+                  "POST /disconnect while restoring answers disconnected "
+                  "(%r)" % r)
+            check(not os.path.lexists(prof),
+                  "and %s's profile path is gone at once" % who)
+            check(len(unlink_dirs(sessions)) == 1,
+                  "the profile waits for its logout (%s)"
+                  % unlink_dirs(sessions))
+            if crash:
+                before = browsers(sessions)
+                st.procs.pop("session-svc").kill9()
+                wait_until("browsers gone after kill -9", lambda: not (
+                    set(browsers(sessions)) & set(before)), 30)
+                check(len(unlink_dirs(sessions)) == 1,
+                      "a kill -9 leaves the moved profile behind")
+        finally:
+            os.kill(fake, signal.SIGCONT)
+        t0 = time.time()
+        if crash:
+            st.start("session-svc")
+        wait_until("%s's device logged out" % who,
+                   lambda: devices(st, phone) == [], 90)
+        ok("the device is logged out on the phone %.1f s after the site "
+           "answered again%s" % (time.time() - t0, " and session-svc "
+                                 "started" if crash else ""))
+        wait_until("the .unlink- directory deleted",
+                   lambda: not unlink_dirs(sessions), 30)
+        ok("and the moved profile is deleted")
+        wait_until("its browser gone", lambda: not [
+            c for c in browsers(sessions).values() if b"/.unlink-" in c], 30)
+        ok("and its browser has exited")
+        check(status(st, tok).get("status") == "disconnected",
+              "%s stays disconnected" % who)
 
 
 def main_mock(bindir, work):
