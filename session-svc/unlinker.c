@@ -192,13 +192,18 @@ wa_err_t unlinker__move_aside(const char *sessions_dir, const char *profile,
     if (fd < 0)
         return errno == ENOENT ? WA_ENOTFOUND : WA_EUNAVAIL;
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        err = WA_ECONFLICT;
-        goto fail;
+        /* Another session-svc is moving it: its file, left alone. */
+        close(fd);
+        return WA_ECONFLICT;
     }
     owner_write(fd, 0, 0);
     for (tries = 0; tries < 8; tries++) {
         if ((err = aside_name(sessions_dir, aside, sizeof(aside))) != WA_OK)
             goto fail;
+        if (strlen(aside) >= len) {
+            err = WA_ETOOBIG;
+            goto fail;
+        }
         if (rename_new(profile, aside) == 0)
             break;
         if (errno != EEXIST && errno != ENOTEMPTY) {
@@ -210,11 +215,7 @@ wa_err_t unlinker__move_aside(const char *sessions_dir, const char *profile,
         err = WA_EUNAVAIL;
         goto fail;
     }
-    if ((size_t)snprintf(out, len, "%s", aside) >= len) {
-        /* Cannot happen (same buffer sizes); the move is done anyway. */
-        err = WA_ETOOBIG;
-        goto fail;
-    }
+    memcpy(out, aside, strlen(aside) + 1);
     *owner_fd = fd;
     return WA_OK;
 fail:
