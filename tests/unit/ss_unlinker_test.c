@@ -151,6 +151,8 @@ static void a_locked_profile_stays(void **state)
         WA_ECONFLICT);
     assert_int_equal(fd, -1);
     assert_true(exists(profile));
+    assert_true(exists(owner)); /* the other mover's file stays */
+    assert_true(locked(owner));
     close(held);
 }
 
