@@ -115,14 +115,12 @@ static void all_stopped(ss_t *ss)
 static void on_deadline(uv_timer_t *t)
 {
     ss_t *ss = t->data;
-    ss_session_t *s;
 
     wa_error(NULL, "browsers still running at the shutdown deadline: "
                    "killing them");
-    for (s = ss->sessions; s != NULL; s = s->next)
-        browser__kill(s->browser);
-    spare__kill_all(ss);
-    unlinker__kill_all(ss);
+    sessions__kill_list(ss->sessions);
+    sessions__kill_list(ss->spares);
+    sessions__kill_list(ss->unlinks);
 }
 
 static void on_signal(uv_signal_t *h, int signum)

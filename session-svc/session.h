@@ -410,6 +410,14 @@ typedef enum ss_stop_mode {
 
 typedef void (*ss_stopped_fn)(void *arg, ss_session_t *s);
 
+/* fn(arg, ...) once s's browser is gone (sessions__run_waiters). false:
+ * out of memory, nothing queued. */
+bool sessions__add_waiter(ss_session_t *s, ss_stopped_fn fn, void *arg);
+
+/* Call and free s's waiters, each with gone (s, or NULL for a record
+ * about to be freed). */
+void sessions__run_waiters(ss_session_t *s, ss_session_t *gone);
+
 typedef struct ss_stop_waiter {
     struct ss_stop_waiter *next;
     ss_stopped_fn fn;
@@ -460,6 +468,16 @@ ss_session_t *sessions__find(ss_t *ss, const char *user);
 
 /* Number of sessions with a browser wanted or running (capacity). */
 long sessions__active(ss_t *ss);
+
+/* Lists of browsers kept beside the users' table (spares, unlinkers):
+ * linked through next. How many; take s out; SIGKILL every browser. */
+long sessions__count(const ss_session_t *head);
+void sessions__unlist(ss_session_t **head, ss_session_t *s);
+void sessions__kill_list(ss_session_t *head);
+
+/* Free a record of such a list whose browser may still run (a failed
+ * shutdown): its exit must not reach the freed record. */
+void sessions__abandon(ss_session_t *s);
 
 /* Find or create (status disconnected, no browser). */
 wa_err_t sessions__get(ss_t *ss, const char *user, ss_session_t **out);
@@ -531,10 +549,9 @@ void spare__fill(ss_t *ss);
 void spare__failed(ss_session_t *sp, const char *why);
 
 /* Shutdown: no more spares; close each, calling gone(arg) once per spare
- * when it has exited. Returns how many will call. kill_all SIGKILLs them;
- * free_all releases what is left and the timer. */
+ * when it has exited. Returns how many will call. free_all releases what
+ * is left and the timer (sessions__kill_list SIGKILLs stragglers). */
 long spare__stop_all(ss_t *ss, ss_stopped_fn gone, void *arg);
-void spare__kill_all(ss_t *ss);
 void spare__free_all(ss_t *ss);
 
 /* ----------------------------------------------------------- unlinker.c */
@@ -570,9 +587,8 @@ bool unlinker__owner_parse(const char *text, int *attempts,
 void unlinker__page(ss_session_t *u, ss_page_kind_t kind);
 void unlinker__failed(ss_session_t *u, const char *why);
 
-/* Shutdown, as spare__stop_all / spare__kill_all / spare__free_all. */
+/* Shutdown, as spare__stop_all / spare__free_all. */
 long unlinker__stop_all(ss_t *ss, ss_stopped_fn gone, void *arg);
-void unlinker__kill_all(ss_t *ss);
 void unlinker__free_all(ss_t *ss);
 
 /* ------------------------------------------------------------ storeio.c */

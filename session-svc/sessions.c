@@ -22,10 +22,10 @@
 #define PAGE_LOAD_MS 45000
 /* How long logging out on the page may take before we close anyway. */
 #define LOGOUT_MS 2000
-/* After the page's logout call answered: how long its own logout (the
- * server's answer, then the landing page) may take before we close. The
- * browser is killed, not asked: what the page still had to send would be
- * lost. */
+/* After the page's logout call answered: how long the page may take to
+ * report itself logged out (the server's answer, then its landing page)
+ * before the browser is killed anyway. Killed at once, it could lose what
+ * the page still had to send. */
 #define LOGOUT_SETTLE_MS 1000
 
 ss_session_t *sessions__find(ss_t *ss, const char *user)
@@ -49,6 +49,67 @@ long sessions__active(ss_t *ss)
             n++;
     }
     return n;
+}
+
+long sessions__count(const ss_session_t *head)
+{
+    long n = 0;
+
+    for (; head != NULL; head = head->next)
+        n++;
+    return n;
+}
+
+void sessions__unlist(ss_session_t **head, ss_session_t *s)
+{
+    for (ss_session_t **pp = head; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            s->next = NULL;
+            return;
+        }
+    }
+}
+
+void sessions__kill_list(ss_session_t *head)
+{
+    for (; head != NULL; head = head->next)
+        browser__kill(head->browser);
+}
+
+bool sessions__add_waiter(ss_session_t *s, ss_stopped_fn fn, void *arg)
+{
+    ss_stop_waiter_t *w = calloc(1, sizeof(*w));
+
+    if (w == NULL)
+        return false;
+    w->fn = fn;
+    w->arg = arg;
+    w->next = s->waiters;
+    s->waiters = w;
+    return true;
+}
+
+void sessions__run_waiters(ss_session_t *s, ss_session_t *gone)
+{
+    ss_stop_waiter_t *w = s->waiters, *next;
+
+    s->waiters = NULL;
+    for (; w != NULL; w = next) {
+        next = w->next;
+        w->fn(w->arg, gone);
+        free(w);
+    }
+}
+
+void sessions__abandon(ss_session_t *s)
+{
+    if (s->browser != NULL) {
+        ss_browser_cb_t none = {0};
+
+        browser__rebind(s->browser, &none);
+    }
+    sessions__release(s);
 }
 
 ss_session_t *sessions__alloc(ss_t *ss)
@@ -317,34 +378,40 @@ wa_err_t sessions__start(ss_session_t *s, const char *rid)
     return WA_OK;
 }
 
+/*
+ * A /disconnect whose page did not log out while the profile may hold a
+ * login: the profile is moved aside and logged out in the background
+ * (unlinker.c). true when the profile path is gone that way (or was not
+ * there); false: the caller deletes it.
+ */
+static bool handed_to_unlinker(ss_session_t *s)
+{
+    wa_err_t err;
+
+    if (s->stop_mode != STOP_LOGOUT || !s->maybe_linked)
+        return false;
+    err = unlinker__defer(s->ss, s->profile, s->user);
+    if (err == WA_OK || err == WA_ENOTFOUND)
+        return true;
+    wa_warn(NULL,
+            "user %s: cannot keep the profile for a logout (%s); deleted, "
+            "and the phone may still list the device",
+            s->user, wa_strerror(err));
+    return false;
+}
+
 static void finish_stop(ss_session_t *s)
 {
-    ss_stop_waiter_t *w, *next;
     ss_transition_t t = {0};
     ss_stop_mode_t mode = s->stop_mode;
 
-    if (mode == STOP_LOGOUT && s->maybe_linked) {
-        /* Not logged out on the page: that is done in the background
-         * (unlinker.c); the profile path is gone all the same. */
-        wa_err_t err = unlinker__defer(s->ss, s->profile, s->user);
-
-        if (err != WA_OK && err != WA_ENOTFOUND) {
-            wa_warn(NULL,
-                    "user %s: cannot keep the profile for a logout (%s); "
-                    "deleted, and the phone may still list the device",
-                    s->user, wa_strerror(err));
-            mode = STOP_DELETE;
-        }
-    } else if (mode == STOP_LOGOUT) {
-        mode = STOP_DELETE;
-    }
-    if (mode == STOP_DELETE) {
-        if (browser__remove_profile(s->profile) != WA_OK)
+    if (mode == STOP_DELETE || mode == STOP_LOGOUT) {
+        if (!handed_to_unlinker(s) &&
+            browser__remove_profile(s->profile) != WA_OK)
             wa_error(NULL, "user %s: cannot delete the profile directory",
                      s->user);
-    }
-    if (mode == STOP_DELETE || mode == STOP_LOGOUT)
         s->maybe_linked = false;
+    }
     if (mode == STOP_END || mode == STOP_DELETE || mode == STOP_LOGOUT) {
         t.to = SS_DISCONNECTED;
         t.reason = s->stop_reason;
@@ -360,13 +427,7 @@ static void finish_stop(ss_session_t *s)
     }
     s->stopping = false;
     spare__fill(s->ss);
-    w = s->waiters;
-    s->waiters = NULL;
-    for (; w != NULL; w = next) {
-        next = w->next;
-        w->fn(w->arg, s);
-        free(w);
-    }
+    sessions__run_waiters(s, s);
 }
 
 /*
@@ -437,18 +498,8 @@ static int severity(ss_stop_mode_t m)
 void sessions__stop(ss_session_t *s, ss_stop_mode_t mode, const char *reason,
                     ss_stopped_fn fn, void *arg)
 {
-    ss_stop_waiter_t *w;
-
-    if (fn != NULL) {
-        if ((w = calloc(1, sizeof(*w))) == NULL) {
-            fn(arg, s); /* cannot wait: answer now */
-        } else {
-            w->fn = fn;
-            w->arg = arg;
-            w->next = s->waiters;
-            s->waiters = w;
-        }
-    }
+    if (fn != NULL && !sessions__add_waiter(s, fn, arg))
+        fn(arg, s); /* cannot wait: answer now */
     if (s->stopping) {
         if (severity(mode) > severity(s->stop_mode)) {
             s->stop_mode = mode;
@@ -547,10 +598,9 @@ void sessions__stop_all(ss_t *ss, void (*done)(ss_t *ss))
     stop_all_t *sa;
 
     if ((sa = calloc(1, sizeof(*sa))) == NULL) {
-        for (s = ss->sessions; s != NULL; s = s->next)
-            browser__kill(s->browser);
-        spare__kill_all(ss);
-        unlinker__kill_all(ss);
+        sessions__kill_list(ss->sessions);
+        sessions__kill_list(ss->spares);
+        sessions__kill_list(ss->unlinks);
         done(ss);
         return;
     }

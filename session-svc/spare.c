@@ -51,29 +51,6 @@
 #define SPARE_START_MS 500
 #define SPARE_REFILL_MS 0
 
-static long count(const ss_t *ss)
-{
-    const ss_session_t *sp;
-    long n = 0;
-
-    for (sp = ss->spares; sp != NULL; sp = sp->next)
-        n++;
-    return n;
-}
-
-static void unlink_spare(ss_t *ss, ss_session_t *sp)
-{
-    ss_session_t **pp;
-
-    for (pp = &ss->spares; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == sp) {
-            *pp = sp->next;
-            sp->next = NULL;
-            return;
-        }
-    }
-}
-
 /* The spare's directory goes, then its lock. */
 static void drop_dir(ss_session_t *sp)
 {
@@ -106,11 +83,10 @@ static void on_spare_exit(void *arg, int64_t status, int sig)
 {
     ss_session_t *sp = arg;
     ss_t *ss = sp->ss;
-    ss_stop_waiter_t *w, *next;
 
     sp->browser = NULL;
     drop_dir(sp);
-    unlink_spare(ss, sp);
+    sessions__unlist(&ss->spares, sp);
     if (!sp->stopping) {
         ss->spare_backoff_ms = browser__backoff_next(
             ss->spare_backoff_ms, (uint64_t)ss->cfg.backoff_max_ms);
@@ -121,11 +97,7 @@ static void on_spare_exit(void *arg, int64_t status, int sig)
                 (unsigned long long)ss->spare_backoff_ms);
         schedule(ss, ss->spare_backoff_ms);
     }
-    for (w = sp->waiters, sp->waiters = NULL; w != NULL; w = next) {
-        next = w->next;
-        w->fn(w->arg, NULL);
-        free(w);
-    }
+    sessions__run_waiters(sp, NULL);
     sessions__release(sp);
 }
 
@@ -206,7 +178,7 @@ static void on_fill(uv_timer_t *t)
 
     if (starting(ss) > 0)
         return;
-    while (!ss->stopping && count(ss) < ss->cfg.spares &&
+    while (!ss->stopping && sessions__count(ss->spares) < ss->cfg.spares &&
            sessions__active(ss) < ss->cfg.max_sessions) {
         if ((err = launch_one(ss)) != WA_OK) {
             ss->spare_backoff_ms = browser__backoff_next(
@@ -313,7 +285,7 @@ void spare__fill(ss_t *ss)
 {
     if (ss->spare_timer_ready &&
         !uv_is_active((uv_handle_t *)&ss->spare_timer) &&
-        count(ss) < ss->cfg.spares)
+        sessions__count(ss->spares) < ss->cfg.spares)
         schedule(ss, 0);
 }
 
@@ -342,7 +314,7 @@ wa_err_t spare__take(ss_t *ss, const char *profile, ss_browser_t **b,
     if (symlink(name, profile) != 0)
         return errno == EEXIST ? WA_ECONFLICT : WA_EUNAVAIL;
     /* Linked: from now on the link keeps the directory, not the lock. */
-    unlink_spare(ss, sp);
+    sessions__unlist(&ss->spares, sp);
     close(sp->owner_fd);
     sp->owner_fd = -1;
     *b = sp->browser;
@@ -364,31 +336,20 @@ void spare__failed(ss_session_t *sp, const char *why)
 
 long spare__stop_all(ss_t *ss, ss_stopped_fn gone, void *arg)
 {
-    ss_stop_waiter_t *w;
     ss_session_t *sp;
     long n = 0;
 
     if (ss->spare_timer_ready)
         uv_timer_stop(&ss->spare_timer);
     for (sp = ss->spares; sp != NULL; sp = sp->next) {
-        if (sp->stopping || (w = calloc(1, sizeof(*w))) == NULL)
+        if (sp->stopping)
             continue;
-        w->fn = gone;
-        w->arg = arg;
-        sp->waiters = w;
+        if (sessions__add_waiter(sp, gone, arg))
+            n++;
         sp->stopping = true;
         browser__stop(sp->browser, (uint64_t)ss->cfg.stop_timeout_ms);
-        n++;
     }
     return n;
-}
-
-void spare__kill_all(ss_t *ss)
-{
-    ss_session_t *sp;
-
-    for (sp = ss->spares; sp != NULL; sp = sp->next)
-        browser__kill(sp->browser);
 }
 
 void spare__free_all(ss_t *ss)
@@ -397,15 +358,8 @@ void spare__free_all(ss_t *ss)
 
     for (sp = ss->spares; sp != NULL; sp = next) {
         next = sp->next;
-        if (sp->browser != NULL) {
-            /* Still running (only after a failed shutdown): its exit must
-             * not reach the freed record. */
-            ss_browser_cb_t none = {0};
-
-            browser__rebind(sp->browser, &none);
-        }
         drop_dir(sp);
-        sessions__release(sp);
+        sessions__abandon(sp);
     }
     ss->spares = NULL;
     if (ss->spare_timer_ready) {

@@ -228,22 +228,7 @@ fail:
 
 static long running(const ss_t *ss)
 {
-    long n = 0;
-
-    for (const ss_session_t *u = ss->unlinks; u != NULL; u = u->next)
-        n++;
-    return n;
-}
-
-static void unlist(ss_t *ss, ss_session_t *u)
-{
-    for (ss_session_t **pp = &ss->unlinks; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == u) {
-            *pp = u->next;
-            u->next = NULL;
-            return;
-        }
-    }
+    return sessions__count(ss->unlinks);
 }
 
 static void on_unlink_event(void *arg, const char *session, const char *method,
@@ -257,7 +242,6 @@ static void on_unlink_exit(void *arg, int64_t status, int sig)
 {
     ss_session_t *u = arg;
     ss_t *ss = u->ss;
-    ss_stop_waiter_t *w, *next;
     const char *name = strrchr(u->profile, '/') + 1;
     int attempts;
     uint64_t not_before;
@@ -287,12 +271,8 @@ static void on_unlink_exit(void *arg, int64_t status, int sig)
     }
     close(u->owner_fd);
     u->owner_fd = -1;
-    unlist(ss, u);
-    for (w = u->waiters, u->waiters = NULL; w != NULL; w = next) {
-        next = w->next;
-        w->fn(w->arg, NULL);
-        free(w);
-    }
+    sessions__unlist(&ss->unlinks, u);
+    sessions__run_waiters(u, NULL);
     sessions__release(u);
     schedule(ss, 0);
 }
@@ -534,28 +514,16 @@ void unlinker__failed(ss_session_t *u, const char *why)
 
 long unlinker__stop_all(ss_t *ss, ss_stopped_fn gone, void *arg)
 {
-    ss_stop_waiter_t *w;
     long n = 0;
 
     if (ss->unlink_timer_ready)
         uv_timer_stop(&ss->unlink_timer);
     for (ss_session_t *u = ss->unlinks; u != NULL; u = u->next) {
-        if ((w = calloc(1, sizeof(*w))) != NULL) {
-            w->fn = gone;
-            w->arg = arg;
-            w->next = u->waiters;
-            u->waiters = w;
+        if (sessions__add_waiter(u, gone, arg))
             n++;
-        }
         stop(u);
     }
     return n;
-}
-
-void unlinker__kill_all(ss_t *ss)
-{
-    for (ss_session_t *u = ss->unlinks; u != NULL; u = u->next)
-        browser__kill(u->browser);
 }
 
 void unlinker__free_all(ss_t *ss)
@@ -564,14 +532,9 @@ void unlinker__free_all(ss_t *ss)
 
     for (u = ss->unlinks; u != NULL; u = next) {
         next = u->next;
-        if (u->browser != NULL) {
-            ss_browser_cb_t none = {0};
-
-            browser__rebind(u->browser, &none);
-        }
         if (u->owner_fd >= 0)
             close(u->owner_fd);
-        sessions__release(u);
+        sessions__abandon(u);
     }
     ss->unlinks = NULL;
     if (ss->unlink_timer_ready) {

@@ -23,22 +23,8 @@
 
 #include "session.h"
 
-static char tmp[256];
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(tmp, sizeof(tmp), "/tmp/ss_unlinker_test.XXXXXX");
-    assert_non_null(mkdtemp(tmp));
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    assert_int_equal(browser__remove_tree(tmp), WA_OK);
-    return 0;
-}
+#define SS_TMPDIR_TEMPLATE "/tmp/ss_unlinker_test.XXXXXX"
+#include "ss_tmpdir.h"
 
 static void write_file(const char *path, const char *text)
 {
