@@ -500,6 +500,11 @@ wa_err_t sessions__start(ss_session_t *s, const char *rid);
  */
 wa_err_t sessions__spawn(ss_session_t *s, const ss_browser_cb_t *cb);
 
+/* The on_event of every browser's callbacks: arg is its session record;
+ * the event goes to adapter__on_event. */
+void sessions__browser_event(void *arg, const char *session, const char *method,
+                             const cJSON *params);
+
 /*
  * Stop s's browser in mode; fn(arg, s) once it has exited (and the profile
  * is deleted, for STOP_DELETE/STOP_LOGOUT), at once if none runs. fn may

@@ -176,7 +176,7 @@ static void set_status(ss_session_t *s, ss_status_t to, const char *reason,
 
 static void schedule_relaunch(ss_session_t *s);
 
-static void on_browser_event(void *arg, const char *session, const char *method,
+void sessions__browser_event(void *arg, const char *session, const char *method,
                              const cJSON *params)
 {
     adapter__on_event(arg, session, method, params);
@@ -230,7 +230,7 @@ static bool adopt(ss_session_t *s)
                     s->user);
         return false;
     }
-    cb.on_event = on_browser_event;
+    cb.on_event = sessions__browser_event;
     cb.on_exit = on_browser_exit;
     cb.arg = s;
     browser__rebind(s->browser, &cb);
@@ -295,7 +295,7 @@ static void launch(ss_session_t *s)
     }
     if (cleared)
         wa_info(NULL, "user %s: stale SingletonLock cleared", s->user);
-    cb.on_event = on_browser_event;
+    cb.on_event = sessions__browser_event;
     cb.on_exit = on_browser_exit;
     cb.arg = s;
     if ((err = sessions__spawn(s, &cb)) != WA_OK) {

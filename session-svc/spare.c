@@ -73,12 +73,6 @@ static void schedule(ss_t *ss, uint64_t ms)
     uv_timer_start(&ss->spare_timer, on_fill, ms, 0);
 }
 
-static void on_spare_event(void *arg, const char *session, const char *method,
-                           const cJSON *params)
-{
-    adapter__on_event(arg, session, method, params);
-}
-
 static void on_spare_exit(void *arg, int64_t status, int sig)
 {
     ss_session_t *sp = arg;
@@ -136,7 +130,7 @@ static wa_err_t launch_one(ss_t *ss)
     snprintf(sp->user, sizeof(sp->user), "(spare)");
     if ((err = make_dir(ss, sp)) != WA_OK)
         goto fail;
-    cb.on_event = on_spare_event;
+    cb.on_event = sessions__browser_event;
     cb.on_exit = on_spare_exit;
     cb.arg = sp;
     if ((err = sessions__spawn(sp, &cb)) != WA_OK)

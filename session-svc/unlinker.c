@@ -231,12 +231,6 @@ static long running(const ss_t *ss)
     return sessions__count(ss->unlinks);
 }
 
-static void on_unlink_event(void *arg, const char *session, const char *method,
-                            const cJSON *params)
-{
-    adapter__on_event(arg, session, method, params);
-}
-
 /* The browser is gone: delete the directory, or keep it for a retry. */
 static void on_unlink_exit(void *arg, int64_t status, int sig)
 {
@@ -296,7 +290,7 @@ static wa_err_t start(ss_t *ss, const char *path, int owner_fd)
     snprintf(u->user, sizeof(u->user), "%s", strrchr(path, '/') + 1);
     if ((err = browser__clear_singleton(u->profile, NULL)) != WA_OK)
         goto fail; /* a browser still runs on it (another instance's) */
-    cb.on_event = on_unlink_event;
+    cb.on_event = sessions__browser_event;
     cb.on_exit = on_unlink_exit;
     cb.arg = u;
     if ((err = sessions__spawn(u, &cb)) != WA_OK)
