@@ -258,20 +258,51 @@ bool gw_valid_logs(const char *text, size_t len)
     return seen;
 }
 
+/* Is status (a JSON string) one a live browser holds: initializing, qr,
+ * authenticated or ready? */
+static bool status_running(wa_json_span_t status)
+{
+    static const char *const running[] = {"initializing", "qr", "authenticated",
+                                          "ready"};
+
+    for (size_t i = 0; i < sizeof(running) / sizeof(running[0]); i++) {
+        if (wa_json_key_is(status, running[i]))
+            return true;
+    }
+    return false;
+}
+
 wa_err_t gw_status_body(const char *text, size_t len, char **out,
                         size_t *outlen)
 {
-    enum { F_STATUS, F_PHONE, F_NAME, F_QR, F_CONNECTED, F_ACTIVITY, NF };
-    static const char *const fields[NF] = {"status",      "phoneNumber",
-                                           "displayName", "qrCode",
-                                           "connectedAt", "lastActivity"};
-    wa_json_span_t f[NF];
+    enum {
+        F_STATUS,
+        F_PHONE,
+        F_NAME,
+        F_QR,
+        F_CONNECTED,
+        F_ACTIVITY,
+        NF,
+        F_ALIVE = NF
+    };
+    static const char *const fields[NF + 1] = {
+        "status",      "phoneNumber",  "displayName",  "qrCode",
+        "connectedAt", "lastActivity", "instanceAlive"};
+    static const char error_status[] = "\"error\"";
+    wa_json_span_t f[NF + 1];
     wa_json_buf_t b = {0};
 
     *out = NULL;
-    if (wa_json_members((wa_json_span_t){text, len}, fields, NF, f) != WA_OK ||
+    if (wa_json_members((wa_json_span_t){text, len}, fields, NF + 1, f) !=
+            WA_OK ||
         wa_json_kind(f[F_STATUS]) != '"')
         return WA_EPROTO;
+    /* A session the store holds as running, whose instance is dead, runs
+     * nowhere: the last status that instance wrote is no longer true, and
+     * no other will be written until an instance takes the user over. An
+     * answer without the flag (an older store-svc) is taken as it is. */
+    if (wa_json_kind(f[F_ALIVE]) == 'f' && status_running(f[F_STATUS]))
+        f[F_STATUS] = (wa_json_span_t){error_status, sizeof(error_status) - 1};
     /* The QR is only meaningful (and only shown) while scanning. */
     if (!wa_json_key_is(f[F_STATUS], "qr"))
         f[F_QR] = (wa_json_span_t){0};

@@ -96,8 +96,12 @@ static const struct {
     [ST_SAVEPOINT] = {"SAVEPOINT job", ON_WR},
     [ST_RELEASE] = {"RELEASE job", ON_WR},
     [ST_ROLLBACK_TO] = {"ROLLBACK TO job", ON_WR},
-    [ST_SESSION_GET] = {"SELECT " SESSION_COLS
-                        " FROM user_sessions WHERE user_id = ?1",
+    /* ?2: the oldest last_seen_ms still alive. The last column: 1 if the
+     * user is placed on a live instance, 0 on a dead one, NULL unplaced. */
+    [ST_SESSION_GET] = {"SELECT " SESSION_COLS ", (SELECT i.last_seen_ms >= "
+                        "?2 FROM placements p JOIN instances i ON i.instance "
+                        "= p.instance WHERE p.user_id = ?1) FROM "
+                        "user_sessions WHERE user_id = ?1",
                         ON_WR | ON_RD},
     /* ?1 user; then per field a value and a "set" flag: ?2/?3 status,
      * ?4/?5 phone, ?6/?7 name, ?8/?9 qr, ?10/?11 connected_at,

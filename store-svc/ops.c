@@ -570,7 +570,7 @@ static wa_err_t read_ping(call_t *c, db_conn_t *conn)
 
 static wa_err_t read_session_get(call_t *c, db_conn_t *conn)
 {
-    return sessions__get(conn, c->req->user, &c->result);
+    return sessions__get(conn, c->req->user, c->st->now_ms(), &c->result);
 }
 
 static wa_err_t read_session_list(call_t *c, db_conn_t *conn)

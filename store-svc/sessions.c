@@ -66,27 +66,33 @@ fail:
     return NULL;
 }
 
-wa_err_t sessions__get(db_conn_t *c, const char *user, cJSON **out)
+wa_err_t sessions__get(db_conn_t *c, const char *user, int64_t now_ms,
+                       cJSON **out)
 {
     sqlite3_stmt *st = db__stmt(c, ST_SESSION_GET);
     wa_err_t err = WA_OK;
+    bool alive = false;
     cJSON *row;
     int rc;
 
-    if ((rc = db__bind_text(st, 1, user)) != SQLITE_OK) {
+    if ((rc = db__bind_text(st, 1, user)) != SQLITE_OK ||
+        (rc = sqlite3_bind_int64(st, 2, now_ms - STORE_DEAD_AFTER_MS)) !=
+            SQLITE_OK) {
         err = db__fail(c, rc, "session.get bind");
         goto out;
     }
     rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
+    if (rc == SQLITE_ROW) {
         row = row_object(st);
-    else if (rc == SQLITE_DONE)
+        alive = sqlite3_column_int(st, (int)NCOLS) == 1;
+    } else if (rc == SQLITE_DONE) {
         row = empty_row(user);
-    else {
+    } else {
         err = db__fail(c, rc, "session.get");
         goto out;
     }
-    if (row == NULL) {
+    if (row == NULL || !cJSON_AddBoolToObject(row, "instanceAlive", alive)) {
+        cJSON_Delete(row);
         err = WA_ENOMEM;
         goto out;
     }

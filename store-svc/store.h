@@ -215,8 +215,12 @@ typedef struct session_update {
 } session_update_t;
 
 /* The row of user as a session.get object; a user never seen is
- * "disconnected" with nulls. *out is the caller's. */
-wa_err_t sessions__get(db_conn_t *c, const char *user, cJSON **out);
+ * "disconnected" with nulls. Besides the row: "instanceAlive", whether the
+ * user is placed on an instance alive at now_ms (its status is the last
+ * one that instance wrote; a dead one writes no more). *out is the
+ * caller's. */
+wa_err_t sessions__get(db_conn_t *c, const char *user, int64_t now_ms,
+                       cJSON **out);
 
 /* Create or update user's row (fields not set are left alone), stamp
  * updated_at (and created_at on insert) with now, and return the row. */

@@ -349,21 +349,23 @@ class Basics(unittest.TestCase):
             "displayName": None, "qrCode": None, "connectedAt": None,
             "lastActivity": None})
 
-    def test_status_from_store_row(self):
+    def test_status_without_live_instance(self):
+        # A running status whose session-svc is gone (here: none ever ran)
+        # runs nowhere: "error", and never the stale QR.
         buscall(S.store_url, "session.upsert", "qruser", {
             "status": "qr", "qrCode": "data:image/png;base64,AAAA",
             "phoneNumber": "+41791234567", "displayName": "Dr Q"})
         b = call(GW.port, "GET", "/status", token("qruser")).json()
-        self.assertEqual(b["status"], "qr")
-        self.assertEqual(b["qrCode"], "data:image/png;base64,AAAA")
+        self.assertEqual(b["status"], "error")
+        self.assertIsNone(b["qrCode"])
         self.assertEqual(b["displayName"], "Dr Q")
         self.assertEqual(set(b), {"status", "phoneNumber", "displayName",
                                   "qrCode", "connectedAt", "lastActivity"})
-        # The QR is shown only while scanning.
-        buscall(S.store_url, "session.upsert", "qruser", {"status": "ready"})
-        b = call(GW.port, "GET", "/status", token("qruser")).json()
-        self.assertEqual(b["status"], "ready")
-        self.assertIsNone(b["qrCode"])
+        for status in ("initializing", "authenticated", "ready"):
+            buscall(S.store_url, "session.upsert", "qruser",
+                    {"status": status})
+            b = call(GW.port, "GET", "/status", token("qruser")).json()
+            self.assertEqual(b["status"], "error", status)
 
     def test_request_id(self):
         r = call(GW.port, "GET", "/status", U1,
@@ -1022,6 +1024,26 @@ class SessionService(unittest.TestCase):
         b = call(self.gw.port, "GET", "/health").json()
         self.assertEqual(b["status"], "ok")
         self.assertEqual(b["sessionServices"], 1)
+
+    def test_status_from_store_row(self):
+        # Placed on the live fake-1: the row as its instance wrote it.
+        self.assertEqual(buscall(self.s.store_url, "placement.resolve",
+                                 "qruser")["instance"], "fake-1")
+        buscall(self.s.store_url, "session.upsert", "qruser", {
+            "status": "qr", "qrCode": "data:image/png;base64,AAAA",
+            "phoneNumber": "+41791234567", "displayName": "Dr Q"})
+        b = call(self.gw.port, "GET", "/status", token("qruser")).json()
+        self.assertEqual(b["status"], "qr")
+        self.assertEqual(b["qrCode"], "data:image/png;base64,AAAA")
+        self.assertEqual(b["displayName"], "Dr Q")
+        self.assertEqual(set(b), {"status", "phoneNumber", "displayName",
+                                  "qrCode", "connectedAt", "lastActivity"})
+        # The QR is shown only while scanning.
+        buscall(self.s.store_url, "session.upsert", "qruser",
+                {"status": "ready"})
+        b = call(self.gw.port, "GET", "/status", token("qruser")).json()
+        self.assertEqual(b["status"], "ready")
+        self.assertIsNone(b["qrCode"])
 
     def test_2_flow(self):
         t = token("doc1")

@@ -194,13 +194,25 @@ def main_move(bindir, work):
         # kill -9 of the owner once more, and this time nobody asks for the
         # user: store-svc moves them on its own once the owner has been
         # silent for 30 s (STORE_RESCUE_AFTER_MS), at a heartbeat of the
-        # survivor, which then relaunches them.
+        # survivor, which then relaunches them. Meanwhile /status stops
+        # saying "ready" once the owner counts as dead (10 s after its last
+        # heartbeat): the session runs nowhere until the move.
         mark = last_log_id(st, tok)
         st.procs.pop(inst[first][0]).kill9()
         t0 = time.time()
-        wait_until("the user moved without a request", lambda: owner(
-            st, buscall) == other or None, 60, 1)
+        seen = []
+
+        def moved():
+            seen.append((round(time.time() - t0, 1), status_of(st, tok)))
+            return owner(st, buscall) == other or None
+        wait_until("the user moved without a request", moved, 60, 1)
         moved_after = time.time() - t0
+        errors = [t for t, s in seen if s == "error"]
+        check(errors and min(errors) >= 7.5 and all(
+            s == "ready" for t, s in seen if t < 7.5),
+            "/status: ready until the dead owner counts as dead, then error "
+            "until the move (first error at %s s)"
+            % (min(errors) if errors else None))
         wait_until("ready again without a request", lambda: [
             l for l in logs_since(st, tok, mark)
             if l["eventType"] == "ready"] or None, 60, 1)

@@ -362,6 +362,7 @@ static void test_status_body(void **state)
         "[]",
         "{\"status\":\"qr\",\"status\":\"ready\"}",
         "{\"status\":\"qr\",\"qrCode\":\"a\",\"qrCode\":\"b\"}",
+        "{\"status\":\"qr\",\"instanceAlive\":false,\"instanceAlive\":true}",
     };
     (void)state;
     status_is("{\"userId\":\"u\",\"status\":\"qr\",\"qrCode\":\"data:x\","
@@ -376,6 +377,30 @@ static void test_status_body(void **state)
               "{\"status\":\"ready\",\"phoneNumber\":\"+41791234567\","
               "\"displayName\":null,\"qrCode\":null,\"connectedAt\":"
               "\"2026-11-26T10:00:00.000Z\",\"lastActivity\":null}");
+    /* The instance that wrote a running status is dead: it runs nowhere. */
+    status_is("{\"status\":\"qr\",\"qrCode\":\"data:x\",\"instanceAlive\":"
+              "false,\"connectedAt\":null}",
+              "{\"status\":\"error\",\"phoneNumber\":null,\"displayName\":"
+              "null,\"qrCode\":null,\"connectedAt\":null,\"lastActivity\":"
+              "null}");
+    status_is("{\"status\":\"ready\",\"instanceAlive\":false,"
+              "\"phoneNumber\":\"+41791234567\"}",
+              "{\"status\":\"error\",\"phoneNumber\":\"+41791234567\","
+              "\"displayName\":null,\"qrCode\":null,\"connectedAt\":null,"
+              "\"lastActivity\":null}");
+    /* Alive, or a status no browser holds, or no flag: as stored. */
+    status_is("{\"status\":\"ready\",\"instanceAlive\":true}",
+              "{\"status\":\"ready\",\"phoneNumber\":null,\"displayName\":"
+              "null,\"qrCode\":null,\"connectedAt\":null,\"lastActivity\":"
+              "null}");
+    status_is("{\"status\":\"disconnected\",\"instanceAlive\":false}",
+              "{\"status\":\"disconnected\",\"phoneNumber\":null,"
+              "\"displayName\":null,\"qrCode\":null,\"connectedAt\":null,"
+              "\"lastActivity\":null}");
+    status_is("{\"status\":\"error\",\"instanceAlive\":false}",
+              "{\"status\":\"error\",\"phoneNumber\":null,\"displayName\":"
+              "null,\"qrCode\":null,\"connectedAt\":null,\"lastActivity\":"
+              "null}");
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         wa_json_span_t v;
         char *out = NULL;

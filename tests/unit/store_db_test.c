@@ -186,7 +186,7 @@ static void test_reopen_keeps_rows(void **state)
         assert_int_equal(db__user_version(&db->wr), DB_SCHEMA_VERSION);
         assert_int_equal(
             tl_scalar(&db->wr, "SELECT count(*) FROM session_logs"), 1);
-        assert_int_equal(sessions__get(&db->rd, "u1", &row), WA_OK);
+        assert_int_equal(sessions__get(&db->rd, "u1", 0, &row), WA_OK);
         assert_string_equal(
             cJSON_GetObjectItem(row, "phoneNumber")->valuestring,
             "+41791234567");
@@ -263,13 +263,13 @@ static void test_adopts_seed_database(void **state)
                  "timestamp) VALUES ('old', 'ready', 'not json', 'then');");
     db = tl_open(path);
     assert_int_equal(db__user_version(&db->wr), DB_SCHEMA_VERSION);
-    assert_int_equal(sessions__get(&db->rd, "old", &row), WA_OK);
+    assert_int_equal(sessions__get(&db->rd, "old", 0, &row), WA_OK);
     assert_string_equal(cJSON_GetObjectItem(row, "status")->valuestring,
                         "ready");
     assert_string_equal(cJSON_GetObjectItem(row, "displayName")->valuestring,
                         "Dr Old");
     cJSON_Delete(row);
-    assert_int_equal(sessions__get(&db->rd, "nul", &row), WA_OK);
+    assert_int_equal(sessions__get(&db->rd, "nul", 0, &row), WA_OK);
     assert_string_equal(cJSON_GetObjectItem(row, "status")->valuestring,
                         "disconnected");
     cJSON_Delete(row);

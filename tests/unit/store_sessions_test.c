@@ -59,13 +59,56 @@ static void test_unknown_user(void **state)
         "lastActivity", "createdAt",   "updatedAt",
     };
 
-    assert_int_equal(sessions__get(&f->db->rd, "nobody", &row), WA_OK);
+    assert_int_equal(sessions__get(&f->db->rd, "nobody", 0, &row), WA_OK);
     assert_string_equal(str(row, "userId"), "nobody");
     assert_string_equal(str(row, "status"), "disconnected");
     for (size_t i = 0; i < sizeof(nulls) / sizeof(nulls[0]); i++)
         assert_true(cJSON_IsNull(cJSON_GetObjectItem(row, nulls[i])));
-    assert_int_equal(cJSON_GetArraySize(row), 9);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(row, "instanceAlive")));
+    assert_int_equal(cJSON_GetArraySize(row), 10);
     cJSON_Delete(row);
+}
+
+static bool instance_alive(fx_t *f, const char *user, int64_t now_ms)
+{
+    cJSON *row = NULL;
+    bool alive;
+
+    assert_int_equal(sessions__get(&f->db->rd, user, now_ms, &row), WA_OK);
+    alive = cJSON_IsTrue(cJSON_GetObjectItem(row, "instanceAlive"));
+    assert_true(alive ||
+                cJSON_IsFalse(cJSON_GetObjectItem(row, "instanceAlive")));
+    cJSON_Delete(row);
+    return alive;
+}
+
+/* instanceAlive: placed on an instance heard from within
+ * STORE_DEAD_AFTER_MS. Unplaced, or placed on one gone silent: false. */
+static void test_instance_alive(void **state)
+{
+    fx_t *f = *state;
+    const int64_t t0 = 1000000;
+    session_update_t u = {.status = {true, "ready"}};
+    placement_t p;
+    cJSON *row = NULL;
+
+    assert_int_equal(sessions__upsert(&f->db->wr, "u1", &u, "t", &row), WA_OK);
+    cJSON_Delete(row);
+    assert_false(instance_alive(f, "u1", t0));
+    assert_int_equal(
+        placement__register(&f->db->wr, "i1", "tcp://127.0.0.1:1", 5, t0),
+        WA_OK);
+    assert_int_equal(placement__resolve(&f->db->wr, "u1", t0, "t", &p), WA_OK);
+    assert_true(instance_alive(f, "u1", t0));
+    assert_true(instance_alive(f, "u1", t0 + STORE_DEAD_AFTER_MS));
+    assert_false(instance_alive(f, "u1", t0 + STORE_DEAD_AFTER_MS + 1));
+    /* A heartbeat brings it back. */
+    assert_int_equal(
+        placement__heartbeat(&f->db->wr, "i1", 1, t0 + STORE_DEAD_AFTER_MS - 1),
+        WA_OK);
+    assert_true(instance_alive(f, "u1", t0 + STORE_DEAD_AFTER_MS + 1));
+    /* Another user's placement says nothing of this one. */
+    assert_false(instance_alive(f, "u2", t0));
 }
 
 static void test_upsert_partial_and_clear(void **state)
@@ -98,7 +141,7 @@ static void test_upsert_partial_and_clear(void **state)
                                       "2026-01-01T00:00:06.000Z", &row),
                      WA_OK);
     cJSON_Delete(row);
-    assert_int_equal(sessions__get(&f->db->rd, "u1", &row), WA_OK);
+    assert_int_equal(sessions__get(&f->db->rd, "u1", 0, &row), WA_OK);
     assert_string_equal(str(row, "status"), "ready");
     assert_null(str(row, "qrCode"));
     assert_string_equal(str(row, "displayName"), "Dr Müller");
@@ -146,11 +189,11 @@ static void test_hostile_user_ids(void **state)
 
     assert_int_equal(sessions__upsert(&f->db->wr, evil, &u, "t", &row), WA_OK);
     cJSON_Delete(row);
-    assert_int_equal(sessions__get(&f->db->rd, evil, &row), WA_OK);
+    assert_int_equal(sessions__get(&f->db->rd, evil, 0, &row), WA_OK);
     assert_string_equal(str(row, "userId"), evil);
     assert_string_equal(str(row, "status"), "error");
     cJSON_Delete(row);
-    assert_int_equal(sessions__get(&f->db->rd, "x", &row), WA_OK);
+    assert_int_equal(sessions__get(&f->db->rd, "x", 0, &row), WA_OK);
     assert_string_equal(str(row, "status"), "disconnected");
     cJSON_Delete(row);
 }
@@ -216,6 +259,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_unknown_user, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_instance_alive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upsert_partial_and_clear, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_new_row_default_status, setup,
