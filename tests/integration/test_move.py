@@ -208,8 +208,8 @@ def main_move(bindir, work):
         wait_until("the user moved without a request", moved, 60, 1)
         moved_after = time.time() - t0
         errors = [t for t, s in seen if s == "error"]
-        check(errors and min(errors) >= 7.5 and all(
-            s == "ready" for t, s in seen if t < 7.5),
+        check(errors and min(errors) >= 5 and all(
+            s == "ready" for t, s in seen if t < 5),
             "/status: ready until the dead owner counts as dead, then error "
             "until the move (first error at %s s)"
             % (min(errors) if errors else None))
@@ -220,6 +220,7 @@ def main_move(bindir, work):
               "after the kill, and is ready again (%.1f s)"
               % (other, moved_after, time.time() - t0))
         check(not qr_events_since(st, tok, mark), "without a QR scan")
+        check(status_of(st, tok) == "ready", "/status: ready on the new owner")
         check(len(user_browsers(sessions, USER)) == 1,
               "one browser on the profile")
         restart(st, inst[first])
