@@ -123,8 +123,10 @@ static const struct {
     [ST_SESSION_LIST] = {"SELECT s.user_id, s.status, s.phone_number, "
                          "s.display_name, NULL, s.connected_at, "
                          "s.last_activity, s.created_at, s.updated_at, "
-                         "p.instance FROM user_sessions s LEFT JOIN "
-                         "placements p ON p.user_id = s.user_id "
+                         "p.instance, i.last_seen_ms >= ?3 FROM "
+                         "user_sessions s LEFT JOIN placements p ON "
+                         "p.user_id = s.user_id LEFT JOIN instances i ON "
+                         "i.instance = p.instance "
                          "ORDER BY s.user_id LIMIT ?1 OFFSET ?2",
                          ON_WR | ON_RD},
     [ST_SESSION_COUNT] = {"SELECT coalesce(status, 'disconnected'), count(*) "

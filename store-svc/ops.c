@@ -575,7 +575,8 @@ static wa_err_t read_session_get(call_t *c, db_conn_t *conn)
 
 static wa_err_t read_session_list(call_t *c, db_conn_t *conn)
 {
-    return sessions__list(conn, c->a.list.limit, c->a.list.offset, &c->result);
+    return sessions__list(conn, c->a.list.limit, c->a.list.offset,
+                          c->st->now_ms(), &c->result);
 }
 
 static wa_err_t read_log_list(call_t *c, db_conn_t *conn)

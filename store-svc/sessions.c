@@ -158,20 +158,26 @@ static cJSON *list_row(sqlite3_stmt *st, void *arg)
     cJSON *row = row_object(st);
 
     (void)arg;
-    if (row != NULL && !db__add_column(row, "instance", st, (int)NCOLS)) {
+    if (row != NULL &&
+        (!db__add_column(row, "instance", st, (int)NCOLS) ||
+         !cJSON_AddBoolToObject(row, "instanceAlive",
+                                sqlite3_column_int(st, (int)NCOLS + 1) == 1))) {
         cJSON_Delete(row);
         return NULL;
     }
     return row;
 }
 
-wa_err_t sessions__list(db_conn_t *c, long limit, long offset, cJSON **out)
+wa_err_t sessions__list(db_conn_t *c, long limit, long offset, int64_t now_ms,
+                        cJSON **out)
 {
     sqlite3_stmt *st = db__stmt(c, ST_SESSION_LIST);
     int rc;
 
     if ((rc = sqlite3_bind_int64(st, 1, limit)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 2, offset)) != SQLITE_OK) {
+        (rc = sqlite3_bind_int64(st, 2, offset)) != SQLITE_OK ||
+        (rc = sqlite3_bind_int64(st, 3, now_ms - STORE_DEAD_AFTER_MS)) !=
+            SQLITE_OK) {
         (void)sqlite3_reset(st);
         return db__fail(c, rc, "session.list bind");
     }

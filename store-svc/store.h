@@ -228,8 +228,10 @@ wa_err_t sessions__upsert(db_conn_t *c, const char *user,
                           const session_update_t *u, const char *now,
                           cJSON **out);
 
-/* {sessions:[row + instance]} ordered by user id. */
-wa_err_t sessions__list(db_conn_t *c, long limit, long offset, cJSON **out);
+/* {sessions:[row + instance + instanceAlive]} ordered by user id; alive as
+ * in sessions__get. */
+wa_err_t sessions__list(db_conn_t *c, long limit, long offset, int64_t now_ms,
+                        cJSON **out);
 
 /* {"disconnected":n, ..., "error":n}: every status, zero when absent. */
 wa_err_t sessions__count_by_status(db_conn_t *c, cJSON **out);

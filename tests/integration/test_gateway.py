@@ -790,6 +790,7 @@ class Admin(unittest.TestCase):
             users = {s["userId"]: s for s in sessions}
             self.assertIn("secret-qr", users)
             self.assertEqual(users["secret-qr"]["status"], "qr")
+            self.assertIs(users["secret-qr"]["instanceAlive"], False)
             # QR codes are never listed, not even to admins.
             self.assertNotIn("SECRET", r.body.decode())
             for s in sessions:
@@ -1044,6 +1045,11 @@ class SessionService(unittest.TestCase):
         b = call(self.gw.port, "GET", "/status", token("qruser")).json()
         self.assertEqual(b["status"], "ready")
         self.assertIsNone(b["qrCode"])
+        rows = call(self.gw.port, "GET", "/admin/sessions",
+                    token("x", role="admin")).json()["sessions"]
+        row = [s for s in rows if s["userId"] == "qruser"][0]
+        self.assertEqual((row["status"], row["instance"], row["instanceAlive"]),
+                         ("ready", "fake-1", True))
 
     def test_2_flow(self):
         t = token("doc1")

@@ -217,17 +217,32 @@ static void test_list_and_counts(void **state)
         placement__register(&f->db->wr, "i1", "tcp://h:1", 10, 1000), WA_OK);
     assert_int_equal(placement__resolve(&f->db->wr, "b", 1000, "t", &p), WA_OK);
 
-    assert_int_equal(sessions__list(&f->db->rd, 2, 1, &res), WA_OK);
+    assert_int_equal(sessions__list(&f->db->rd, 2, 1, 1000, &res), WA_OK);
     arr = cJSON_GetObjectItem(res, "sessions");
     assert_int_equal(cJSON_GetArraySize(arr), 2);
     assert_string_equal(str(cJSON_GetArrayItem(arr, 0), "userId"), "b");
     assert_string_equal(str(cJSON_GetArrayItem(arr, 0), "instance"), "i1");
+    assert_true(cJSON_IsTrue(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 0), "instanceAlive")));
     assert_string_equal(str(cJSON_GetArrayItem(arr, 1), "userId"), "c");
     assert_null(str(cJSON_GetArrayItem(arr, 1), "instance"));
-    assert_int_equal(cJSON_GetArraySize(cJSON_GetArrayItem(arr, 0)), 10);
+    assert_true(cJSON_IsFalse(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 1), "instanceAlive")));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetArrayItem(arr, 0)), 11);
     cJSON_Delete(res);
 
-    assert_int_equal(sessions__list(&f->db->rd, 10, 100, &res), WA_OK);
+    /* i1 silent for longer than STORE_DEAD_AFTER_MS: its users' sessions
+     * run nowhere. */
+    assert_int_equal(
+        sessions__list(&f->db->rd, 1, 1, 1000 + STORE_DEAD_AFTER_MS + 1, &res),
+        WA_OK);
+    arr = cJSON_GetObjectItem(res, "sessions");
+    assert_string_equal(str(cJSON_GetArrayItem(arr, 0), "instance"), "i1");
+    assert_true(cJSON_IsFalse(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 0), "instanceAlive")));
+    cJSON_Delete(res);
+
+    assert_int_equal(sessions__list(&f->db->rd, 10, 100, 1000, &res), WA_OK);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "sessions")),
                      0);
     cJSON_Delete(res);
