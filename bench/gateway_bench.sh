@@ -2,8 +2,9 @@
 # Throughput and latency of the gateway's store routes, measured with wrk.
 #
 # Starts store-svc and gateway on free ports with a temporary database and a
-# generous rate limit, seeds 50 log rows per user, mints tokens with
-# wa-token, then runs wrk on GET /status and GET /logs (default limit, 50
+# generous rate limit, seeds 50 log rows per user and a ready session
+# placed on a live (heartbeating) instance, mints tokens with wa-token,
+# then runs wrk on GET /status and GET /logs (default limit, 50
 # rows) at 1 and 64 keep-alive connections, first with one user's token
 # (identical reads in flight share one bus call), then with USERS users'
 # tokens dealt out between wrk's threads (gateway_bench.lua: nearly every
@@ -99,7 +100,28 @@ for u in $(seq "$USERS"); do
     if [ ${#SEEDERS[@]} -eq 8 ]; then wait "${SEEDERS[@]}"; SEEDERS=(); fi
 done
 [ ${#SEEDERS[@]} -eq 0 ] || wait "${SEEDERS[@]}"
+# Each user linked: a ready session row, placed on an instance that stays
+# alive (a heartbeat every 2 s, as session-svc sends), so GET /status reads
+# what it reads for a working doctor: the row and the owner's liveness.
+"$TOOLS/buscall" "$STORE_URL" instance.register "" \
+    "{\"instance\":\"bench-1\",\"url\":\"tcp://127.0.0.1:9\",\"capacity\":$((USERS + 1))}" >/dev/null
+(while :; do
+    "$TOOLS/buscall" "$STORE_URL" instance.heartbeat "" \
+        "{\"instance\":\"bench-1\",\"sessions\":$USERS}" >/dev/null 2>&1
+    sleep 2
+done) &
+PIDS+=($!)
+for u in $(seq "$USERS"); do
+    ("$TOOLS/buscall" "$STORE_URL" placement.resolve "bench-user-$u" >/dev/null &&
+        "$TOOLS/buscall" "$STORE_URL" session.upsert "bench-user-$u" \
+            "{\"status\":\"ready\",\"phoneNumber\":\"+4179$(printf %07d "$u")\",\"displayName\":\"Dr Bench $u\",\"connectedAt\":\"2026-11-26T08:00:00.000Z\",\"lastActivity\":\"2026-11-26T08:00:00.000Z\"}" >/dev/null) &
+    SEEDERS+=($!)
+    if [ ${#SEEDERS[@]} -eq 8 ]; then wait "${SEEDERS[@]}"; SEEDERS=(); fi
+done
+[ ${#SEEDERS[@]} -eq 0 ] || wait "${SEEDERS[@]}"
 TOKEN=$(head -1 "$WORK/tokens")
+[ "$(curl -s -H "Authorization: Bearer $TOKEN" "$URL/status" | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p')" = ready ] ||
+    { echo "gateway_bench.sh: the seeded session does not read ready" >&2; exit 1; }
 sleep 1
 IDLE_GW=$(mem_of "$GW_PID") IDLE_STORE=$(mem_of "$STORE_PID")
 

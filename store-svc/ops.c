@@ -1049,6 +1049,28 @@ static void drop_call(call_t *c)
 
 /* Start a write: answer duplicates from the cache, else queue it. Takes
  * over the stack call s (its job is answered now or later). */
+/*
+ * Move the call s (ops__handle's, on its stack) to c, which outlives it.
+ * parse_upsert points the update's times at the call's own normalized
+ * copies (ts): those pointers must follow, or the writer thread would read
+ * a stack frame that is gone (found by the bench as intermittent
+ * invalid_utf8 answers to session.upsert, and by ASan's
+ * detect_stack_use_after_return).
+ */
+static void call_move(call_t *c, const call_t *s)
+{
+    *c = *s;
+    if (c->desc->parse == parse_upsert) {
+        session_field_t *f[2] = {&c->a.upsert.connected_at,
+                                 &c->a.upsert.last_activity};
+
+        for (int i = 0; i < 2; i++) {
+            if (f[i]->value == s->ts[i])
+                f[i]->value = c->ts[i];
+        }
+    }
+}
+
 static void start_write(call_t *s)
 {
     store_t *st = s->st;
@@ -1062,7 +1084,7 @@ static void start_write(call_t *s)
         call_free_args(s);
         return;
     }
-    *c = *s;
+    call_move(c, s);
     if ((e = fingerprint(c->req, &c->fp)) != WA_OK ||
         (e = idem__begin(st->idem, c->req->op, c->req->user, c->req->rid, c->fp,
                          c->job, wa_now_ms(), &state, &reply)) != WA_OK) {
