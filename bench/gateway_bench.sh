@@ -93,32 +93,47 @@ done
 ROWS=$(for n in $(seq 50); do
     printf '{"eventType":"message","eventData":{"n":%d,"body":"%040d"}}\n' "$n" 0
 done | paste -sd, -)
-SEEDERS=()
-for u in $(seq "$USERS"); do
-    "$TOOLS/buscall" "$STORE_URL" log.append "bench-user-$u" "{\"rows\":[$ROWS]}" >/dev/null &
-    SEEDERS+=($!)
-    if [ ${#SEEDERS[@]} -eq 8 ]; then wait "${SEEDERS[@]}"; SEEDERS=(); fi
-done
-[ ${#SEEDERS[@]} -eq 0 ] || wait "${SEEDERS[@]}"
+# One store call of the seeding; a failure stops the bench, saying why.
+seed() { # seed <what> <buscall args...>
+    local what=$1 out
+    shift
+    out=$("$TOOLS/buscall" "$STORE_URL" "$@" 2>&1) ||
+        { echo "gateway_bench.sh: seeding $what failed: $out" >&2; return 1; }
+}
+# Run "seed_user <u>" for every user, 8 at a time; false if any failed.
+seed_all() {
+    local u pids=() ok=0
+    for u in $(seq "$USERS"); do
+        "$1" "$u" &
+        pids+=($!)
+        if [ ${#pids[@]} -eq 8 ]; then
+            for p in "${pids[@]}"; do wait "$p" || ok=1; done
+            pids=()
+        fi
+    done
+    for p in "${pids[@]}"; do wait "$p" || ok=1; done
+    return $ok
+}
+seed_logs() { seed "user $1's log" log.append "bench-user-$1" "{\"rows\":[$ROWS]}"; }
 # Each user linked: a ready session row, placed on an instance that stays
 # alive (a heartbeat every 2 s, as session-svc sends), so GET /status reads
 # what it reads for a working doctor: the row and the owner's liveness.
-"$TOOLS/buscall" "$STORE_URL" instance.register "" \
-    "{\"instance\":\"bench-1\",\"url\":\"tcp://127.0.0.1:9\",\"capacity\":$((USERS + 1))}" >/dev/null
-(while :; do
+seed_session() {
+    seed "user $1's placement" placement.resolve "bench-user-$1" &&
+        seed "user $1's session" session.upsert "bench-user-$1" \
+            "{\"status\":\"ready\",\"phoneNumber\":\"+4179$(printf %07d "$1")\",\"displayName\":\"Dr Bench $1\",\"connectedAt\":\"2026-11-26T08:00:00.000Z\",\"lastActivity\":\"2026-11-26T08:00:00.000Z\"}"
+}
+seed_all seed_logs
+seed "the instance" instance.register "" \
+    "{\"instance\":\"bench-1\",\"url\":\"tcp://127.0.0.1:9\",\"capacity\":$((USERS + 1))}"
+(trap - EXIT; set +e
+while :; do
     "$TOOLS/buscall" "$STORE_URL" instance.heartbeat "" \
         "{\"instance\":\"bench-1\",\"sessions\":$USERS}" >/dev/null 2>&1
     sleep 2
 done) &
 PIDS+=($!)
-for u in $(seq "$USERS"); do
-    ("$TOOLS/buscall" "$STORE_URL" placement.resolve "bench-user-$u" >/dev/null &&
-        "$TOOLS/buscall" "$STORE_URL" session.upsert "bench-user-$u" \
-            "{\"status\":\"ready\",\"phoneNumber\":\"+4179$(printf %07d "$u")\",\"displayName\":\"Dr Bench $u\",\"connectedAt\":\"2026-11-26T08:00:00.000Z\",\"lastActivity\":\"2026-11-26T08:00:00.000Z\"}" >/dev/null) &
-    SEEDERS+=($!)
-    if [ ${#SEEDERS[@]} -eq 8 ]; then wait "${SEEDERS[@]}"; SEEDERS=(); fi
-done
-[ ${#SEEDERS[@]} -eq 0 ] || wait "${SEEDERS[@]}"
+seed_all seed_session
 TOKEN=$(head -1 "$WORK/tokens")
 [ "$(curl -s -H "Authorization: Bearer $TOKEN" "$URL/status" | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p')" = ready ] ||
     { echo "gateway_bench.sh: the seeded session does not read ready" >&2; exit 1; }
