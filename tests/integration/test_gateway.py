@@ -65,7 +65,11 @@ class Proc:
         self.name = name
         self.log_path = os.path.join(workdir, name + ".log")
         self.log = open(self.log_path, "ab")
+        # Only what the test sets, and the sanitizers' options of a
+        # sanitizer build's run.
         base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        base.update({k: v for k, v in os.environ.items()
+                     if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS")})
         base.update(env)
         self.p = subprocess.Popen(argv, env=base, stdout=self.log,
                                   stderr=self.log, cwd=workdir)
