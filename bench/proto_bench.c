@@ -37,7 +37,7 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void die(const char *what, wa_err_t rv)
+static _Noreturn void die(const char *what, wa_err_t rv)
 {
     fprintf(stderr, "proto_bench: %s: %s\n", what, wa_strerror(rv));
     exit(1);

@@ -62,9 +62,10 @@ static void clear_all(wa_event_t *evs, size_t n)
 
 static void test_batch_round_trip(void **state)
 {
+    /* "b", e-acute, "b": split so the hex escape ends before the "b". */
     const char *users[3] = {"alice",
-                            "b\xc3\xa9"
-                            "b",
+                            ("b\xc3\xa9"
+                             "b"),
                             "alice"};
     wa_event_t in[3], out[4];
     wa_pub_split_t s;
