@@ -105,7 +105,7 @@ wa_err_t ckpt__start(const char *path, sqlite3 *writer, ckpt_t **out, char *err,
     rc = sqlite3_open_v2(path, &c->h,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
                              SQLITE_OPEN_EXRESCODE,
-                         NULL);
+                         STORE_DB_VFS);
     if (rc == SQLITE_OK)
         rc = sqlite3_busy_timeout(c->h, 1000);
     if (rc != SQLITE_OK) {

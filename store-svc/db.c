@@ -423,8 +423,12 @@ static wa_err_t prepare_file(const char *path, char *err, size_t errlen)
 static wa_err_t conn_err(db_conn_t *c, int rc, const char *what, char *err,
                          size_t errlen)
 {
-    snprintf(err, errlen, "%s: %s", what,
-             c->h != NULL ? sqlite3_errmsg(c->h) : sqlite3_errstr(rc));
+    snprintf(err, errlen, "%s: %s%s", what,
+             c->h != NULL ? sqlite3_errmsg(c->h) : sqlite3_errstr(rc),
+             (rc & 0xff) == SQLITE_BUSY
+                 ? " (another process has it open: only one store-svc may "
+                   "use a database, and nothing else while it runs)"
+                 : "");
     return (rc & 0xff) == SQLITE_NOMEM ? WA_ENOMEM : WA_ESTORAGE;
 }
 
@@ -536,8 +540,9 @@ static wa_err_t conn_open(db_conn_t *c, const char *path, int flags, char *err,
     int rc;
 
     /* NOMUTEX: each connection is used by one thread at a time (store.h). */
-    rc = sqlite3_open_v2(
-        path, &c->h, flags | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE, NULL);
+    rc = sqlite3_open_v2(path, &c->h,
+                         flags | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
+                         STORE_DB_VFS);
     if (rc != SQLITE_OK)
         return conn_err(c, rc, path, err, errlen);
     if ((rc = sqlite3_busy_timeout(c->h, BUSY_TIMEOUT_MS)) != SQLITE_OK)

@@ -33,6 +33,17 @@
 
 #define STORE_SERVICE "store-svc"
 
+/*
+ * SQLite's "unix-excl" VFS for every connection store-svc opens: the
+ * process takes one exclusive POSIX lock on the database at its first
+ * transaction and holds it, and the WAL index lives in the heap instead of
+ * a shared -shm file. Its connections still lock each other as usual (the
+ * locks are kept in the process), but no transaction costs a system call
+ * for locking any more. It also enforces DESIGN's rule that only store-svc
+ * opens the file: another process gets SQLITE_BUSY.
+ */
+#define STORE_DB_VFS "unix-excl"
+
 /* Argument limits of the bus operations (docs/architecture.md). */
 #define STORE_PHONE_MAX 32
 #define STORE_NAME_MAX 256

@@ -55,6 +55,20 @@ start_store() {
 call() { "$TOOLS/buscall" "$STORE_URL" "$@"; }
 
 start_store
+# The database is store-svc's alone while it runs: a second store-svc on
+# it stops with a clear line, and so does any other reader.
+run_refused 1 DB_PATH="$DB_PATH"
+grep -q 'another process has it open: only one store-svc' "$WORK/refused.err" ||
+    fail "second store-svc: unclear: $(cat "$WORK/refused.err")"
+pass "a second store-svc on the same database: refused, exit 1"
+python3 -c 'import sqlite3,sys
+c = sqlite3.connect(sys.argv[1], timeout=0.2)
+try:
+    c.execute("SELECT count(*) FROM user_sessions").fetchone()
+except sqlite3.OperationalError as e:
+    sys.exit(0 if "locked" in str(e) else 1)
+sys.exit(1)' "$DB_PATH" || fail "another process read the database under store-svc"
+pass "another process cannot read the database while store-svc runs"
 for i in $(seq 20); do
     call log.append doc1 "{\"eventType\":\"message\",\"eventData\":{\"body\":\"$SECRET_MARK\",\"n\":$i}}" >/dev/null ||
         fail "log.append $i"
