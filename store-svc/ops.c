@@ -68,7 +68,8 @@ struct call {
         } list;
     } a;
     char ts[2][STORE_TS_LEN + 1]; /* session.upsert: its two times, kept
-                                     in the database's one form */
+                                     in the database's one form (the
+                                     update points at the request's) */
     char *data_json; /* log.append, event.record: the data as JSON text */
     /* log.append with "rows": each row's type (in args) and data as JSON */
     struct {
@@ -382,18 +383,15 @@ static wa_err_t parse_upsert(call_t *c)
          !bytes_in(u->qr.value, 0x20, 0x7e)))
         return invalid(c, "qrCode: must be 1..%d bytes of printable ASCII",
                        STORE_QR_MAX);
-    if (u->connected_at.value != NULL) {
-        if (!timestamp_normalize(u->connected_at.value, c->ts[0]))
-            return invalid(c, "connectedAt: must be an ISO-8601 UTC time "
-                              "(YYYY-MM-DDTHH:MM:SS.sssZ)");
-        u->connected_at.value = c->ts[0];
-    }
-    if (u->last_activity.value != NULL) {
-        if (!timestamp_normalize(u->last_activity.value, c->ts[1]))
-            return invalid(c, "lastActivity: must be an ISO-8601 UTC time "
-                              "(YYYY-MM-DDTHH:MM:SS.sssZ)");
-        u->last_activity.value = c->ts[1];
-    }
+    /* The normalized times go to ts; exec_upsert writes them. */
+    if (u->connected_at.value != NULL &&
+        !timestamp_normalize(u->connected_at.value, c->ts[0]))
+        return invalid(c, "connectedAt: must be an ISO-8601 UTC time "
+                          "(YYYY-MM-DDTHH:MM:SS.sssZ)");
+    if (u->last_activity.value != NULL &&
+        !timestamp_normalize(u->last_activity.value, c->ts[1]))
+        return invalid(c, "lastActivity: must be an ISO-8601 UTC time "
+                          "(YYYY-MM-DDTHH:MM:SS.sssZ)");
     return WA_OK;
 }
 
@@ -668,12 +666,24 @@ fail:
 
 /* ---- writes (on the writer thread) ---- */
 
+/*
+ * The times as parse_upsert normalized them, from this call's own ts:
+ * parse ran on ops__handle's stack copy of the call, so a pointer it had
+ * kept to that copy's ts would read a frame long gone here, on the writer
+ * thread (it did: intermittent invalid_utf8 answers and wrong times under
+ * concurrent upserts, until 2026-11-26).
+ */
 static wa_err_t exec_upsert(call_t *c, db_conn_t *conn)
 {
+    session_update_t u = c->a.upsert;
     char now[WA_TIMESTAMP_MAX + 1];
 
+    if (u.connected_at.value != NULL)
+        u.connected_at.value = c->ts[0];
+    if (u.last_activity.value != NULL)
+        u.last_activity.value = c->ts[1];
     wa_timestamp_now(now, sizeof(now));
-    return sessions__upsert(conn, c->req->user, &c->a.upsert, now, &c->result);
+    return sessions__upsert(conn, c->req->user, &u, now, &c->result);
 }
 
 /* "rows": every row in this transaction; {"ids":[...],"timestamp"}. */
@@ -1048,29 +1058,8 @@ static void drop_call(call_t *c)
 }
 
 /* Start a write: answer duplicates from the cache, else queue it. Takes
- * over the stack call s (its job is answered now or later). */
-/*
- * Move the call s (ops__handle's, on its stack) to c, which outlives it.
- * parse_upsert points the update's times at the call's own normalized
- * copies (ts): those pointers must follow, or the writer thread would read
- * a stack frame that is gone (found by the bench as intermittent
- * invalid_utf8 answers to session.upsert, and by ASan's
- * detect_stack_use_after_return).
- */
-static void call_move(call_t *c, const call_t *s)
-{
-    *c = *s;
-    if (c->desc->parse == parse_upsert) {
-        session_field_t *f[2] = {&c->a.upsert.connected_at,
-                                 &c->a.upsert.last_activity};
-
-        for (int i = 0; i < 2; i++) {
-            if (f[i]->value == s->ts[i])
-                f[i]->value = c->ts[i];
-        }
-    }
-}
-
+ * over the stack call s (its job is answered now or later), copied as it
+ * is: nothing in a call points into the call itself. */
 static void start_write(call_t *s)
 {
     store_t *st = s->st;
@@ -1084,7 +1073,7 @@ static void start_write(call_t *s)
         call_free_args(s);
         return;
     }
-    call_move(c, s);
+    *c = *s;
     if ((e = fingerprint(c->req, &c->fp)) != WA_OK ||
         (e = idem__begin(st->idem, c->req->op, c->req->user, c->req->rid, c->fp,
                          c->job, wa_now_ms(), &state, &reply)) != WA_OK) {
