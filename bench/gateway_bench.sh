@@ -100,9 +100,9 @@ seed() { # seed <what> <buscall args...>
     out=$("$TOOLS/buscall" "$STORE_URL" "$@" 2>&1) ||
         { echo "gateway_bench.sh: seeding $what failed: $out" >&2; return 1; }
 }
-# Run "seed_user <u>" for every user, 8 at a time; false if any failed.
-seed_all() {
-    local u pids=() ok=0
+# Run "<fn> <u>" for every user u, 8 at a time; false if any failed.
+seed_all() { # seed_all <fn>
+    local u p pids=() ok=0
     for u in $(seq "$USERS"); do
         "$1" "$u" &
         pids+=($!)

@@ -39,7 +39,7 @@ uint64_t placement__score(const char *user, const char *instance)
     return mix(wa_fnv1a(h, instance, strlen(instance)));
 }
 
-static int64_t alive_since(int64_t now_ms)
+int64_t placement__alive_since(int64_t now_ms)
 {
     return now_ms - STORE_DEAD_AFTER_MS;
 }
@@ -102,7 +102,8 @@ wa_err_t placement__heartbeat(db_conn_t *c, const char *instance, long sessions,
     if ((rc = db__bind_text(st, 1, instance)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 2, sessions)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 3, now_ms)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 4, alive_since(now_ms))) != SQLITE_OK) {
+        (rc = sqlite3_bind_int64(st, 4, placement__alive_since(now_ms))) !=
+            SQLITE_OK) {
         err = db__fail(c, rc, "instance.heartbeat bind");
         goto out;
     }
@@ -138,7 +139,8 @@ static cJSON *instance_row(sqlite3_stmt *st, void *arg)
                                  (double)sqlite3_column_int64(st, 3)) ||
         (last == 0 ? !cJSON_AddNullToObject(o, "lastSeen")
                    : !cJSON_AddStringToObject(o, "lastSeen", seen)) ||
-        !cJSON_AddBoolToObject(o, "alive", last >= alive_since(now_ms))) {
+        !cJSON_AddBoolToObject(o, "alive",
+                               last >= placement__alive_since(now_ms))) {
         cJSON_Delete(o);
         return NULL;
     }
@@ -158,7 +160,8 @@ wa_err_t placement__instance_counts(db_conn_t *c, int64_t now_ms, cJSON **out)
     cJSON *res = NULL;
     int rc;
 
-    if ((rc = sqlite3_bind_int64(st, 1, alive_since(now_ms))) != SQLITE_OK) {
+    if ((rc = sqlite3_bind_int64(st, 1, placement__alive_since(now_ms))) !=
+        SQLITE_OK) {
         err = db__fail(c, rc, "instance count bind");
         goto out;
     }
@@ -218,7 +221,7 @@ static wa_err_t lookup(db_conn_t *c, const char *user, int64_t now_ms,
     }
     /* A NULL url: the instance row is gone; dead like a silent one. */
     if (sqlite3_column_type(st, 1) == SQLITE_NULL ||
-        sqlite3_column_int64(st, 2) < alive_since(now_ms)) {
+        sqlite3_column_int64(st, 2) < placement__alive_since(now_ms)) {
         copy_column(st, 0, prev, STORE_INSTANCE_MAX + 1);
         err = WA_ENOTFOUND;
         goto out;
@@ -250,7 +253,8 @@ static wa_err_t choose(db_conn_t *c, const char *user, int64_t now_ms,
     uint64_t best = 0, score;
     int rc;
 
-    if ((rc = sqlite3_bind_int64(st, 1, alive_since(now_ms))) != SQLITE_OK) {
+    if ((rc = sqlite3_bind_int64(st, 1, placement__alive_since(now_ms))) !=
+        SQLITE_OK) {
         err = db__fail(c, rc, "placement choose bind");
         goto out;
     }

@@ -76,7 +76,7 @@ wa_err_t sessions__get(db_conn_t *c, const char *user, int64_t now_ms,
     int rc;
 
     if ((rc = db__bind_text(st, 1, user)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 2, now_ms - STORE_DEAD_AFTER_MS)) !=
+        (rc = sqlite3_bind_int64(st, 2, placement__alive_since(now_ms))) !=
             SQLITE_OK) {
         err = db__fail(c, rc, "session.get bind");
         goto out;
@@ -176,7 +176,7 @@ wa_err_t sessions__list(db_conn_t *c, long limit, long offset, int64_t now_ms,
 
     if ((rc = sqlite3_bind_int64(st, 1, limit)) != SQLITE_OK ||
         (rc = sqlite3_bind_int64(st, 2, offset)) != SQLITE_OK ||
-        (rc = sqlite3_bind_int64(st, 3, now_ms - STORE_DEAD_AFTER_MS)) !=
+        (rc = sqlite3_bind_int64(st, 3, placement__alive_since(now_ms))) !=
             SQLITE_OK) {
         (void)sqlite3_reset(st);
         return db__fail(c, rc, "session.list bind");

@@ -281,6 +281,10 @@ typedef struct placement {
 /* Rendezvous score of (user, instance): stable across processes. */
 uint64_t placement__score(const char *user, const char *instance);
 
+/* The oldest last_seen_ms of an instance still alive at now_ms: the one
+ * liveness rule (silent for at most STORE_DEAD_AFTER_MS). */
+int64_t placement__alive_since(int64_t now_ms);
+
 /* Register or re-register an instance; it is live as of now_ms. */
 wa_err_t placement__register(db_conn_t *c, const char *instance,
                              const char *url, long capacity, int64_t now_ms);
