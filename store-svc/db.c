@@ -139,6 +139,10 @@ static const struct {
                      "FROM session_logs "
                      "WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2",
                      ON_WR | ON_RD},
+    /* The first entry of the user's range in the index: no table read. */
+    [ST_LOG_NEWEST] = {"SELECT id FROM session_logs WHERE user_id = ?1 "
+                       "ORDER BY id DESC LIMIT 1",
+                       ON_WR | ON_RD},
     /* A rowid range: from the last id counted to the end. */
     [ST_LOG_COUNT] = {"SELECT count(*), max(id) FROM session_logs WHERE "
                       "id > ?1",

@@ -4,6 +4,7 @@
  * Appends run on the writer thread (writer.c), which commits many of them
  * in one transaction; nothing here knows about batching.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "wa/json.h"
@@ -71,18 +72,21 @@ static void event_data(wa_json_buf_t *b, sqlite3_stmt *st, int i)
 }
 
 /*
- * {"logs":[{id, eventType, eventData, timestamp},...]}, newest first,
- * written as text: the answer is relayed as it is by the gateway (it is
- * the GET /logs body), so a tree would be built here only to be printed.
- * *out is a cJSON raw node holding that text.
+ * {"logs":[{id, eventType, eventData, timestamp},...]}, newest first, and
+ * with epoch ,"version":"<epoch>.<newest id>", written as text: the answer
+ * is relayed as it is by the gateway (it is the GET /logs body), so a tree
+ * would be built here only to be printed. *out is a cJSON raw node holding
+ * that text.
  */
-wa_err_t logs__list(db_conn_t *c, const char *user, long limit, cJSON **out)
+wa_err_t logs__list(db_conn_t *c, const char *user, long limit,
+                    const char *epoch, cJSON **out)
 {
     sqlite3_stmt *st = db__stmt(c, ST_LOG_LIST);
     wa_json_buf_t b = {0};
     wa_err_t err = WA_OK;
     const char *sep = "";
-    char *text = NULL;
+    char *text = NULL, version[STORE_VERSION_MAX + 1];
+    int64_t newest = 0;
     int rc;
 
     *out = NULL;
@@ -92,12 +96,16 @@ wa_err_t logs__list(db_conn_t *c, const char *user, long limit, cJSON **out)
         goto out;
     }
     /* A typical row (an event without a message body) is ~150 bytes. */
-    wa_json_buf_reserve(&b, (size_t)limit * 160 + 16);
+    wa_json_buf_reserve(&b, (size_t)limit * 160 + 64);
     wa_json_buf_lit(&b, "{\"logs\":[");
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+
+        if (*sep == '\0')
+            newest = id;
         wa_json_buf_lit(&b, sep);
         wa_json_buf_lit(&b, "{\"id\":");
-        wa_json_buf_int(&b, sqlite3_column_int64(st, 0));
+        wa_json_buf_int(&b, id);
         wa_json_buf_lit(&b, ",\"eventType\":");
         text_column(&b, st, 1);
         wa_json_buf_lit(&b, ",\"eventData\":");
@@ -111,7 +119,16 @@ wa_err_t logs__list(db_conn_t *c, const char *user, long limit, cJSON **out)
         err = db__fail(c, rc, "log.list");
         goto out;
     }
-    wa_json_buf_lit(&b, "]}");
+    wa_json_buf_lit(&b, "]");
+    if (epoch != NULL) {
+        if (!logs__version(epoch, newest, version, sizeof(version))) {
+            err = WA_EINVAL;
+            goto out;
+        }
+        wa_json_buf_lit(&b, ",\"version\":");
+        wa_json_buf_string(&b, version);
+    }
+    wa_json_buf_lit(&b, "}");
     if ((err = wa_json_buf_done(&b, &text, NULL)) != WA_OK)
         goto out;
     if ((*out = cJSON_CreateRaw(text)) == NULL)
@@ -122,6 +139,35 @@ out:
         (void)wa_json_buf_done(&b, &text, NULL);
     free(text);
     return err;
+}
+
+wa_err_t logs__newest(db_conn_t *c, const char *user, int64_t *id)
+{
+    sqlite3_stmt *st = db__stmt(c, ST_LOG_NEWEST);
+    wa_err_t err = WA_OK;
+    int rc;
+
+    if ((rc = db__bind_text(st, 1, user)) != SQLITE_OK) {
+        err = db__fail(c, rc, "log version bind");
+        goto out;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *id = sqlite3_column_int64(st, 0);
+    else if (rc == SQLITE_DONE)
+        *id = 0;
+    else
+        err = db__fail(c, rc, "log version");
+out:
+    (void)sqlite3_reset(st);
+    return err;
+}
+
+bool logs__version(const char *epoch, int64_t id, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "%s.%lld", epoch, (long long)id);
+
+    return n > 0 && (size_t)n < len;
 }
 
 wa_err_t logs__count(db_conn_t *c, int64_t *rows, int64_t *max_id)

@@ -65,6 +65,7 @@ struct call {
         struct {
             long limit;
             long offset;
+            const char *if_changed; /* log.list: a version, or NULL */
         } list;
     } a;
     char ts[2][STORE_TS_LEN + 1]; /* session.upsert: its two times, kept
@@ -344,7 +345,7 @@ static const char *const f_upsert[] = {
     "connectedAt", "lastActivity", NULL,
 };
 static const char *const f_page[] = {"limit", "offset", NULL};
-static const char *const f_limit[] = {"limit", NULL};
+static const char *const f_log_list[] = {"limit", "ifChanged", NULL};
 static const char *const f_log[] = {"eventType", "eventData", "rows", NULL};
 static const char *const f_event[] = {"type", "data", NULL};
 static const char *const f_register[] = {"instance", "url", "capacity", NULL};
@@ -406,10 +407,26 @@ static wa_err_t parse_session_list(call_t *c)
                    &c->a.list.offset);
 }
 
+/* ifChanged: "" (the caller holds no answer yet) or a version from an
+ * earlier answer, which is printable ASCII; only compared, never parsed. */
 static wa_err_t parse_log_list(call_t *c)
 {
-    return int_arg(c, "limit", false, STORE_LOG_LIST_DEFAULT, 1, STORE_LIST_MAX,
-                   &c->a.list.limit);
+    const char *v;
+    wa_err_t e;
+
+    if ((e = int_arg(c, "limit", false, STORE_LOG_LIST_DEFAULT, 1,
+                     STORE_LIST_MAX, &c->a.list.limit)) != WA_OK)
+        return e;
+    c->a.list.if_changed = NULL;
+    if (arg(c, "ifChanged") == NULL)
+        return WA_OK;
+    if ((e = string_arg(c, "ifChanged", &v)) != WA_OK)
+        return e;
+    if (strlen(v) > STORE_VERSION_MAX || !bytes_in(v, 0x21, 0x7e))
+        return invalid(c, "ifChanged: must be a version from an earlier "
+                          "log.list answer");
+    c->a.list.if_changed = v;
+    return WA_OK;
 }
 
 static wa_err_t check_event_type(call_t *c, const char *name, const char *type)
@@ -577,9 +594,34 @@ static wa_err_t read_session_list(call_t *c, db_conn_t *conn)
                           c->st->now_ms(), &c->result);
 }
 
+/*
+ * With ifChanged, the answer carries the log's version, and is only
+ * {"unchanged":true,"version":v} when the caller's version is still the
+ * log's: one index probe instead of the rows (a client that polls GET /logs
+ * mostly reads what it read before; the gateway keeps the answer).
+ */
 static wa_err_t read_log_list(call_t *c, db_conn_t *conn)
 {
-    return logs__list(conn, c->req->user, c->a.list.limit, &c->result);
+    const char *known = c->a.list.if_changed;
+    char version[STORE_VERSION_MAX + 1];
+    int64_t newest;
+    wa_err_t e;
+
+    if (known == NULL)
+        return logs__list(conn, c->req->user, c->a.list.limit, NULL,
+                          &c->result);
+    if ((e = logs__newest(conn, c->req->user, &newest)) != WA_OK)
+        return e;
+    if (!logs__version(c->st->epoch, newest, version, sizeof(version)))
+        return WA_EINVAL;
+    if (strcmp(known, version) != 0)
+        return logs__list(conn, c->req->user, c->a.list.limit, c->st->epoch,
+                          &c->result);
+    if ((c->result = cJSON_CreateObject()) == NULL ||
+        !cJSON_AddBoolToObject(c->result, "unchanged", true) ||
+        !cJSON_AddStringToObject(c->result, "version", version))
+        return WA_ENOMEM;
+    return WA_OK;
 }
 
 static wa_err_t read_instance_list(call_t *c, db_conn_t *conn)
@@ -856,7 +898,8 @@ static const op_desc_t ops[] = {
      NULL, false},
     {WA_OP_LOG_APPEND, true, f_log, parse_log_append, NULL, exec_log_append,
      true},
-    {WA_OP_LOG_LIST, true, f_limit, parse_log_list, read_log_list, NULL, false},
+    {WA_OP_LOG_LIST, true, f_log_list, parse_log_list, read_log_list, NULL,
+     false},
     {WA_OP_EVENT_RECORD, true, f_event, parse_event_record, NULL,
      exec_event_record, true},
     {WA_OP_INSTANCE_REGISTER, false, f_register, parse_register, NULL,

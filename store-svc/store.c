@@ -35,6 +35,7 @@ wa_err_t store__open(const store_opts_t *opts, store_t **out, char *err,
     }
     st->now_ms = opts->now_ms != NULL ? opts->now_ms : realtime_ms;
     st->started_ms = wa_now_ms();
+    wa_rid_new(st->epoch, sizeof(st->epoch));
     if ((rv = db__open(opts->db_path, &st->db, err, errlen)) != WA_OK)
         goto fail;
     /* Pay for counting the existing log rows now, not in the first diag. */

@@ -54,6 +54,8 @@
 #define STORE_TS_LEN 24
 #define STORE_LIST_MAX 500
 #define STORE_LOG_LIST_DEFAULT 50
+/* A log version, "<epoch>.<newest id>" (logs__version): 24 + 1 + 19. */
+#define STORE_VERSION_MAX 64
 /* Rows one log.append may carry in "rows". */
 #define STORE_LOG_BATCH_MAX 256
 #define STORE_SESSION_LIST_DEFAULT 100
@@ -86,6 +88,7 @@ typedef enum db_stmt {
     ST_SESSION_COUNT,
     ST_LOG_INSERT,
     ST_LOG_LIST,
+    ST_LOG_NEWEST,
     ST_LOG_COUNT,
     ST_SEQ_NEXT,
     ST_INSTANCE_UPSERT,
@@ -256,8 +259,20 @@ wa_err_t logs__append(db_conn_t *c, const char *user, const char *type,
 
 /* {logs:[{id, eventType, eventData, timestamp}]} newest first. Stored
  * eventData that is not JSON (rows of older writers) comes back as a
- * string. */
-wa_err_t logs__list(db_conn_t *c, const char *user, long limit, cJSON **out);
+ * string. With epoch (not NULL) the answer also carries
+ * "version":"<epoch>.<newest id>" (logs__version), read in the same
+ * statement as the rows. */
+wa_err_t logs__list(db_conn_t *c, const char *user, long limit,
+                    const char *epoch, cJSON **out);
+
+/* The id of user's newest row (0 when there is none): with the process's
+ * epoch, the version of the user's log. Rows are only ever appended, with
+ * rising ids, so the same newest id in the same process means the same
+ * rows; a restart (the file may have been replaced) changes the epoch. */
+wa_err_t logs__newest(db_conn_t *c, const char *user, int64_t *id);
+
+/* "<epoch>.<id>" into buf; false if it does not fit. */
+bool logs__version(const char *epoch, int64_t id, char *buf, size_t len);
 
 /*
  * Number of session_logs rows, counted incrementally: *rows and *max_id
@@ -484,6 +499,7 @@ typedef struct store {
     store_clock_fn now_ms;
     long long started_ms; /* monotonic */
     int64_t log_rows;     /* logs__count state, under the read lock */
+    char epoch[WA_RID_MAX + 1]; /* this process's: versions of the logs */
     int64_t log_max_id;
     int64_t rids_pruned_ms; /* rids__prune's last run; writer thread only */
     store_stats_t stats;

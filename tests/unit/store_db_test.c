@@ -119,6 +119,7 @@ static void test_statements_prepared(void **state)
     /* The reader has the reads, and no writes. */
     assert_non_null(db->rd.st[ST_SESSION_GET]);
     assert_non_null(db->rd.st[ST_LOG_LIST]);
+    assert_non_null(db->rd.st[ST_LOG_NEWEST]);
     assert_non_null(db->rd.st[ST_PLACEMENT_GET]);
     assert_null(db->rd.st[ST_LOG_INSERT]);
     assert_null(db->rd.st[ST_BEGIN]);
@@ -274,7 +275,7 @@ static void test_adopts_seed_database(void **state)
                         "disconnected");
     cJSON_Delete(row);
     /* Non-JSON event data of older rows comes back as a string. */
-    assert_int_equal(logs__list(&db->rd, "old", 10, &logs), WA_OK);
+    assert_int_equal(logs__list(&db->rd, "old", 10, NULL, &logs), WA_OK);
     logs = tl_as_sent(logs);
     assert_string_equal(
         cJSON_GetObjectItem(
@@ -455,7 +456,7 @@ static void test_log_list_uses_index(void **state)
     }
     assert_int_equal(db__exec(&db->wr, ST_COMMIT), WA_OK);
     sqlite3_stmt_status(db->rd.st[ST_LOG_LIST], SQLITE_STMTSTATUS_VM_STEP, 1);
-    assert_int_equal(logs__list(&db->rd, "u7", 500, &out), WA_OK);
+    assert_int_equal(logs__list(&db->rd, "u7", 500, NULL, &out), WA_OK);
     out = tl_as_sent(out);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(out, "logs")), 200);
     assert_int_equal(sqlite3_stmt_status(db->rd.st[ST_LOG_LIST],
@@ -467,6 +468,29 @@ static void test_log_list_uses_index(void **state)
     /* A few VM steps per row returned, not per row stored. */
     assert_true(sqlite3_stmt_status(db->rd.st[ST_LOG_LIST],
                                     SQLITE_STMTSTATUS_VM_STEP, 0) < 200 * 50);
+    /* The log's version: the newest id, read from the index alone. */
+    assert_int_equal(
+        sqlite3_prepare_v2(db->wr.h,
+                           "EXPLAIN QUERY PLAN SELECT id FROM session_logs "
+                           "WHERE user_id = ?1 ORDER BY id DESC LIMIT 1",
+                           -1, &st, NULL),
+        SQLITE_OK);
+    saw_index = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *detail = (const char *)sqlite3_column_text(st, 3);
+
+        if (strstr(detail, "COVERING INDEX session_logs_user_id") != NULL)
+            saw_index = 1;
+    }
+    sqlite3_finalize(st);
+    assert_true(saw_index);
+    sqlite3_stmt_status(db->rd.st[ST_LOG_NEWEST], SQLITE_STMTSTATUS_VM_STEP, 1);
+    assert_int_equal(logs__newest(&db->rd, "u7", &id), WA_OK);
+    assert_int_equal(id, 199007 + 1); /* ids start at 1 */
+    assert_true(sqlite3_stmt_status(db->rd.st[ST_LOG_NEWEST],
+                                    SQLITE_STMTSTATUS_VM_STEP, 0) < 50);
+    assert_int_equal(logs__newest(&db->rd, "nobody", &id), WA_OK);
+    assert_int_equal(id, 0);
     cJSON_Delete(out);
     db__close(db);
     free(path);

@@ -78,7 +78,7 @@ static void test_append_list(void **state)
                                       "2026-01-01T00:00:00.000Z", &id),
                          WA_OK);
     }
-    assert_int_equal(logs__list(&f->db->rd, "u1", 3, &res), WA_OK);
+    assert_int_equal(logs__list(&f->db->rd, "u1", 3, NULL, &res), WA_OK);
     res = tl_as_sent(res);
     logs = cJSON_GetObjectItem(res, "logs");
     assert_int_equal(cJSON_GetArraySize(logs), 3);
@@ -98,7 +98,7 @@ static void test_append_list(void **state)
     }
     cJSON_Delete(res);
     /* JSON null is data too. */
-    assert_int_equal(logs__list(&f->db->rd, "u2", 1, &res), WA_OK);
+    assert_int_equal(logs__list(&f->db->rd, "u2", 1, NULL, &res), WA_OK);
     res = tl_as_sent(res);
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(
         cJSON_GetArrayItem(cJSON_GetObjectItem(res, "logs"), 0), "eventData")));
@@ -111,7 +111,7 @@ static void test_append_list(void **state)
     assert_int_equal(logs__append(&f->db->wr, "u4", "message", "{\"a\":1",
                                   "2026-01-01T00:00:00.000Z", &id),
                      WA_OK);
-    assert_int_equal(logs__list(&f->db->rd, "u4", 2, &res), WA_OK);
+    assert_int_equal(logs__list(&f->db->rd, "u4", 2, NULL, &res), WA_OK);
     res = tl_as_sent(res);
     logs = cJSON_GetObjectItem(res, "logs");
     assert_string_equal(
@@ -123,7 +123,7 @@ static void test_append_list(void **state)
             ->valuestring,
         "plain \"text");
     cJSON_Delete(res);
-    assert_int_equal(logs__list(&f->db->rd, "u3", 500, &res), WA_OK);
+    assert_int_equal(logs__list(&f->db->rd, "u3", 500, NULL, &res), WA_OK);
     res = tl_as_sent(res);
     assert_true(cJSON_IsArray(cJSON_GetObjectItem(res, "logs")));
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(res, "logs")), 0);
@@ -143,7 +143,7 @@ static void test_list_text_escaped(void **state)
     assert_int_equal(logs__append(&f->db->wr, "u5", "message", odd,
                                   "2026-01-01T00:00:00.000Z", &id),
                      WA_OK);
-    assert_int_equal(logs__list(&f->db->rd, "u5", 50, &res), WA_OK);
+    assert_int_equal(logs__list(&f->db->rd, "u5", 50, NULL, &res), WA_OK);
     assert_true(cJSON_IsRaw(res));
     assert_int_equal(
         wa_json_check(res->valuestring, strlen(res->valuestring), NULL), WA_OK);
@@ -170,7 +170,7 @@ static void test_list_reader_strict(void **state)
         assert_int_equal(logs__append(&f->db->wr, "u6", "message", odd[i],
                                       "2026-01-01T00:00:00.000Z", &id),
                          WA_OK);
-    assert_int_equal(logs__list(&f->db->rd, "u6", 50, &res), WA_OK);
+    assert_int_equal(logs__list(&f->db->rd, "u6", 50, NULL, &res), WA_OK);
     assert_true(cJSON_IsRaw(res));
     assert_int_equal(
         wa_json_check(res->valuestring, strlen(res->valuestring), NULL), WA_OK);
@@ -217,7 +217,7 @@ static void test_release_memory(void **state)
                          WA_OK);
     }
     assert_int_equal(db__exec(&f->db->wr, ST_COMMIT), WA_OK);
-    assert_int_equal(logs__list(&f->db->rd, "u3", 500, &res), WA_OK);
+    assert_int_equal(logs__list(&f->db->rd, "u3", 500, NULL, &res), WA_OK);
     cJSON_Delete(res);
     before = cache_used(&f->db->rd);
     assert_true(before > 64 * 1024);

@@ -290,6 +290,63 @@ static void test_logs(void **state)
     cJSON_Delete(d);
 }
 
+/* log.list {"ifChanged":"<version>"}: a version with each answer;
+ * {"unchanged":true} while no row of that user was appended, the rows as
+ * soon as one was; another user's rows and a restart of the store (the
+ * file may have been replaced meanwhile) are told apart. */
+static void test_log_versions(void **state)
+{
+    fx_t *f = *state;
+    cJSON *d;
+    char v0[128], v1[128], args[192];
+
+    d = ok(f, WA_OP_LOG_LIST, "ver", "{\"ifChanged\":\"\"}");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(d, "logs")), 0);
+    assert_non_null(s(d, "version"));
+    snprintf(v0, sizeof(v0), "%s", s(d, "version"));
+    assert_non_null(strstr(v0, ".0"));
+    cJSON_Delete(d);
+
+    /* No version asked for: the answer is as it always was. */
+    d = ok(f, WA_OP_LOG_LIST, "ver", NULL);
+    assert_null(cJSON_GetObjectItem(d, "version"));
+    assert_int_equal(cJSON_GetArraySize(d), 1);
+    cJSON_Delete(d);
+
+    snprintf(args, sizeof(args), "{\"limit\":5,\"ifChanged\":\"%s\"}", v0);
+    d = ok(f, WA_OP_LOG_LIST, "ver", args);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(d, "unchanged")));
+    assert_string_equal(s(d, "version"), v0);
+    assert_null(cJSON_GetObjectItem(d, "logs"));
+    cJSON_Delete(d);
+
+    /* Another user's row changes nothing here. */
+    cJSON_Delete(ok(f, WA_OP_LOG_APPEND, "other",
+                    "{\"eventType\":\"status\",\"eventData\":1}"));
+    d = ok(f, WA_OP_LOG_LIST, "ver", args);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(d, "unchanged")));
+    cJSON_Delete(d);
+
+    cJSON_Delete(ok(f, WA_OP_LOG_APPEND, "ver",
+                    "{\"eventType\":\"status\",\"eventData\":2}"));
+    d = ok(f, WA_OP_LOG_LIST, "ver", args);
+    assert_null(cJSON_GetObjectItem(d, "unchanged"));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(d, "logs")), 1);
+    snprintf(v1, sizeof(v1), "%s", s(d, "version"));
+    assert_string_not_equal(v1, v0);
+    cJSON_Delete(d);
+
+    /* A restart: the same rows, another version. */
+    stop_store(f);
+    start_store(f);
+    snprintf(args, sizeof(args), "{\"ifChanged\":\"%s\"}", v1);
+    d = ok(f, WA_OP_LOG_LIST, "ver", args);
+    assert_null(cJSON_GetObjectItem(d, "unchanged"));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(d, "logs")), 1);
+    assert_string_not_equal(s(d, "version"), v1);
+    cJSON_Delete(d);
+}
+
 /* log.append with "rows": all rows in one answer, ids in order, newest
  * first in the list; a bad row refuses the whole batch. */
 static void test_log_rows(void **state)
@@ -618,6 +675,12 @@ static const bad_t bad_args[] = {
     {WA_OP_LOG_LIST, "{\"limit\":\"x\"}", "limit"},
     {WA_OP_LOG_LIST, "{\"limit\":true}", "limit"},
     {WA_OP_LOG_LIST, "{\"offset\":0}", "unknown field"},
+    {WA_OP_LOG_LIST, "{\"ifChanged\":1}", "ifChanged: must be a string"},
+    {WA_OP_LOG_LIST, "{\"ifChanged\":\"a b\"}", "ifChanged: must be a version"},
+    {WA_OP_LOG_LIST,
+     "{\"ifChanged\":\"0123456789012345678901234567890123456789"
+     "012345678901234567890123456789\"}",
+     "ifChanged: must be a version"},
     /* event.record */
     {WA_OP_EVENT_RECORD, "{\"type\":\"resync\",\"data\":{}}", "type: must be"},
     {WA_OP_EVENT_RECORD, "{\"type\":\"bogus\",\"data\":{}}", "type: must be"},
@@ -1032,6 +1095,7 @@ int main(void)
         T(test_sessions),
         T(test_logs),
         T(test_log_rows),
+    T(test_log_versions),
         T(test_event_record),
         T(test_placement),
         T(test_placement_capacity),
