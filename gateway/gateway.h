@@ -17,6 +17,7 @@
 #include "authcache.h"
 #include "coalesce.h"
 #include "cors.h"
+#include "logcache.h"
 #include "metrics.h"
 #include "ratelimit.h"
 #include "validate.h"
@@ -67,6 +68,7 @@ typedef struct gw {
     gw_metrics_t *metrics;
     gw_placement_t *placement;
     gw_flights_t *flights;
+    gw_logcache_t *logcache; /* GET /logs bodies and their versions */
     struct mg_context *http;
     long long started_ms;
 } gw_t;

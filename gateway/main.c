@@ -14,6 +14,14 @@
 #include "wa/log.h"
 #include "wa/service.h"
 
+/* For the idle trim: kept /logs bodies help only while clients poll. */
+static void release_memory(void *arg)
+{
+    gw_t *gw = arg;
+
+    gw_logcache_clear(gw->logcache);
+}
+
 int main(int argc, char **argv)
 {
     gw_t gw = {0};
@@ -63,7 +71,8 @@ int main(int argc, char **argv)
             WA_OK ||
         (rv = gw_placement_new(&gw, &gw.placement)) != WA_OK ||
         (rv = gw_flights_new(&gw.flights)) != WA_OK ||
-        (rv = gw_authcache_new(&gw.authcache)) != WA_OK) {
+        (rv = gw_authcache_new(&gw.authcache)) != WA_OK ||
+        (rv = gw_logcache_new(&gw.logcache)) != WA_OK) {
         wa_error(NULL, "cannot start: %s", wa_strerror(rv));
         goto out;
     }
@@ -78,6 +87,7 @@ int main(int argc, char **argv)
         goto out;
     }
     gw_metrics_watch_store(gw.metrics, gw.store_batch);
+    gw_metrics_watch_logcache(gw.metrics, gw.logcache);
     gw.started_ms = wa_now_ms();
     if ((rv = gw_http_start(&gw, err, sizeof(err))) != WA_OK) {
         /* A port we cannot listen on is configuration (DESIGN §2): one
@@ -91,7 +101,7 @@ int main(int argc, char **argv)
 
     while (!wa_service_wait(1000)) {
         if (wa_service_trim_when_idle(gw_metrics_requests_total(gw.metrics),
-                                      NULL, NULL))
+                                      release_memory, &gw))
             wa_debug(NULL, "idle: freed heap memory returned to the system");
     }
     wa_info(NULL, "stopping");
@@ -101,6 +111,7 @@ out:
      * everything below. */
     gw_http_stop(&gw);
     gw_authcache_free(gw.authcache);
+    gw_logcache_free(gw.logcache);
     gw_flights_free(gw.flights);
     gw_placement_free(gw.placement);
     if (nng_socket_id(gw.store) > 0)

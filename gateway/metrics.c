@@ -42,6 +42,7 @@ struct gw_metrics {
     atomic_ulong rate_limited;
     atomic_long in_flight;
     wa_bus_batcher_t *store; /* set before the server starts */
+    gw_logcache_t *logs;     /* likewise */
 };
 
 wa_err_t gw_metrics_new(const gw_metric_route_t *routes, size_t nroutes,
@@ -294,6 +295,41 @@ static void render_store(const gw_metrics_t *m, wa_json_buf_t *sb)
         (unsigned long long)st.batched);
 }
 
+void gw_metrics_watch_logcache(gw_metrics_t *m, gw_logcache_t *logs)
+{
+    m->logs = logs;
+}
+
+static void render_logcache(const gw_metrics_t *m, wa_json_buf_t *sb)
+{
+    gw_logcache_stats_t st;
+
+    if (m->logs == NULL)
+        return;
+    gw_logcache_stats(m->logs, &st);
+    wa_json_buf_printf(
+        sb,
+        "# HELP wa_gateway_logs_cache_hits_total GET /logs answered "
+        "with the body kept from an earlier request, store-svc having "
+        "found the user's log unchanged.\n"
+        "# TYPE wa_gateway_logs_cache_hits_total counter\n"
+        "wa_gateway_logs_cache_hits_total %llu\n"
+        "# HELP wa_gateway_logs_cache_misses_total GET /logs answered "
+        "with rows read from store-svc (nothing kept, or the log "
+        "changed).\n"
+        "# TYPE wa_gateway_logs_cache_misses_total counter\n"
+        "wa_gateway_logs_cache_misses_total %llu\n"
+        "# HELP wa_gateway_logs_cache_entries GET /logs bodies kept now "
+        "(dropped when the gateway is idle).\n"
+        "# TYPE wa_gateway_logs_cache_entries gauge\n"
+        "wa_gateway_logs_cache_entries %llu\n"
+        "# HELP wa_gateway_logs_cache_bytes Bytes of those bodies.\n"
+        "# TYPE wa_gateway_logs_cache_bytes gauge\n"
+        "wa_gateway_logs_cache_bytes %llu\n",
+        (unsigned long long)st.hits, (unsigned long long)st.misses,
+        (unsigned long long)st.entries, (unsigned long long)st.bytes);
+}
+
 static void render_bus(const gw_metrics_t *m, wa_json_buf_t *sb)
 {
     wa_json_buf_printf(
@@ -324,6 +360,7 @@ wa_err_t gw_metrics_render(const gw_metrics_t *m, double uptime_s, char **out,
     render_latency(m, &sb);
     render_bus(m, &sb);
     render_store(m, &sb);
+    render_logcache(m, &sb);
     wa_json_buf_printf(
         &sb,
         "# HELP wa_gateway_rate_limited_total Requests refused with "

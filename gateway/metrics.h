@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "logcache.h"
 #include "wa/bus.h"
 #include "wa/envelope.h"
 #include "wa/err.h"
@@ -60,6 +61,10 @@ void gw_metrics_rate_limited(gw_metrics_t *m);
 void gw_metrics_watch_store(gw_metrics_t *m, wa_bus_batcher_t *store);
 
 /* +1 when a request starts, -1 when it is answered. */
+/* Render the kept /logs bodies' counters too (logcache.h). Call before the
+ * server starts. */
+void gw_metrics_watch_logcache(gw_metrics_t *m, gw_logcache_t *logs);
+
 void gw_metrics_in_flight(gw_metrics_t *m, int delta);
 long gw_metrics_in_flight_now(const gw_metrics_t *m);
 

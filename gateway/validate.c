@@ -237,25 +237,66 @@ static bool log_row_ok(wa_json_iter_t *row)
     return seen == (1u << nf) - 1;
 }
 
-/* One pass: the array and each row are entered, not skipped first. */
-bool gw_valid_logs(const char *text, size_t len)
+/* A version: a JSON string of 1..GW_LOGCACHE_VERSION_MAX printable
+ * ASCII characters without escapes, so its text between the quotes is its
+ * value. */
+static bool version_ok(wa_json_span_t v)
 {
+    if (wa_json_kind(v) != '"' || v.n < 3 || v.n - 2 > GW_LOGCACHE_VERSION_MAX)
+        return false;
+    for (size_t i = 1; i + 1 < v.n; i++) {
+        if (v.p[i] < 0x21 || v.p[i] > 0x7e || v.p[i] == '\\')
+            return false;
+    }
+    return true;
+}
+
+/* One pass: the array and each row are entered, not skipped first. */
+bool gw_logs_answer(const char *text, size_t len, gw_logs_answer_t *out)
+{
+    enum { F_LOGS = 1, F_VERSION = 2, F_UNCHANGED = 4 };
     wa_json_span_t key, val, row;
     wa_json_iter_t it, rows, cols;
-    bool seen = false;
+    unsigned seen = 0, f;
 
+    memset(out, 0, sizeof(*out));
     if (!wa_json_iter_init(&it, (wa_json_span_t){text, len}) || !it.object)
         return false;
     while (wa_json_iter_next_in(&it, &key, &val, &rows)) {
-        if (seen || !wa_json_key_is(key, "logs") || wa_json_kind(val) != '[')
+        if (wa_json_key_is(key, "logs"))
+            f = F_LOGS;
+        else if (wa_json_key_is(key, "version"))
+            f = F_VERSION;
+        else if (wa_json_key_is(key, "unchanged"))
+            f = F_UNCHANGED;
+        else
             return false;
-        seen = true;
-        while (wa_json_iter_next_in(&rows, &key, &row, &cols)) {
-            if (wa_json_kind(row) != '{' || !log_row_ok(&cols))
+        if (seen & f)
+            return false;
+        seen |= f;
+        if (f == F_VERSION) {
+            if (!version_ok(val))
                 return false;
+            out->version = val.p + 1;
+            out->version_len = val.n - 2;
+        } else if (f == F_UNCHANGED) {
+            if (wa_json_kind(val) != 't')
+                return false;
+            out->unchanged = true;
+        } else {
+            if (wa_json_kind(val) != '[')
+                return false;
+            out->rows.p = val.p;
+            while (wa_json_iter_next_in(&rows, &key, &row, &cols)) {
+                if (wa_json_kind(row) != '{' || !log_row_ok(&cols))
+                    return false;
+            }
+            /* Entered, so val.n is 0: the array ends at the bracket that
+             * stopped the walk. */
+            out->rows.n = (size_t)(rows.s + rows.i + 1 - val.p);
         }
     }
-    return seen;
+    return seen == (F_LOGS | F_VERSION) || seen == (F_UNCHANGED | F_VERSION);
 }
 
 /* Is status (a JSON string) one a live browser holds: initializing, qr,

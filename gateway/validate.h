@@ -10,7 +10,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "logcache.h"
 #include "wa/err.h"
+#include "wa/json.h"
 
 /* Longest message POST /send accepts, in bytes of UTF-8 (WhatsApp's own
  * limit is 65536 characters; bytes are stricter and cheaper to check). */
@@ -74,15 +76,26 @@ wa_err_t gw_check_message(const char *s, size_t len, const char **why);
  */
 bool gw_json_has_nul_escape(const char *buf, size_t len);
 
+/* store-svc's log.list answer to a request with "ifChanged", split. */
+typedef struct gw_logs_answer {
+    bool unchanged;      /* the log still has the version asked about */
+    const char *version; /* the log's version: its text, not terminated */
+    size_t version_len;
+    wa_json_span_t rows; /* the "logs" array's text, when not unchanged */
+} gw_logs_answer_t;
+
 /*
  * Is text[0..len), JSON text already checked (json.h), exactly
- * {"logs":[row,...]} with every row {id, eventType, eventData, timestamp}:
- * each once and nothing else, id a number, eventType and timestamp strings
- * or null, eventData any value? What store-svc's log.list answers, checked
- * before it becomes the GET /logs body, so a column added to the store
- * cannot leak through.
+ * {"logs":[row,...],"version":v} or {"unchanged":true,"version":v}, in any
+ * order, each member once? Every row is {id, eventType, eventData,
+ * timestamp}, each once and nothing else, id a number, eventType and
+ * timestamp strings or null, eventData any value; v a string of 1..
+ * GW_LOGCACHE_VERSION_MAX printable ASCII characters without escapes.
+ * What store-svc's log.list answers, checked before its rows become a GET
+ * /logs body, so a column added to the store cannot leak through. Fills
+ * *out when it is.
  */
-bool gw_valid_logs(const char *text, size_t len);
+bool gw_logs_answer(const char *text, size_t len, gw_logs_answer_t *out);
 
 /*
  * The GET /status body from store-svc's session.get data (JSON text

@@ -288,52 +288,87 @@ static void test_nul_escape(void **state)
     assert_false(gw_json_has_nul_escape("{\"m\":\"\\u000", 10));
 }
 
-/* The GET /logs body relayed from store-svc: exactly the contract. */
+/* store-svc's log.list answer, whose rows become the GET /logs body:
+ * exactly the contract. */
 static void test_logs_shape(void **state)
 {
-    static const char *const good[] = {
-        "{\"logs\":[]}",
-        "{\"logs\":[{\"id\":1,\"eventType\":\"qr\",\"eventData\":{\"a\":[1]},"
-        "\"timestamp\":\"2026-01-01T00:00:00.000Z\"}]}",
-        " { \"logs\" : [ "
-        "{\"timestamp\":null,\"eventData\":\"x\",\"eventType\":null,"
-        "\"id\":2} , {\"id\":3,\"eventType\":\"t\",\"eventData\":null,"
-        "\"timestamp\":\"t\"} ] } ",
+    static const struct {
+        const char *text, *rows; /* rows: NULL for an unchanged answer */
+    } good[] = {
+        {"{\"logs\":[],\"version\":\"e.0\"}", "[]"},
+        {"{\"logs\":[{\"id\":1,\"eventType\":\"qr\",\"eventData\":{\"a\":[1]},"
+         "\"timestamp\":\"2026-01-01T00:00:00.000Z\"}],\"version\":\"e.1\"}",
+         "[{\"id\":1,\"eventType\":\"qr\",\"eventData\":{\"a\":[1]},"
+         "\"timestamp\":\"2026-01-01T00:00:00.000Z\"}]"},
+        {" { \"version\" : \"e.3\" , \"logs\" : [ "
+         "{\"timestamp\":null,\"eventData\":\"x\",\"eventType\":null,"
+         "\"id\":2} , {\"id\":3,\"eventType\":\"t\",\"eventData\":null,"
+         "\"timestamp\":\"t\"} ] } ",
+         "[ {\"timestamp\":null,\"eventData\":\"x\",\"eventType\":null,"
+         "\"id\":2} , {\"id\":3,\"eventType\":\"t\",\"eventData\":null,"
+         "\"timestamp\":\"t\"} ]"},
+        {"{\"unchanged\":true,\"version\":\"e.3\"}", NULL},
+        {"{\"version\":\"e.3\",\"unchanged\":true}", NULL},
     };
     static const char *const bad[] = {
         "{}",
         "[]",
-        "{\"logs\":{}}",
-        "{\"logs\":[],\"more\":1}",
-        "{\"logs\":[],\"logs\":[]}",
-        "{\"logs\":[1]}",
-        "{\"logs\":[{}]}",
+        "{\"logs\":[]}", /* no version */
+        "{\"version\":\"e.1\"}",
+        "{\"logs\":{},\"version\":\"e.1\"}",
+        "{\"logs\":[],\"version\":\"e.1\",\"more\":1}",
+        "{\"logs\":[],\"logs\":[],\"version\":\"e.1\"}",
+        "{\"logs\":[],\"version\":\"e.1\",\"version\":\"e.1\"}",
+        "{\"logs\":[1],\"version\":\"e.1\"}",
+        "{\"logs\":[{}],\"version\":\"e.1\"}",
+        /* versions: not a string, empty, an escape, a space, too long */
+        "{\"logs\":[],\"version\":1}",
+        "{\"logs\":[],\"version\":\"\"}",
+        "{\"logs\":[],\"version\":\"e\\u002e1\"}",
+        "{\"logs\":[],\"version\":\"e 1\"}",
+        "{\"logs\":[],\"version\":\"0123456789012345678901234567890123456789"
+        "0123456789012345678901234\"}",
+        /* unchanged: only true, and never with rows */
+        "{\"unchanged\":false,\"version\":\"e.1\"}",
+        "{\"unchanged\":true}",
+        "{\"unchanged\":true,\"logs\":[],\"version\":\"e.1\"}",
         /* a column too many, one missing, one twice, wrong types */
         "{\"logs\":[{\"id\":1,\"eventType\":\"t\",\"eventData\":1,"
-        "\"timestamp\":\"t\",\"userId\":\"bob\"}]}",
-        "{\"logs\":[{\"id\":1,\"eventType\":\"t\",\"eventData\":1}]}",
+        "\"timestamp\":\"t\",\"userId\":\"bob\"}],\"version\":\"e.1\"}",
+        "{\"logs\":[{\"id\":1,\"eventType\":\"t\",\"eventData\":1}],"
+        "\"version\":\"e.1\"}",
         "{\"logs\":[{\"id\":1,\"id\":1,\"eventType\":\"t\",\"eventData\":1,"
-        "\"timestamp\":\"t\"}]}",
+        "\"timestamp\":\"t\"}],\"version\":\"e.1\"}",
         "{\"logs\":[{\"id\":\"1\",\"eventType\":\"t\",\"eventData\":1,"
-        "\"timestamp\":\"t\"}]}",
+        "\"timestamp\":\"t\"}],\"version\":\"e.1\"}",
         "{\"logs\":[{\"id\":1,\"eventType\":2,\"eventData\":1,"
-        "\"timestamp\":\"t\"}]}",
+        "\"timestamp\":\"t\"}],\"version\":\"e.1\"}",
         "{\"logs\":[{\"id\":1,\"eventType\":\"t\",\"eventData\":1,"
-        "\"timestamp\":[]}]}",
+        "\"timestamp\":[]}],\"version\":\"e.1\"}",
     };
     (void)state;
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        gw_logs_answer_t a;
         wa_json_span_t v;
 
-        assert_int_equal(wa_json_check(good[i], strlen(good[i]), &v), WA_OK);
-        if (!gw_valid_logs(v.p, v.n))
-            fail_msg("refused: %s", good[i]);
+        assert_int_equal(
+            wa_json_check(good[i].text, strlen(good[i].text), &v), WA_OK);
+        if (!gw_logs_answer(v.p, v.n, &a))
+            fail_msg("refused: %s", good[i].text);
+        assert_int_equal(a.version_len, 3);
+        assert_memory_equal(a.version, "e.", 2);
+        assert_int_equal(a.unchanged, good[i].rows == NULL);
+        if (good[i].rows != NULL) {
+            assert_int_equal(a.rows.n, strlen(good[i].rows));
+            assert_memory_equal(a.rows.p, good[i].rows, a.rows.n);
+        }
     }
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        gw_logs_answer_t a;
         wa_json_span_t v;
 
         assert_int_equal(wa_json_check(bad[i], strlen(bad[i]), &v), WA_OK);
-        if (gw_valid_logs(v.p, v.n))
+        if (gw_logs_answer(v.p, v.n, &a))
             fail_msg("accepted: %s", bad[i]);
     }
 }
