@@ -9,7 +9,8 @@
 # (identical reads in flight share one bus call), then with USERS users'
 # tokens dealt out between wrk's threads (gateway_bench.lua: nearly every
 # request is its own bus round trip). Prints requests/s, p50 and p99, the
-# share of requests that reached store-svc (to_store), the CPU time
+# share of requests that reached store-svc (to_store), the share of /logs
+# answers that were the body the gateway kept (kept), the CPU time
 # gateway and store-svc spent per
 # request (user + system; steadier than req/s on a shared machine), and the
 # memory of both processes (RSS, its anonymous part, PSS), idle before and
@@ -24,6 +25,10 @@
 # keep-alive connection, so it must exceed the connection count); ONLY, a
 # run to do alone, as "<path> <conns> <users>" (e.g. ONLY="/status 64 256";
 # ONLY=- runs none); USERS, the users of the many-user runs (default 256);
+# APPEND_RPS=N appends N rows a second (store_bench --pace, 8 producers,
+# one row per call, across the users) during each many-user /logs run, as
+# events arriving while the CRM polls: a changed log's next poll carries
+# the rows again (kept falls below 100%);
 # FLOOR=1 then repeats the 64-connection many-user runs against
 # http_floor (bench/http_floor.c): CivetWeb started as the gateway starts
 # it, answering each request at once with a body of the route's size, no
@@ -34,7 +39,7 @@ DURATION=${2:-10}
 BIN=$BUILD/bin TOOLS=$BUILD/tests
 HERE=$(cd "$(dirname "$0")" && pwd)
 for f in "$BIN/gateway" "$BIN/store-svc" "$BIN/wa-token" "$TOOLS/buscall" \
-    "$BIN/http_floor"; do
+    "$BIN/http_floor" "$BIN/store_bench"; do
     [ -x "$f" ] || { echo "gateway_bench.sh: build first (no $f)" >&2; exit 2; }
 done
 command -v wrk >/dev/null || { echo "gateway_bench.sh: wrk is not installed" >&2; exit 2; }
@@ -141,16 +146,23 @@ sleep 1
 IDLE_GW=$(mem_of "$GW_PID") IDLE_STORE=$(mem_of "$STORE_PID")
 
 echo "# gateway_bench: $(nproc) CPUs, ${DURATION}s per run, GATEWAY_THREADS=$GATEWAY_THREADS, load average before seeding $LOAD_BEFORE"
-printf '%-12s %5s %5s %10s %9s %9s %8s %8s %8s %6s\n' route conns users req/s p50 p99 \
-    gw_us/req st_us/req to_store errors
-# "<requests> <store calls>" the gateway has counted so far: to_store is
-# the share of a run's requests that reached store-svc; the rest shared
-# the answer of an identical read in flight (coalescing).
+printf '%-12s %5s %5s %10s %9s %9s %8s %8s %8s %5s %6s\n' route conns users req/s p50 p99 \
+    gw_us/req st_us/req to_store kept errors
+# "<requests> <store calls> <kept> <fetched>" the gateway has counted so
+# far: to_store is the share of a run's requests that reached store-svc;
+# the rest shared the answer of an identical read in flight (coalescing).
+# kept is the share of /logs answers that were the body the gateway kept,
+# store-svc having found the log unchanged (logcache.h); the others
+# carried the rows. The seeded logs do not change during a run, so every
+# user's first /logs fetches and the rest are kept, unless there are
+# more users than kept bodies fit (4 MiB: USERS=1024 fetches every time).
 counters() {
     curl -s "$URL/metrics" | awk '
         $1 ~ /^wa_gateway_http_requests_total/ { r += $2 }
         $1 == "wa_gateway_store_calls_total" { c = $2 }
-        END { print r + 0, c + 0 }'
+        $1 == "wa_gateway_logs_cache_hits_total" { h = $2 }
+        $1 == "wa_gateway_logs_cache_misses_total" { m = $2 }
+        END { print r + 0, c + 0, h + 0, m + 0 }'
 }
 # CPU time (user + system, clock ticks) a process has used so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -160,10 +172,17 @@ us_per_req() {
         'BEGIN { printf "%.1f", (r > 0 ? t / hz * 1e6 / (r * d) : 0) }'
 }
 run() { # run <path> <conns> <users>
-    local path=$1 conns=$2 users=$3 threads=2 out gw0 st0 gw1 st1 rps r0 c0 r1 c1
+    local path=$1 conns=$2 users=$3 threads=2 out gw0 st0 gw1 st1 rps r0 c0 r1 c1 h0 m0 h1 m1 ap
     [ -n "${ONLY:-}" ] && [ "$ONLY" != "$path $conns $users" ] && return 0
     [ "$conns" -eq 1 ] && threads=1
-    read -r r0 c0 < <(counters)
+    read -r r0 c0 h0 m0 < <(counters)
+    ap=
+    if [ -n "${APPEND_RPS:-}" ] && [ "$path" = /logs ] && [ "$users" -gt 1 ]; then
+        # 8 producers: one waits for each commit's disk sync.
+        "$BIN/store_bench" --only=log.append --users="$users" \
+            --pace=$(((APPEND_RPS + 7) / 8)) "$DURATION" 8 >"$WORK/append.out" &
+        ap=$!
+    fi
     gw0=$(cpu_ticks "$GW_PID") st0=$(cpu_ticks "$STORE_PID")
     if [ "$users" -eq 1 ]; then
         out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency \
@@ -173,15 +192,20 @@ run() { # run <path> <conns> <users>
             -s "$HERE/gateway_bench.lua" "$URL$path" -- "$WORK/tokens" "$threads")
     fi
     gw1=$(cpu_ticks "$GW_PID") st1=$(cpu_ticks "$STORE_PID")
-    read -r r1 c1 < <(counters)
+    read -r r1 c1 h1 m1 < <(counters)
+    if [ -n "$ap" ]; then
+        wait "$ap" || { echo "gateway_bench.sh: appending failed" >&2; return 1; }
+    fi
     rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
-    printf '%-12s %5s %5s %10s %9s %9s %8s %8s %8s %6s\n' "GET $path" "$conns" "$users" \
+    printf '%-12s %5s %5s %10s %9s %9s %8s %8s %8s %5s %6s\n' "GET $path" "$conns" "$users" \
         "$rps" \
         "$(awk '$1 == "50%" {print $2}' <<<"$out")" \
         "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
         "$(us_per_req $((gw1 - gw0)) "$rps")" "$(us_per_req $((st1 - st0)) "$rps")" \
         "$(awk -v r=$((r1 - r0 - 1)) -v c=$((c1 - c0)) 'BEGIN { printf "%.0f%%", (r > 0 ? 100 * c / r : 0) }')" \
+        "$(awk -v h=$((h1 - h0)) -v m=$((m1 - m0)) 'BEGIN { if (h + m > 0) printf "%.0f%%", 100 * h / (h + m); else printf "-" }')" \
         "$(awk '/Non-2xx|Socket errors/ {e = e $0 "; "} END {print (e == "" ? 0 : e)}' <<<"$out")"
+    [ -z "$ap" ] || awk '/^log.append/ { print "  meanwhile store_bench " $1 " " $3 " " $6 }' "$WORK/append.out"
 }
 for path in /status /logs; do
     run "$path" 1 1
@@ -206,11 +230,11 @@ floor() { # floor <path>
     f1=$(cpu_ticks "$fp")
     kill -TERM "$fp" && wait "$fp" || true
     rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
-    printf '%-12s %5s %5s %10s %9s %9s %8s %8s %8s %6s\n' "floor $path" 64 "$USERS" \
+    printf '%-12s %5s %5s %10s %9s %9s %8s %8s %8s %5s %6s\n' "floor $path" 64 "$USERS" \
         "$rps" \
         "$(awk '$1 == "50%" {print $2}' <<<"$out")" \
         "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
-        "$(us_per_req $((f1 - f0)) "$rps")" "-" "${size}B" \
+        "$(us_per_req $((f1 - f0)) "$rps")" "-" "${size}B" "-" \
         "$(awk '/Non-2xx|Socket errors/ {e = e $0 "; "} END {print (e == "" ? 0 : e)}' <<<"$out")"
 }
 if [ "${FLOOR:-0}" = 1 ]; then

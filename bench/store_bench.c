@@ -2,8 +2,8 @@
  * store_bench.c - throughput of a running store-svc through the bus.
  *
  * Usage: STORE_URL=tcp://127.0.0.1:5560 store_bench [--only=<op>]
- *            [--socket-per-thread] [--rows=N] [--batcher=N] [seconds]
- *            [threads...]
+ *            [--socket-per-thread] [--rows=N] [--batcher=N] [--users=N]
+ *            [--pace=N] [seconds] [threads...]
  *        defaults: log.append, session.get and ping; 3 seconds per figure;
  *        1 16 64 client threads.
  *
@@ -21,6 +21,12 @@
  *                keeps it (wa_bus_batcher_call_raw with --batcher);
  *   ping         no database at all: the ceiling of the bus itself on this
  *                machine, to read the other two against.
+ *
+ * The users are bench-user-1 .. bench-user-N (--users, default 100), as
+ * bench/gateway_bench.sh names them. --pace=N makes each thread call at
+ * most N times a second, evenly spaced (a steady producer, for instance
+ * events arriving while gateway_bench polls GET /logs), instead of back
+ * to back.
  *
  * The threads share one REQ socket, as the gateway's do, unless
  * --socket-per-thread gives each its own (as separate session-svc
@@ -46,7 +52,7 @@
 #include "wa/config.h"
 
 #define MAX_THREADS 256
-#define USERS 100
+#define USERS_DEFAULT 100
 #define CALL_TIMEOUT_MS 10000
 #define LAT_SLOTS 4096 /* latency histogram: 0.1 ms buckets up to 409.6 */
 #define LIST_ROWS 50   /* log.list: rows per user, seeded and asked for */
@@ -57,6 +63,8 @@ typedef struct bench {
     bool per_thread;
     wa_bus_batcher_t *batcher; /* --batcher: calls on shared go through it */
     int rows; /* log.append rows per call; 1: the single-row form */
+    int users; /* bench-user-1 .. bench-user-<users> */
+    int pace;  /* calls per second per thread; 0: back to back */
     wa_op_t op;
     double until; /* monotonic seconds */
     atomic_ullong ok;
@@ -146,9 +154,23 @@ static void *client_main(void *arg)
         cJSON_Delete(args);
         return NULL;
     }
+    double next = now_s();
+
     while ((t0 = now_s()) < b->until) {
+        if (b->pace > 0) {
+            if (t0 < next) {
+                struct timespec ts = {0, (long)((next - t0) * 1e9)};
+
+                nanosleep(&ts, NULL);
+                continue;
+            }
+            next += 1.0 / b->pace;
+            t0 = now_s();
+        }
         snprintf(user, sizeof(user), "bench-user-%lu",
-                 ((unsigned long)cl->id * 7919 + n++) % USERS);
+                 ((unsigned long)cl->id * 7919 + n++) %
+                         (unsigned long)b->users +
+                     1);
         wa_rid_new(rid, sizeof(rid));
         if ((b->batcher != NULL && b->op == WA_OP_LOG_LIST
                  ? wa_bus_batcher_call_raw(b->batcher, b->op, user, rid, args,
@@ -237,8 +259,7 @@ out:
     return rv;
 }
 
-/* log.list's data: LIST_ROWS rows for each of the USERS users, one call
- * each. */
+/* log.list's data: LIST_ROWS rows for each user, one call each. */
 static int seed_logs(bench_t *b)
 {
     char rid[WA_RID_MAX + 1], user[32];
@@ -246,7 +267,7 @@ static int seed_logs(bench_t *b)
     wa_reply_t rep;
     wa_err_t rv = args != NULL ? WA_OK : WA_ENOMEM;
 
-    for (int u = 0; u < USERS && rv == WA_OK; u++) {
+    for (int u = 1; u <= b->users && rv == WA_OK; u++) {
         snprintf(user, sizeof(user), "bench-user-%d", u);
         wa_rid_new(rid, sizeof(rid));
         rv = wa_bus_call(b->shared, WA_OP_LOG_APPEND, user, rid, args,
@@ -264,7 +285,7 @@ static void usage(void)
     fprintf(stderr, "usage: store_bench "
                     "[--only=log.append|session.get|ping|log.list] "
                     "[--socket-per-thread] [--rows=2..256] [--batcher=1..256] "
-                    "[seconds] "
+                    "[--users=1..100000] [--pace=1..100000] [seconds] "
                     "[threads...]\n");
 }
 
@@ -281,7 +302,8 @@ int main(int argc, char **argv)
     char err[256], rid[WA_RID_MAX + 1];
     wa_reply_t rep;
     wa_err_t rv;
-    int status = 0, i = 1, rows = 1, inflight = 0;
+    int status = 0, i = 1, rows = 1, inflight = 0, users = USERS_DEFAULT;
+    int pace = 0;
 
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strncmp(argv[i], "--only=", 7) == 0 &&
@@ -298,6 +320,18 @@ int main(int argc, char **argv)
         } else if (strncmp(argv[i], "--batcher=", 10) == 0) {
             inflight = atoi(argv[i] + 10);
             if (inflight < 1 || inflight > 256) {
+                usage();
+                return 2;
+            }
+        } else if (strncmp(argv[i], "--users=", 8) == 0) {
+            users = atoi(argv[i] + 8);
+            if (users < 1 || users > 100000) {
+                usage();
+                return 2;
+            }
+        } else if (strncmp(argv[i], "--pace=", 7) == 0) {
+            pace = atoi(argv[i] + 7);
+            if (pace < 1 || pace > 100000) {
                 usage();
                 return 2;
             }
@@ -332,6 +366,8 @@ int main(int argc, char **argv)
     }
     b->url = url;
     b->rows = rows;
+    b->users = users;
+    b->pace = pace;
     for (int k = 1; k < argc; k++)
         b->per_thread |= strcmp(argv[k], "--socket-per-thread") == 0;
     if ((rv = open_req(url, &b->shared)) != WA_OK) {

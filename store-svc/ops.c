@@ -411,7 +411,7 @@ static wa_err_t parse_session_list(call_t *c)
  * earlier answer, which is printable ASCII; only compared, never parsed. */
 static wa_err_t parse_log_list(call_t *c)
 {
-    const char *v;
+    const char *v = NULL;
     wa_err_t e;
 
     if ((e = int_arg(c, "limit", false, STORE_LOG_LIST_DEFAULT, 1,
