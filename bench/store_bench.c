@@ -62,7 +62,7 @@ typedef struct bench {
     nng_socket shared; /* or per thread */
     bool per_thread;
     wa_bus_batcher_t *batcher; /* --batcher: calls on shared go through it */
-    int rows; /* log.append rows per call; 1: the single-row form */
+    int rows;  /* log.append rows per call; 1: the single-row form */
     int users; /* bench-user-1 .. bench-user-<users> */
     int pace;  /* calls per second per thread; 0: back to back */
     wa_op_t op;
@@ -167,10 +167,9 @@ static void *client_main(void *arg)
             next += 1.0 / b->pace;
             t0 = now_s();
         }
-        snprintf(user, sizeof(user), "bench-user-%lu",
-                 ((unsigned long)cl->id * 7919 + n++) %
-                         (unsigned long)b->users +
-                     1);
+        snprintf(
+            user, sizeof(user), "bench-user-%lu",
+            ((unsigned long)cl->id * 7919 + n++) % (unsigned long)b->users + 1);
         wa_rid_new(rid, sizeof(rid));
         if ((b->batcher != NULL && b->op == WA_OP_LOG_LIST
                  ? wa_bus_batcher_call_raw(b->batcher, b->op, user, rid, args,

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "authcache.h"
+#include "stripes.h"
 #include "wa/hash.h"
 
 #define STRIPES 16
@@ -38,17 +39,11 @@ struct gw_authcache {
 wa_err_t gw_authcache_new(gw_authcache_t **out)
 {
     gw_authcache_t *c = calloc(1, sizeof(*c));
-    int i;
 
     if (c == NULL)
         return WA_ENOMEM;
-    for (i = 0; i < STRIPES; i++) {
-        if (pthread_mutex_init(&c->stripes[i].mu, NULL) != 0)
-            break;
-    }
-    if (i < STRIPES) {
-        while (i-- > 0)
-            pthread_mutex_destroy(&c->stripes[i].mu);
+    if (gw_stripes_init(&c->stripes[0].mu, STRIPES, sizeof(c->stripes[0])) !=
+        WA_OK) {
         free(c);
         return WA_ENOMEM;
     }
@@ -73,8 +68,8 @@ void gw_authcache_free(gw_authcache_t *c)
             next = e->next;
             entry_free(e);
         }
-        pthread_mutex_destroy(&c->stripes[i].mu);
     }
+    gw_stripes_destroy(&c->stripes[0].mu, STRIPES, sizeof(c->stripes[0]));
     free(c);
 }
 

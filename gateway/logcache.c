@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "logcache.h"
+#include "stripes.h"
 #include "wa/envelope.h"
 #include "wa/hash.h"
 
@@ -44,17 +45,11 @@ static const char body_head[] = "{\"logs\":";
 wa_err_t gw_logcache_new(gw_logcache_t **out)
 {
     gw_logcache_t *c = calloc(1, sizeof(*c));
-    int i;
 
     if (c == NULL)
         return WA_ENOMEM;
-    for (i = 0; i < STRIPES; i++) {
-        if (pthread_mutex_init(&c->stripes[i].mu, NULL) != 0)
-            break;
-    }
-    if (i < STRIPES) {
-        while (i-- > 0)
-            pthread_mutex_destroy(&c->stripes[i].mu);
+    if (gw_stripes_init(&c->stripes[0].mu, STRIPES, sizeof(c->stripes[0])) !=
+        WA_OK) {
         free(c);
         return WA_ENOMEM;
     }
@@ -62,8 +57,8 @@ wa_err_t gw_logcache_new(gw_logcache_t **out)
     return WA_OK;
 }
 
-gw_logbody_t *gw_logbody_new(const char *version, size_t vlen,
-                             const char *rows, size_t rows_len)
+gw_logbody_t *gw_logbody_new(const char *version, size_t vlen, const char *rows,
+                             size_t rows_len)
 {
     const size_t head = sizeof(body_head) - 1;
     gw_logbody_t *b;
@@ -131,8 +126,7 @@ void gw_logcache_free(gw_logcache_t *c)
     if (c == NULL)
         return;
     gw_logcache_clear(c);
-    for (int i = 0; i < STRIPES; i++)
-        pthread_mutex_destroy(&c->stripes[i].mu);
+    gw_stripes_destroy(&c->stripes[0].mu, STRIPES, sizeof(c->stripes[0]));
     free(c);
 }
 

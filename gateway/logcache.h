@@ -63,8 +63,8 @@ void gw_logcache_free(gw_logcache_t *c);
  * reference, the caller's. NULL when out of memory or the version is out
  * of bounds.
  */
-gw_logbody_t *gw_logbody_new(const char *version, size_t vlen,
-                             const char *rows, size_t rows_len);
+gw_logbody_t *gw_logbody_new(const char *version, size_t vlen, const char *rows,
+                             size_t rows_len);
 
 /* Drop a reference; the last frees the body. NULL is a no-op. */
 void gw_logbody_release(gw_logbody_t *b);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ratelimit.h"
+#include "stripes.h"
 #include "wa/hash.h"
 
 /* Chains per stripe; a power of two. */
@@ -43,7 +44,6 @@ wa_err_t gw_ratelimit_new(double rps, double burst, size_t max_buckets,
                           gw_ratelimit_t **out)
 {
     gw_ratelimit_t *rl;
-    int i;
 
     if (!(rps > 0) || !(burst > 0) || max_buckets < GW_RL_STRIPES)
         return WA_EINVAL;
@@ -53,13 +53,8 @@ wa_err_t gw_ratelimit_new(double rps, double burst, size_t max_buckets,
     rl->burst = burst;
     rl->full_after_ms = (int64_t)ceil(burst / rps * 1000.0);
     rl->per_stripe = max_buckets / GW_RL_STRIPES;
-    for (i = 0; i < GW_RL_STRIPES; i++) {
-        if (pthread_mutex_init(&rl->stripes[i].mu, NULL) != 0)
-            break;
-    }
-    if (i < GW_RL_STRIPES) {
-        while (i-- > 0)
-            pthread_mutex_destroy(&rl->stripes[i].mu);
+    if (gw_stripes_init(&rl->stripes[0].mu, GW_RL_STRIPES,
+                        sizeof(rl->stripes[0])) != WA_OK) {
         free(rl);
         return WA_ENOMEM;
     }
@@ -82,8 +77,9 @@ void gw_ratelimit_free(gw_ratelimit_t *rl)
                 free(b);
             }
         }
-        pthread_mutex_destroy(&st->mu);
     }
+    gw_stripes_destroy(&rl->stripes[0].mu, GW_RL_STRIPES,
+                       sizeof(rl->stripes[0]));
     free(rl);
 }
 

@@ -497,8 +497,8 @@ typedef struct store {
     writer_t *writer;
     idem_t *idem;
     store_clock_fn now_ms;
-    long long started_ms; /* monotonic */
-    int64_t log_rows;     /* logs__count state, under the read lock */
+    long long started_ms;       /* monotonic */
+    int64_t log_rows;           /* logs__count state, under the read lock */
     char epoch[WA_RID_MAX + 1]; /* this process's: versions of the logs */
     int64_t log_max_id;
     int64_t rids_pruned_ms; /* rids__prune's last run; writer thread only */

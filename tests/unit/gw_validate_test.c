@@ -351,8 +351,8 @@ static void test_logs_shape(void **state)
         gw_logs_answer_t a;
         wa_json_span_t v;
 
-        assert_int_equal(
-            wa_json_check(good[i].text, strlen(good[i].text), &v), WA_OK);
+        assert_int_equal(wa_json_check(good[i].text, strlen(good[i].text), &v),
+                         WA_OK);
         if (!gw_logs_answer(v.p, v.n, &a))
             fail_msg("refused: %s", good[i].text);
         assert_int_equal(a.version_len, 3);

@@ -1095,7 +1095,7 @@ int main(void)
         T(test_sessions),
         T(test_logs),
         T(test_log_rows),
-    T(test_log_versions),
+        T(test_log_versions),
         T(test_event_record),
         T(test_placement),
         T(test_placement_capacity),
