@@ -1475,15 +1475,32 @@ class StoreSwap(unittest.TestCase):
                         {"eventType": "message", "eventData": "old-%d" % n})
             self.assertEqual(rows(), ["old-2", "old-1", "old-0"])
             self.assertEqual(rows(), ["old-2", "old-1", "old-0"])
-            self.assertEqual(s.store.stop(), 0)
-            shutil.rmtree(os.path.dirname(s.db))
-            s.start_store()
-            for n in range(3):
-                buscall(s.store_url, "log.append", "swap",
-                        {"eventType": "message", "eventData": "new-%d" % n})
-            wait_until("the gateway reads the new store", lambda: call(
-                gw.port, "GET", "/status", tok).status == 200, 20)
-            self.assertEqual(rows(), ["new-2", "new-1", "new-0"])
+            # An idle gateway drops what it kept: keep it busy meanwhile,
+            # so that the old body is still there to be refused.
+            stop = threading.Event()
+
+            def busy():
+                while not stop.wait(0.2):
+                    call(gw.port, "GET", "/metrics")
+
+            poller = threading.Thread(target=busy)
+            poller.start()
+            try:
+                self.assertEqual(s.store.stop(), 0)
+                shutil.rmtree(os.path.dirname(s.db))
+                s.start_store()
+                for n in range(3):
+                    buscall(s.store_url, "log.append", "swap",
+                            {"eventType": "message",
+                             "eventData": "new-%d" % n})
+                wait_until("the gateway reads the new store", lambda: call(
+                    gw.port, "GET", "/status", tok).status == 200, 20)
+                self.assertEqual(
+                    metric(gw.port, "wa_gateway_logs_cache_entries"), 1)
+                self.assertEqual(rows(), ["new-2", "new-1", "new-0"])
+            finally:
+                stop.set()
+                poller.join()
         finally:
             s.close()
 
