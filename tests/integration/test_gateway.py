@@ -701,6 +701,11 @@ class Logs(unittest.TestCase):
                 metric(GW.port, "wa_gateway_logs_cache_hits_total") - hits, 2)
         self.assertGreater(metric(GW.port, "wa_gateway_logs_cache_entries"),
                            0)
+        # A gateway without requests for a while drops what it kept.
+        time.sleep(3)
+        self.assertEqual(metric(GW.port, "wa_gateway_logs_cache_entries"), 0)
+        self.assertEqual(call(GW.port, "GET", "/logs?limit=1", tok).json()[
+            "logs"][0]["eventData"]["n"], 11)
 
     def test_no_parameter_names_another_user(self):
         for path in ("/logs?user=bob", "/logs?userId=bob&user_id=bob",
