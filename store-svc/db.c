@@ -76,6 +76,11 @@ static const char *const migrations[DB_SCHEMA_VERSION] = {
     "ALTER TABLE bus_requests_v4 RENAME TO bus_requests;"
     "CREATE INDEX bus_requests_at ON bus_requests (at_ms);"
     "PRAGMA user_version = 4;",
+    /* 4 -> 5: whether an instance's death was reported to its users
+     * (placement__lost); a registration clears it. */
+    "ALTER TABLE instances ADD COLUMN lost_reported INTEGER NOT NULL "
+    "DEFAULT 0;"
+    "PRAGMA user_version = 5;",
 };
 
 #define SESSION_COLS                                                           \
@@ -157,7 +162,7 @@ static const struct {
                             "DO UPDATE SET url = excluded.url, capacity = "
                             "excluded.capacity, last_seen_ms = "
                             "excluded.last_seen_ms, registered_at = "
-                            "excluded.registered_at",
+                            "excluded.registered_at, lost_reported = 0",
                             ON_WR},
     /* ?4: the oldest last_seen_ms still alive. */
     [ST_INSTANCE_HEARTBEAT] = {"UPDATE instances SET sessions = ?2, "
@@ -209,6 +214,22 @@ static const struct {
                                "instance = ?1) AND instance <> ?1 AND "
                                "last_seen_ms > 0 AND last_seen_ms < ?2",
                                ON_WR},
+    /* ?1 the newest last_seen_ms of one dead. Not one superseded (0):
+     * its users move at once to the instance that replaced it. */
+    [ST_INSTANCE_LOST] = {"SELECT instance FROM instances WHERE "
+                          "last_seen_ms > 0 AND last_seen_ms < ?1 AND "
+                          "lost_reported = 0 ORDER BY instance LIMIT ?2",
+                          ON_WR},
+    [ST_INSTANCE_LOST_MARK] = {"UPDATE instances SET lost_reported = 1 "
+                               "WHERE instance = ?1",
+                               ON_WR},
+    /* Users placed on ?1 whose stored session was running there. */
+    [ST_PLACEMENT_RUNNING] = {"SELECT p.user_id FROM placements p JOIN "
+                              "user_sessions s ON s.user_id = p.user_id "
+                              "WHERE p.instance = ?1 AND s.status IN "
+                              "('initializing', 'qr', 'authenticated', "
+                              "'ready') ORDER BY p.user_id LIMIT ?2",
+                              ON_WR},
     [ST_RID_GET] = {"SELECT fingerprint, reply FROM bus_requests WHERE rid = "
                     "?3 AND op = ?1 AND user_id = ?2",
                     ON_WR},

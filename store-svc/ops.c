@@ -829,6 +829,7 @@ static wa_err_t exec_register(call_t *c, db_conn_t *conn)
 
 static wa_err_t exec_heartbeat(call_t *c, db_conn_t *conn)
 {
+    cJSON *lost;
     wa_err_t e;
 
     e = placement__heartbeat(conn, c->a.inst.instance, c->a.inst.sessions,
@@ -844,7 +845,18 @@ static wa_err_t exec_heartbeat(call_t *c, db_conn_t *conn)
     /* Every live instance's heartbeat also moves on a few users of long
      * dead ones. */
     move_dead_ones_users(c, conn, c->a.inst.instance);
-    return (c->result = cJSON_CreateObject()) == NULL ? WA_ENOMEM : WA_OK;
+    if ((c->result = cJSON_CreateObject()) == NULL ||
+        (lost = cJSON_AddArrayToObject(c->result, "lost")) == NULL)
+        return WA_ENOMEM;
+    /* And tells the users of one newly dead that it is gone (once). A
+     * failure is logged; the heartbeat stands. */
+    if ((e = placement__lost(conn, c->st->now_ms(), lost)) != WA_OK)
+        wa_warn(c->req->rid, "reporting dead instances failed: %s",
+                wa_err_code(e));
+    else if (cJSON_GetArraySize(lost) > 0)
+        wa_info(c->req->rid, "%d user(s) of dead instances told by %s",
+                cJSON_GetArraySize(lost), c->a.inst.instance);
+    return WA_OK;
 }
 
 static wa_err_t exec_placement_resolve(call_t *c, db_conn_t *conn)

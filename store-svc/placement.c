@@ -366,6 +366,66 @@ wa_err_t placement__rescue(db_conn_t *c, int64_t now_ms, const char *now_iso,
     return err;
 }
 
+/* The users placed on instance whose session was running, into users. */
+static wa_err_t running_users(db_conn_t *c, const char *instance, cJSON *users)
+{
+    sqlite3_stmt *st = db__stmt(c, ST_PLACEMENT_RUNNING);
+    wa_err_t err = WA_OK;
+    int rc, room = STORE_LOST_USERS - cJSON_GetArraySize(users);
+
+    if ((rc = db__bind_text(st, 1, instance)) != SQLITE_OK ||
+        (rc = sqlite3_bind_int(st, 2, room)) != SQLITE_OK) {
+        err = db__fail(c, rc, "lost users bind");
+        goto out;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *u = db__column_string(st, 0);
+
+        if (u == NULL || !cJSON_AddItemToArray(users, u)) {
+            cJSON_Delete(u);
+            err = WA_ENOMEM;
+            goto out;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        err = db__fail(c, rc, "lost users");
+out:
+    (void)sqlite3_reset(st);
+    return err;
+}
+
+wa_err_t placement__lost(db_conn_t *c, int64_t now_ms, cJSON *users)
+{
+    sqlite3_stmt *st = db__stmt(c, ST_INSTANCE_LOST);
+    char dead[STORE_LOST_INSTANCES][STORE_INSTANCE_MAX + 1];
+    wa_err_t err = WA_OK;
+    int n = 0, rc;
+
+    if ((rc = sqlite3_bind_int64(st, 1, placement__alive_since(now_ms))) !=
+            SQLITE_OK ||
+        (rc = sqlite3_bind_int(st, 2, STORE_LOST_INSTANCES)) != SQLITE_OK) {
+        (void)sqlite3_reset(st);
+        return db__fail(c, rc, "lost instances bind");
+    }
+    /* Read them all first: their rows change below. */
+    while (n < STORE_LOST_INSTANCES && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        copy_column(st, 0, dead[n++], sizeof(dead[0]));
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        err = db__fail(c, rc, "lost instances");
+    (void)sqlite3_reset(st);
+    for (int i = 0; i < n && err == WA_OK; i++) {
+        sqlite3_stmt *mark = db__stmt(c, ST_INSTANCE_LOST_MARK);
+
+        if ((rc = db__bind_text(mark, 1, dead[i])) != SQLITE_OK ||
+            (rc = sqlite3_step(mark)) != SQLITE_DONE)
+            err = db__fail(c, rc, "lost instance mark");
+        (void)sqlite3_reset(mark);
+        if (err == WA_OK)
+            err = running_users(c, dead[i], users);
+    }
+    return err;
+}
+
 static cJSON *user_row(sqlite3_stmt *st, void *arg)
 {
     (void)arg;

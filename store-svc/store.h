@@ -72,7 +72,7 @@
 /* ------------------------------------------------------------------ db.c */
 
 /* Schema version this binary migrates to (PRAGMA user_version). */
-#define DB_SCHEMA_VERSION 4
+#define DB_SCHEMA_VERSION 5
 
 /* Every statement, prepared once per connection at open. */
 typedef enum db_stmt {
@@ -101,6 +101,9 @@ typedef enum db_stmt {
     ST_PLACEMENT_USERS,
     ST_PLACEMENT_ORPHANS,
     ST_INSTANCE_SUPERSEDE,
+    ST_INSTANCE_LOST,
+    ST_INSTANCE_LOST_MARK,
+    ST_PLACEMENT_RUNNING,
     ST_RID_GET,
     ST_RID_PUT,
     ST_RID_PRUNE,
@@ -359,6 +362,21 @@ wa_err_t placement__users(db_conn_t *c, const char *instance, cJSON **out);
 #define STORE_RESCUE_BATCH 16
 wa_err_t placement__rescue(db_conn_t *c, int64_t now_ms, const char *now_iso,
                            const char *rid, int *moved);
+
+/*
+ * Report dead instances to their users: every instance dead (silent past
+ * STORE_DEAD_AFTER_MS, not superseded) that was not reported since it
+ * last registered is marked reported, and the users placed on it whose
+ * stored session was running there (initializing, qr, authenticated,
+ * ready) are appended to users (a JSON array), at most
+ * STORE_LOST_INSTANCES instances and STORE_LOST_USERS users a call. Each
+ * death is reported once: the live instance whose heartbeat found it
+ * tells those users (session-svc's registry.c). Writes: inside a
+ * transaction.
+ */
+#define STORE_LOST_INSTANCES 4
+#define STORE_LOST_USERS 1024
+wa_err_t placement__lost(db_conn_t *c, int64_t now_ms, cJSON *users);
 
 /* -------------------------------------------------------------- writer.c */
 

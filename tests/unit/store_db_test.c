@@ -217,6 +217,10 @@ static void test_migrates_rid_table(void **state)
                  "CREATE INDEX bus_requests_at ON bus_requests (at_ms);"
                  "INSERT INTO bus_requests VALUES ('log.append', 'alice', "
                  "'r-1', 42, '{\"id\":7}', 1000);"
+                 "ALTER TABLE instances DROP COLUMN lost_reported;"
+                 "INSERT INTO instances (instance, url, capacity, "
+                 "last_seen_ms, registered_at) VALUES ('i1', 'tcp://x:1', "
+                 "5, 1000, '2026-01-01T00:00:00.000Z');"
                  "PRAGMA user_version = 3;");
     db = tl_open(path);
     assert_int_equal(db__user_version(&db->wr), DB_SCHEMA_VERSION);
@@ -237,6 +241,10 @@ static void test_migrates_rid_table(void **state)
         1);
     assert_int_equal(tl_scalar(&db->wr, "SELECT count(*) FROM sqlite_master "
                                         "WHERE name = 'bus_requests_at'"),
+                     1);
+    /* 4 -> 5: instances keep their rows, none reported dead yet. */
+    assert_int_equal(tl_scalar(&db->wr, "SELECT count(*) FROM instances "
+                                        "WHERE lost_reported = 0"),
                      1);
     db__close(db);
     free(path);

@@ -519,6 +519,72 @@ static void test_placement(void **state)
           "no live session-svc");
 }
 
+/* The heartbeat's "lost": once an instance is dead, the first live
+ * heartbeat after it names the users whose session was running there,
+ * once; a new registration of the dead one starts it over. */
+static void test_lost_instance(void **state)
+{
+    fx_t *f = *state;
+    const char *beat2 = "{\"instance\":\"i2\",\"sessions\":0}";
+    cJSON *d, *lost;
+    char user[8], where[4][STORE_INSTANCE_MAX + 1];
+    int on_i1 = 0;
+
+    cJSON_Delete(ok(f, WA_OP_INSTANCE_REGISTER, "",
+                    "{\"instance\":\"i1\",\"url\":\"tcp://10.0.0.1:5580\","
+                    "\"capacity\":10}"));
+    cJSON_Delete(ok(f, WA_OP_INSTANCE_REGISTER, "",
+                    "{\"instance\":\"i2\",\"url\":\"tcp://10.0.0.2:5580\","
+                    "\"capacity\":10}"));
+    /* u0..u3: ready, qr, disconnected, never had a session row. */
+    for (int i = 0; i < 4; i++) {
+        snprintf(user, sizeof(user), "u%d", i);
+        d = ok(f, WA_OP_PLACEMENT_RESOLVE, user, NULL);
+        snprintf(where[i], sizeof(where[i]), "%s", s(d, "instance"));
+        cJSON_Delete(d);
+    }
+    cJSON_Delete(ok(f, WA_OP_SESSION_UPSERT, "u0", "{\"status\":\"ready\"}"));
+    cJSON_Delete(ok(f, WA_OP_SESSION_UPSERT, "u1", "{\"status\":\"qr\"}"));
+    cJSON_Delete(
+        ok(f, WA_OP_SESSION_UPSERT, "u2", "{\"status\":\"disconnected\"}"));
+
+    /* Both alive: nothing to tell. */
+    d = ok(f, WA_OP_INSTANCE_HEARTBEAT, "", beat2);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(d, "lost")), 0);
+    cJSON_Delete(d);
+
+    /* i1 silent past 10 s: i2's next heartbeat names i1's running users. */
+    atomic_store(&fake_now, T0 + 6000);
+    cJSON_Delete(ok(f, WA_OP_INSTANCE_HEARTBEAT, "", beat2));
+    atomic_store(&fake_now, T0 + 10001);
+    d = ok(f, WA_OP_INSTANCE_HEARTBEAT, "", beat2);
+    lost = cJSON_GetObjectItem(d, "lost");
+    for (int i = 0; i < 2; i++) {
+        if (strcmp(where[i], "i1") != 0)
+            continue;
+        snprintf(user, sizeof(user), "u%d", i);
+        assert_string_equal(cJSON_GetArrayItem(lost, on_i1++)->valuestring,
+                            user);
+    }
+    assert_int_equal(cJSON_GetArraySize(lost), on_i1);
+    cJSON_Delete(d);
+    /* Once. */
+    d = ok(f, WA_OP_INSTANCE_HEARTBEAT, "", beat2);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(d, "lost")), 0);
+    cJSON_Delete(d);
+
+    /* i1 comes back and dies again: told again. */
+    cJSON_Delete(ok(f, WA_OP_INSTANCE_REGISTER, "",
+                    "{\"instance\":\"i1\",\"url\":\"tcp://10.0.0.1:5580\","
+                    "\"capacity\":10}"));
+    atomic_store(&fake_now, T0 + 16000);
+    cJSON_Delete(ok(f, WA_OP_INSTANCE_HEARTBEAT, "", beat2));
+    atomic_store(&fake_now, T0 + 20002);
+    d = ok(f, WA_OP_INSTANCE_HEARTBEAT, "", beat2);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(d, "lost")), on_i1);
+    cJSON_Delete(d);
+}
+
 static void test_placement_capacity(void **state)
 {
     fx_t *f = *state;
@@ -1098,6 +1164,7 @@ int main(void)
         T(test_log_versions),
         T(test_event_record),
         T(test_placement),
+        T(test_lost_instance),
         T(test_placement_capacity),
         T(test_diag),
         T(test_unknown_op),
