@@ -38,6 +38,8 @@ struct ss_registry {
     bool busy;
     bool registered;
     bool restored;
+    bool resume; /* registered again after being counted dead: at the next
+                    placement check, say the kept sessions' status */
     bool stopping;
     unsigned tick;
     uint64_t tick_at; /* ms (uv_hrtime) when the round's snapshot was taken */
@@ -49,6 +51,7 @@ struct ss_registry {
     cJSON *placed;  /* {users:[...]} or NULL */
     cJSON *rows;    /* restore: [{user, status}] or NULL */
     cJSON *running; /* users with a browser here, as the round began */
+    cJSON *lost;    /* heartbeat: users of dead instances to tell, or NULL */
 };
 
 static void rid(char *buf)
@@ -166,7 +169,7 @@ static void work(uv_work_t *w)
     wa_reply_t rep;
     cJSON *a;
 
-    r->placed = r->rows = NULL;
+    r->placed = r->rows = r->lost = NULL;
     if (r->kind == ROUND_REGISTER) {
         if ((r->err = do_register(r)) != WA_OK || r->restored)
             return;
@@ -185,6 +188,10 @@ static void work(uv_work_t *w)
     r->err = wa_bus_call(ss->store, WA_OP_INSTANCE_HEARTBEAT, "", id, a,
                          (int)ss->cfg.store_timeout_ms, &rep);
     cJSON_Delete(a);
+    /* Users of instances that died since the last report: ours to tell. */
+    if (r->err == WA_OK &&
+        cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(rep.data, "lost")))
+        r->lost = cJSON_DetachItemFromObjectCaseSensitive(rep.data, "lost");
     wa_reply_clear(&rep);
     /* Users placed here that we do not run (moved to us from a dead
      * instance): read their status, to adopt those that were linked. */
@@ -284,6 +291,33 @@ static void check_placement(ss_registry_t *r)
     }
 }
 
+/* Tell the users of instances store-svc found dead (state__lost). */
+static void tell_lost(ss_registry_t *r)
+{
+    const cJSON *u;
+
+    cJSON_ArrayForEach(u, r->lost)
+    {
+        if (cJSON_IsString(u))
+            (void)state__lost(r->ss, u->valuestring);
+    }
+}
+
+/* Counted dead, registered again: the sessions still placed here say
+ * their status again (state__resumed), as their users may have been told
+ * this instance was lost. Those placed elsewhere meanwhile are stopped by
+ * check_placement and said nothing. */
+static void resume(ss_registry_t *r)
+{
+    ss_session_t *s;
+
+    r->resume = false;
+    for (s = r->ss->sessions; s != NULL; s = s->next) {
+        if (s->want && !s->stopping && user_listed(r->placed, s->user))
+            (void)state__resumed(s);
+    }
+}
+
 static void after_work(uv_work_t *w, int status)
 {
     ss_registry_t *r = w->data;
@@ -293,7 +327,8 @@ static void after_work(uv_work_t *w, int status)
         cJSON_Delete(r->placed);
         cJSON_Delete(r->rows);
         cJSON_Delete(r->running);
-        r->placed = r->rows = r->running = NULL;
+        cJSON_Delete(r->lost);
+        r->placed = r->rows = r->running = r->lost = NULL;
         if (r->stopping && r->timer.data == NULL)
             free(r); /* the timer closed while this round ran */
         return;
@@ -313,15 +348,22 @@ static void after_work(uv_work_t *w, int status)
     } else if (r->err == WA_ENOTFOUND) {
         wa_warn(NULL, "store-svc forgot this instance; registering again");
         r->registered = false;
-    } else if (r->err == WA_OK && r->placed != NULL) {
-        check_placement(r);
-        if (r->rows != NULL)
-            restore(r);
+        r->resume = true;
+    } else if (r->err == WA_OK) {
+        if (r->placed != NULL) {
+            if (r->resume)
+                resume(r);
+            check_placement(r);
+            if (r->rows != NULL)
+                restore(r);
+        }
+        tell_lost(r);
     }
     cJSON_Delete(r->placed);
     cJSON_Delete(r->rows);
     cJSON_Delete(r->running);
-    r->placed = r->rows = r->running = NULL;
+    cJSON_Delete(r->lost);
+    r->placed = r->rows = r->running = r->lost = NULL;
 }
 
 static void on_tick(uv_timer_t *t)

@@ -151,6 +151,23 @@ wa_err_t state__set(ss_session_t *s, const ss_transition_t *t);
  * it. msg is consumed. Loop thread. */
 wa_err_t state__message(ss_session_t *s, cJSON *msg);
 
+/*
+ * Events about a session that are no transition of it: recorded and
+ * published like any event, the session row left as it is (only the
+ * instance that runs a session writes its status). Loop thread.
+ *
+ * state__lost: user's session ran on an instance that died (store-svc
+ * named it in a heartbeat's "lost"); an error event with reason
+ * "instance_lost", so the user's page says so at once instead of when
+ * another instance takes the user over. A user running here is left out.
+ *
+ * state__resumed: this instance was counted dead and registered again,
+ * keeping its sessions; each running one says its status again (reason
+ * "resumed"), since its users may have been told it was lost.
+ */
+wa_err_t state__lost(ss_t *ss, const char *user);
+wa_err_t state__resumed(ss_session_t *s);
+
 /* ------------------------------------------------------------- qr.c */
 
 typedef struct qr_matrix {

@@ -225,3 +225,66 @@ wa_err_t state__message(ss_session_t *s, cJSON *msg)
                  s->user);
     return WA_OK;
 }
+
+/* A record-only job (no row to write) for user. record is consumed. */
+static wa_err_t announce(ss_t *ss, const char *user, wa_event_type_t type,
+                         cJSON *record)
+{
+    storeio_job_t *j;
+
+    if (record == NULL || (j = calloc(1, sizeof(*j))) == NULL) {
+        cJSON_Delete(record);
+        return WA_ENOMEM;
+    }
+    snprintf(j->user, sizeof(j->user), "%s", user);
+    wa_rid_new(j->rid, sizeof(j->rid));
+    j->type = type;
+    j->record = record;
+    if (storeio__submit(ss->io, j) != WA_OK) {
+        wa_error(NULL, "user %s: event not written: store queue refused it",
+                 user);
+        return WA_EFULL;
+    }
+    return WA_OK;
+}
+
+wa_err_t state__lost(ss_t *ss, const char *user)
+{
+    ss_session_t *s;
+    cJSON *r;
+
+    if (wa_check_user(user) != WA_OK)
+        return WA_EINVAL;
+    for (s = ss->sessions; s != NULL; s = s->next) {
+        if (strcmp(s->user, user) == 0 && (s->want || s->browser != NULL))
+            return WA_OK; /* it runs here: not lost */
+    }
+    if ((r = cJSON_CreateObject()) == NULL || !add(r, "status", "error") ||
+        !add(r, "reason", "instance_lost") ||
+        !add(r, "message",
+             "the session service running this session stopped answering; "
+             "another instance takes it over")) {
+        cJSON_Delete(r);
+        return WA_ENOMEM;
+    }
+    wa_info(NULL, "user %s: its instance died; told", user);
+    return announce(ss, user, WA_EV_ERROR, r);
+}
+
+wa_err_t state__resumed(ss_session_t *s)
+{
+    const bool ready = s->status == SS_READY;
+    cJSON *r;
+
+    if (s->status == SS_DISCONNECTED || s->status == SS_ERROR)
+        return WA_OK; /* not a running session: never reported lost */
+    if ((r = cJSON_CreateObject()) == NULL ||
+        !add(r, "status", state__name(s->status)) ||
+        (ready && (!add(r, "phoneNumber", s->phone) ||
+                   !add(r, "displayName", s->name))) ||
+        !add(r, "reason", "resumed")) {
+        cJSON_Delete(r);
+        return WA_ENOMEM;
+    }
+    return announce(s->ss, s->user, ready ? WA_EV_READY : WA_EV_STATUS, r);
+}

@@ -26,6 +26,7 @@ once.
                                    buscall is in <bin-dir>/../tests)
 """
 
+import datetime
 import json
 import os
 import re
@@ -59,6 +60,12 @@ def owner(st, buscall, instances=("move-1", "move-2")):
         if r.returncode == 0 and USER in json.loads(r.stdout)["users"]:
             return iid
     return None
+
+
+def iso_epoch(ts):
+    """Seconds since 1970 of a store timestamp (YYYY-MM-DDTHH:MM:SS.sssZ)."""
+    return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
 
 
 def logs_since(st, tok, since_id):
@@ -219,11 +226,62 @@ def main_move(bindir, work):
         check(moved_after >= 25, "nobody asked: the user moved to %s %.1f s "
               "after the kill, and is ready again (%.1f s)"
               % (other, moved_after, time.time() - t0))
+        # Told at once, not only at the move: the survivor's heartbeat,
+        # once the owner counts as dead, names the user as lost, and the
+        # survivor records and publishes an error event for them.
+        since = logs_since(st, tok, mark)
+        lost = [l for l in since if l["eventType"] == "error" and
+                (l["eventData"] or {}).get("reason") == "instance_lost"]
+        back = [l for l in since if l["eventType"] == "ready"]
+        check(len(lost) == 1 and back and lost[0]["id"] < min(
+            l["id"] for l in back),
+            "the user was told their instance died (one error event, "
+            "reason instance_lost, before ready again): %d" % len(lost))
+        if lost:
+            told = iso_epoch(lost[0]["timestamp"]) - t0
+            # Its last heartbeat was up to 2 s before the kill.
+            check(DEAD_AFTER_S - 3 <= told <= moved_after,
+                  "told %.1f s after the kill, before the move" % told)
+        frames = wsclient.replay("127.0.0.1", st.ports["nt"],
+                                 "/?token=%s&since=0" % tok)
+        check([f for f in frames if f["type"] == "error" and
+               f["data"].get("reason") == "instance_lost"],
+              "and the event stream carried it")
         check(not qr_events_since(st, tok, mark), "without a QR scan")
         check(status_of(st, tok) == "ready", "/status: ready on the new owner")
         check(len(user_browsers(sessions, USER)) == 1,
               "one browser on the profile")
         restart(st, inst[first])
+
+        # An owner stopped long enough to count as dead, then running again
+        # before anyone moves its users: they are told it was lost, then,
+        # once it registered again and still holds them, that they are
+        # ready (reason "resumed"), and nothing else changes.
+        mark = last_log_id(st, tok)
+        paused = st.procs[inst[other][0]]
+        held = user_browsers(sessions, USER)
+        os.kill(paused.pid, signal.SIGSTOP)
+        try:
+            wait_until("the user told of the lost instance", lambda: [
+                l for l in logs_since(st, tok, mark)
+                if (l["eventData"] or {}).get("reason") == "instance_lost"]
+                or None, DEAD_AFTER_S + 15, 0.5)
+        finally:
+            os.kill(paused.pid, signal.SIGCONT)
+        t0 = time.time()
+        wait_until("ready again, resumed", lambda: [
+            l for l in logs_since(st, tok, mark)
+            if l["eventType"] == "ready" and
+            l["eventData"].get("reason") == "resumed"] or None, 20, 0.5)
+        ok("an owner paused past the dead mark: its user told it was lost, "
+           "then ready again %.1f s after it ran again" % (time.time() - t0))
+        resumed = [l for l in logs_since(st, tok, mark)
+                   if l["eventType"] == "ready"][0]["eventData"]
+        check(resumed.get("phoneNumber") == PHONE,
+              "the resumed event carries the account (%r)" % resumed)
+        check(owner(st, buscall) == other and status_of(st, tok) == "ready"
+              and user_browsers(sessions, USER) == held,
+              "the user stayed on %s, ready, on the same browser" % other)
 
         # MAX_SESSIONS=1 each: a second user takes the other instance, a
         # third finds both full, and gets in once a place is free.
