@@ -331,28 +331,46 @@ wa_err_t placement__resolve(db_conn_t *c, const char *user, int64_t now_ms,
     return WA_OK;
 }
 
+/*
+ * The first column of at most max rows of statement id, run with ?1 = ms
+ * and ?2 = max, into names (max strings of width bytes each); *n of them.
+ * what names the query in an error.
+ */
+static wa_err_t first_names(db_conn_t *c, db_stmt_t id, int64_t ms, int max,
+                            char *names, size_t width, int *n, const char *what)
+{
+    sqlite3_stmt *st = db__stmt(c, id);
+    wa_err_t err = WA_OK;
+    int rc;
+
+    *n = 0;
+    if ((rc = sqlite3_bind_int64(st, 1, ms)) != SQLITE_OK ||
+        (rc = sqlite3_bind_int(st, 2, max)) != SQLITE_OK) {
+        err = db__fail(c, rc, what);
+        goto out;
+    }
+    while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        copy_column(st, 0, names + (size_t)(*n)++ * width, width);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        err = db__fail(c, rc, what);
+out:
+    (void)sqlite3_reset(st);
+    return err;
+}
+
 wa_err_t placement__rescue(db_conn_t *c, int64_t now_ms, const char *now_iso,
                            const char *rid, int *moved)
 {
-    sqlite3_stmt *st = db__stmt(c, ST_PLACEMENT_ORPHANS);
     char users[STORE_RESCUE_BATCH][WA_USER_MAX + 1];
     wa_err_t err = WA_OK;
     placement_t p;
-    int n = 0, rc;
+    int n = 0;
 
     *moved = 0;
-    if ((rc = sqlite3_bind_int64(st, 1, now_ms - STORE_RESCUE_AFTER_MS)) !=
-            SQLITE_OK ||
-        (rc = sqlite3_bind_int(st, 2, STORE_RESCUE_BATCH)) != SQLITE_OK) {
-        (void)sqlite3_reset(st);
-        return db__fail(c, rc, "placement rescue bind");
-    }
     /* Read them all first: placements change below. */
-    while (n < STORE_RESCUE_BATCH && (rc = sqlite3_step(st)) == SQLITE_ROW)
-        copy_column(st, 0, users[n++], sizeof(users[0]));
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        err = db__fail(c, rc, "placement rescue");
-    (void)sqlite3_reset(st);
+    err = first_names(c, ST_PLACEMENT_ORPHANS, now_ms - STORE_RESCUE_AFTER_MS,
+                      STORE_RESCUE_BATCH, users[0], sizeof(users[0]), &n,
+                      "placement rescue");
     for (int i = 0; i < n && err == WA_OK; i++) {
         err = placement__resolve(c, users[i], now_ms, now_iso, &p);
         if (err == WA_EFULL || err == WA_ENOSESSIONSVC)
@@ -396,23 +414,14 @@ out:
 
 wa_err_t placement__lost(db_conn_t *c, int64_t now_ms, cJSON *users)
 {
-    sqlite3_stmt *st = db__stmt(c, ST_INSTANCE_LOST);
     char dead[STORE_LOST_INSTANCES][STORE_INSTANCE_MAX + 1];
-    wa_err_t err = WA_OK;
+    wa_err_t err;
     int n = 0, rc;
 
-    if ((rc = sqlite3_bind_int64(st, 1, placement__alive_since(now_ms))) !=
-            SQLITE_OK ||
-        (rc = sqlite3_bind_int(st, 2, STORE_LOST_INSTANCES)) != SQLITE_OK) {
-        (void)sqlite3_reset(st);
-        return db__fail(c, rc, "lost instances bind");
-    }
     /* Read them all first: their rows change below. */
-    while (n < STORE_LOST_INSTANCES && (rc = sqlite3_step(st)) == SQLITE_ROW)
-        copy_column(st, 0, dead[n++], sizeof(dead[0]));
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        err = db__fail(c, rc, "lost instances");
-    (void)sqlite3_reset(st);
+    err = first_names(c, ST_INSTANCE_LOST, placement__alive_since(now_ms),
+                      STORE_LOST_INSTANCES, dead[0], sizeof(dead[0]), &n,
+                      "lost instances");
     for (int i = 0; i < n && err == WA_OK; i++) {
         sqlite3_stmt *mark = db__stmt(c, ST_INSTANCE_LOST_MARK);
 
