@@ -72,16 +72,18 @@ static void job_free(storeio_job_t *j)
     }
 }
 
-static storeio_job_t *job_new(const ss_session_t *s, wa_event_type_t type)
+/* A job for user's event of type, its record empty; with a row update
+ * (upsert, empty) when row is set. */
+static storeio_job_t *job_new(const char *user, wa_event_type_t type, bool row)
 {
     storeio_job_t *j = calloc(1, sizeof(*j));
 
     if (j == NULL)
         return NULL;
-    snprintf(j->user, sizeof(j->user), "%s", s->user);
+    snprintf(j->user, sizeof(j->user), "%s", user);
     wa_rid_new(j->rid, sizeof(j->rid));
     j->type = type;
-    if ((j->upsert = cJSON_CreateObject()) == NULL ||
+    if ((row && (j->upsert = cJSON_CreateObject()) == NULL) ||
         (j->record = cJSON_CreateObject()) == NULL) {
         job_free(j);
         return NULL;
@@ -123,7 +125,7 @@ wa_err_t state__set(ss_session_t *s, const ss_transition_t *t)
         type = WA_EV_ERROR;
     }
     wa_timestamp_now(now, sizeof(now));
-    if ((j = job_new(s, type)) == NULL) {
+    if ((j = job_new(s->user, type, true)) == NULL) {
         free(url);
         free(raw);
         return WA_ENOMEM;
@@ -204,7 +206,7 @@ wa_err_t state__message(ss_session_t *s, cJSON *msg)
     if (msg == NULL)
         return WA_EINVAL;
     wa_timestamp_now(now, sizeof(now));
-    if ((j = job_new(s, WA_EV_MESSAGE)) == NULL) {
+    if ((j = job_new(s->user, WA_EV_MESSAGE, true)) == NULL) {
         cJSON_Delete(msg);
         return WA_ENOMEM;
     }
@@ -226,20 +228,12 @@ wa_err_t state__message(ss_session_t *s, cJSON *msg)
     return WA_OK;
 }
 
-/* A record-only job (no row to write) for user. record is consumed. */
-static wa_err_t announce(ss_t *ss, const char *user, wa_event_type_t type,
-                         cJSON *record)
+/* Queue j, an event without a row to write (consumed). */
+static wa_err_t announce(ss_t *ss, storeio_job_t *j)
 {
-    storeio_job_t *j;
+    char user[WA_USER_MAX + 1];
 
-    if (record == NULL || (j = calloc(1, sizeof(*j))) == NULL) {
-        cJSON_Delete(record);
-        return WA_ENOMEM;
-    }
-    snprintf(j->user, sizeof(j->user), "%s", user);
-    wa_rid_new(j->rid, sizeof(j->rid));
-    j->type = type;
-    j->record = record;
+    snprintf(user, sizeof(user), "%s", j->user);
     if (storeio__submit(ss->io, j) != WA_OK) {
         wa_error(NULL, "user %s: event not written: store queue refused it",
                  user);
@@ -251,40 +245,41 @@ static wa_err_t announce(ss_t *ss, const char *user, wa_event_type_t type,
 wa_err_t state__lost(ss_t *ss, const char *user)
 {
     ss_session_t *s;
-    cJSON *r;
+    storeio_job_t *j;
 
     if (wa_check_user(user) != WA_OK)
         return WA_EINVAL;
-    for (s = ss->sessions; s != NULL; s = s->next) {
-        if (strcmp(s->user, user) == 0 && (s->want || s->browser != NULL))
-            return WA_OK; /* it runs here: not lost */
-    }
-    if ((r = cJSON_CreateObject()) == NULL || !add(r, "status", "error") ||
-        !add(r, "reason", "instance_lost") ||
-        !add(r, "message",
+    if ((s = sessions__find(ss, user)) != NULL &&
+        (s->want || s->browser != NULL))
+        return WA_OK; /* it runs here: not lost */
+    if ((j = job_new(user, WA_EV_ERROR, false)) == NULL ||
+        !add(j->record, "status", "error") ||
+        !add(j->record, "reason", "instance_lost") ||
+        !add(j->record, "message",
              "the session service running this session stopped answering; "
              "another instance takes it over")) {
-        cJSON_Delete(r);
+        job_free(j);
         return WA_ENOMEM;
     }
     wa_info(NULL, "user %s: its instance died; told", user);
-    return announce(ss, user, WA_EV_ERROR, r);
+    return announce(ss, j);
 }
 
 wa_err_t state__resumed(ss_session_t *s)
 {
     const bool ready = s->status == SS_READY;
-    cJSON *r;
+    storeio_job_t *j;
 
     if (s->status == SS_DISCONNECTED || s->status == SS_ERROR)
         return WA_OK; /* not a running session: never reported lost */
-    if ((r = cJSON_CreateObject()) == NULL ||
-        !add(r, "status", state__name(s->status)) ||
-        (ready && (!add(r, "phoneNumber", s->phone) ||
-                   !add(r, "displayName", s->name))) ||
-        !add(r, "reason", "resumed")) {
-        cJSON_Delete(r);
+    if ((j = job_new(s->user, ready ? WA_EV_READY : WA_EV_STATUS, false)) ==
+            NULL ||
+        !add(j->record, "status", state__name(s->status)) ||
+        (ready && (!add(j->record, "phoneNumber", s->phone) ||
+                   !add(j->record, "displayName", s->name))) ||
+        !add(j->record, "reason", "resumed")) {
+        job_free(j);
         return WA_ENOMEM;
     }
-    return announce(s->ss, s->user, ready ? WA_EV_READY : WA_EV_STATUS, r);
+    return announce(s->ss, j);
 }

@@ -101,7 +101,7 @@ wa_err_t logs__list(db_conn_t *c, const char *user, long limit,
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(st, 0);
 
-        if (*sep == '\0')
+        if (newest == 0) /* ids start at 1: the first row, the newest */
             newest = id;
         wa_json_buf_lit(&b, sep);
         wa_json_buf_lit(&b, "{\"id\":");
