@@ -527,6 +527,7 @@ static void test_lost_instance(void **state)
     fx_t *f = *state;
     const char *beat2 = "{\"instance\":\"i2\",\"sessions\":0}";
     cJSON *d, *lost;
+    const char *in;
     char user[8], where[4][STORE_INSTANCE_MAX + 1];
     int on_i1 = 0;
 
@@ -540,7 +541,9 @@ static void test_lost_instance(void **state)
     for (int i = 0; i < 4; i++) {
         snprintf(user, sizeof(user), "u%d", i);
         d = ok(f, WA_OP_PLACEMENT_RESOLVE, user, NULL);
-        snprintf(where[i], sizeof(where[i]), "%s", s(d, "instance"));
+        in = s(d, "instance");
+        assert_non_null(in);
+        snprintf(where[i], sizeof(where[i]), "%s", in != NULL ? in : "");
         cJSON_Delete(d);
     }
     cJSON_Delete(ok(f, WA_OP_SESSION_UPSERT, "u0", "{\"status\":\"ready\"}"));
