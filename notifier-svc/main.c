@@ -114,12 +114,13 @@ int main(void)
         wa_error(NULL, "cannot start the writer pool: %s", wa_strerror(rv));
         goto out;
     }
-    if ((rv = wa_bus_open(WA_SOCK_SUB, WA_SOCK_LISTEN, cfg->events_url,
-                          &sub_opts, &nt.sub)) != WA_OK ||
-        (rv = wa_bus_subscribe(nt.sub, NULL)) != WA_OK ||
+    if (wa_service_listen(NT_SERVICE, WA_SOCK_SUB, cfg->events_url, &sub_opts,
+                          &nt.sub, &status) != WA_OK)
+        goto out;
+    if ((rv = wa_bus_subscribe(nt.sub, NULL)) != WA_OK ||
         (rv = wa_bus_err(nng_socket_set_int(nt.sub, NNG_OPT_RECVBUF,
                                             NT_SUB_RECVBUF))) != WA_OK) {
-        wa_error(NULL, "cannot listen on %s: %s", cfg->events_url,
+        wa_error(NULL, "cannot subscribe on %s: %s", cfg->events_url,
                  wa_strerror(rv));
         goto out;
     }

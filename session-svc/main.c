@@ -279,12 +279,9 @@ int main(void)
         wa_error(NULL, "cannot start: %s", wa_strerror(rv));
         goto out;
     }
-    if ((rv = wa_bus_open(WA_SOCK_REP, WA_SOCK_LISTEN, cfg->session_url, NULL,
-                          &ss.rep)) != WA_OK) {
-        wa_error(NULL, "cannot listen on %s: %s", cfg->session_url,
-                 wa_strerror(rv));
+    if (wa_service_listen(SS_SERVICE, WA_SOCK_REP, cfg->session_url, NULL,
+                          &ss.rep, &status) != WA_OK)
         goto out;
-    }
     if ((rv = wa_bus_server_start(ss.rep, (int)cfg->workers, ops__handle, &ss,
                                   &ss.server)) != WA_OK ||
         (rv = registry__start(&ss)) != WA_OK) {

@@ -7,9 +7,10 @@
  * ops.c; store.h maps the rest.
  *
  * Exit status: 0 after SIGTERM/SIGINT; 2 for bad configuration, including
- * a DB_PATH that cannot name a database file; 1 when the database cannot be
- * opened or migrated (unwritable, corrupt, a newer schema) or the socket
- * cannot be bound, with the reason logged.
+ * a DB_PATH that cannot name a database file and a STORE_URL that cannot be
+ * listened on (held by another process, not this host's); 1 when the
+ * database cannot be opened or migrated (unwritable, corrupt, a newer
+ * schema), with the reason logged.
  */
 #include <stdio.h>
 #include <string.h>
@@ -52,6 +53,12 @@ int main(void)
         wa_error(NULL, "cannot install signal handlers");
         goto out;
     }
+    /* The address first: one taken is configuration, refused before the
+     * database is touched. Requests that come before the server starts
+     * wait in the socket. */
+    if (wa_service_listen(STORE_SERVICE, WA_SOCK_REP, cfg.store_url, NULL, &rep,
+                          &status) != WA_OK)
+        goto out;
     o.db_path = cfg.db_path;
     if ((rv = store__open(&o, &store, err, sizeof(err))) != WA_OK) {
         if (rv == WA_ECONFIG) {
@@ -59,12 +66,6 @@ int main(void)
             wa_service_config_fail(STORE_SERVICE, "%s", err);
         }
         wa_error(NULL, "cannot open the database %s: %s", cfg.db_path, err);
-        goto out;
-    }
-    if ((rv = wa_bus_open(WA_SOCK_REP, WA_SOCK_LISTEN, cfg.store_url, NULL,
-                          &rep)) != WA_OK) {
-        wa_error(NULL, "cannot listen on %s: %s", cfg.store_url,
-                 wa_strerror(rv));
         goto out;
     }
     if ((rv = wa_bus_server_start(rep, (int)cfg.workers, ops__handle, store,

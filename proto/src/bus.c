@@ -399,8 +399,12 @@ static wa_err_t peer_wait(peer_t *p, nng_time since, nng_time deadline)
     }
 }
 
-wa_err_t wa_bus_open(wa_sock_kind_t kind, wa_sock_mode_t mode, const char *url,
-                     const wa_sock_opts_t *opts, nng_socket *out)
+/* wa_bus_open; *endpoint_rv (if not NULL) gets nng's error when the
+ * address could not be used (the listen or dial failed, or check_url
+ * refused the URL: NNG_EADDRINVAL), and stays as it was otherwise. */
+static wa_err_t bus_open(wa_sock_kind_t kind, wa_sock_mode_t mode,
+                         const char *url, const wa_sock_opts_t *opts,
+                         nng_socket *out, int *endpoint_rv)
 {
     size_t recv_max = WA_ENVELOPE_MAX;
     int send_ms = WA_BUS_DEFAULT_TIMEOUT_MS;
@@ -424,8 +428,11 @@ wa_err_t wa_bus_open(wa_sock_kind_t kind, wa_sock_mode_t mode, const char *url,
         if (opts->recv_timeout_ms != 0)
             recv_ms = opts->recv_timeout_ms;
     }
-    if ((err = check_url(url, mode)) != WA_OK)
+    if ((err = check_url(url, mode)) != WA_OK) {
+        if (endpoint_rv != NULL)
+            *endpoint_rv = NNG_EADDRINVAL; /* as nng would say */
         return err;
+    }
 
     switch (kind) {
     case WA_SOCK_REQ:
@@ -475,6 +482,8 @@ wa_err_t wa_bus_open(wa_sock_kind_t kind, wa_sock_mode_t mode, const char *url,
         rv = nng_listen(s, url, NULL, 0);
     }
     if (rv != 0) {
+        if (endpoint_rv != NULL)
+            *endpoint_rv = rv;
         err = endpoint_err(rv);
         goto fail;
     }
@@ -489,6 +498,32 @@ fail:
     nng_close(s);
     if (peer != NULL)
         peer_free(peer); /* after the close: no pipe callback of s runs */
+    return err;
+}
+
+wa_err_t wa_bus_open(wa_sock_kind_t kind, wa_sock_mode_t mode, const char *url,
+                     const wa_sock_opts_t *opts, nng_socket *out)
+{
+    return bus_open(kind, mode, url, opts, out, NULL);
+}
+
+wa_err_t wa_bus_listen(wa_sock_kind_t kind, const char *url,
+                       const wa_sock_opts_t *opts, nng_socket *out, char *why,
+                       size_t whylen)
+{
+    int rv = 0;
+    wa_err_t err = bus_open(kind, WA_SOCK_LISTEN, url, opts, out, &rv);
+
+    if (err == WA_OK)
+        return WA_OK;
+    /* The address itself: taken, not permitted, not on this host, a
+     * missing ipc:// directory, or a URL check_url refused. */
+    if (rv != 0)
+        err = WA_ECONFIG;
+    if (why != NULL && whylen > 0)
+        snprintf(why, whylen, "cannot listen on %s: %s",
+                 url != NULL ? url : "(no url)",
+                 rv != 0 ? nng_strerror(rv) : wa_strerror(err));
     return err;
 }
 

@@ -35,6 +35,23 @@ void wa_service_config_line(const char *service, const char *fmt, ...)
     va_end(ap);
 }
 
+wa_err_t wa_service_listen(const char *service, wa_sock_kind_t kind,
+                           const char *url, const wa_sock_opts_t *opts,
+                           nng_socket *out, int *status)
+{
+    char why[512];
+    wa_err_t err = wa_bus_listen(kind, url, opts, out, why, sizeof(why));
+
+    if (err == WA_ECONFIG) {
+        wa_service_config_line(service, "%s", why);
+        if (status != NULL)
+            *status = WA_EXIT_CONFIG;
+    } else if (err != WA_OK) {
+        wa_error(NULL, "%s", why);
+    }
+    return err;
+}
+
 void wa_service_config_fail(const char *service, const char *fmt, ...)
 {
     va_list ap;

@@ -48,8 +48,23 @@ HOLDER=$!
 wait_for "port $BUSY held" python3 -c 'import socket, sys
 socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$BUSY"
 expect_config_refusal gateway JWT_SECRET=$SECRET PORT=$BUSY
-expect_config_refusal notifier-svc JWT_SECRET=$SECRET NOTIFIER_PORT=$BUSY
+expect_config_refusal notifier-svc JWT_SECRET=$SECRET NOTIFIER_PORT=$BUSY \
+    EVENTS_URL=tcp://127.0.0.1:$(free_port)
 expect_config_refusal fakewa FAKEWA_PORT=$BUSY
+# The bus addresses a service listens on alike, and before anything else
+# (store-svc's database is not created).
+SMOKE_DIR=$(mktemp -d)
+expect_config_refusal store-svc STORE_URL=tcp://127.0.0.1:$BUSY \
+    DB_PATH="$SMOKE_DIR/db/sessions.db"
+[ ! -e "$SMOKE_DIR/db" ] || fail "store-svc created its database before listening"
+pass "store-svc refused the address before touching the database"
+expect_config_refusal notifier-svc JWT_SECRET=$SECRET \
+    NOTIFIER_PORT="$(free_port)" EVENTS_URL=tcp://127.0.0.1:$BUSY
+expect_config_refusal session-svc SESSION_URL=tcp://127.0.0.1:$BUSY \
+    SESSIONS_DIR="$SMOKE_DIR/sessions"
+expect_config_refusal store-svc STORE_URL=ipc://"$SMOKE_DIR"/missing/store.sock \
+    DB_PATH="$SMOKE_DIR/db/sessions.db"
+rm -rf "$SMOKE_DIR"
 kill "$HOLDER"
 wait "$HOLDER" 2>/dev/null || true
 

@@ -285,6 +285,52 @@ static void test_open_addr_in_use(void **state)
     nng_close(a);
 }
 
+/* A service's own address: what cannot be used is configuration, said in
+ * one line with nng's reason. */
+static void test_listen_config(void **state)
+{
+    char url[64], why[256], want[128];
+    nng_socket a, b;
+    (void)state;
+
+    tcp_url(url, sizeof(url));
+    strcpy(why, "untouched");
+    assert_int_equal(
+        wa_bus_listen(WA_SOCK_REP, url, NULL, &a, why, sizeof(why)), WA_OK);
+    assert_string_equal(why, "untouched");
+    assert_int_equal(
+        wa_bus_listen(WA_SOCK_SUB, url, NULL, &b, why, sizeof(why)),
+        WA_ECONFIG);
+    snprintf(want, sizeof(want), "cannot listen on %s: %s", url,
+             nng_strerror(NNG_EADDRINUSE));
+    assert_string_equal(why, want);
+    /* why is optional, and cut to its size. */
+    assert_int_equal(wa_bus_listen(WA_SOCK_REP, url, NULL, &b, NULL, 0),
+                     WA_ECONFIG);
+    assert_int_equal(wa_bus_listen(WA_SOCK_REP, url, NULL, &b, why, 10),
+                     WA_ECONFIG);
+    assert_string_equal(why, "cannot li");
+    nng_close(a);
+
+    /* Not this host's address; not a URL; a missing ipc:// directory. */
+    assert_int_equal(wa_bus_listen(WA_SOCK_REP, "tcp://192.0.2.1:5999", NULL,
+                                   &b, why, sizeof(why)),
+                     WA_ECONFIG);
+    assert_non_null(strstr(why, "cannot listen on tcp://192.0.2.1:5999: "));
+    assert_int_equal(wa_bus_listen(WA_SOCK_REP, "tcp://127.0.0.1:0", NULL, &b,
+                                   why, sizeof(why)),
+                     WA_ECONFIG);
+    assert_int_equal(wa_bus_listen(WA_SOCK_REP,
+                                   "ipc:///nonexistent-wa-dir/x.sock", NULL, &b,
+                                   why, sizeof(why)),
+                     WA_ECONFIG);
+    /* Misuse is not configuration. */
+    assert_int_equal(
+        wa_bus_listen(WA_SOCK_REP, url, NULL, NULL, why, sizeof(why)),
+        WA_EINVAL);
+    assert_non_null(strstr(why, "cannot listen on "));
+}
+
 static void test_bus_err(void **state)
 {
     (void)state;
@@ -1570,6 +1616,7 @@ int main(void)
         cmocka_unit_test(test_open_bad_args),
         cmocka_unit_test(test_open_bad_url),
         cmocka_unit_test(test_open_addr_in_use),
+        cmocka_unit_test(test_listen_config),
         cmocka_unit_test(test_bus_err),
         cmocka_unit_test(test_call_sync_handler),
         cmocka_unit_test(test_call_remote_error),

@@ -7,11 +7,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "free_port.h"
 #include "wa/service.h"
 
 /* Run fn in a child with stderr captured; return its exit status. */
@@ -75,6 +79,54 @@ static void test_config_fail(void **state)
     (void)state;
     assert_int_equal(run_child(fail_direct, out, sizeof(out)), 2);
     assert_string_equal(out, "gw: no secret\n");
+}
+
+/* The address a service listens on, held: one line, exit status 2 (the
+ * child exits with what wa_service_listen left in status). */
+static char held_url[64];
+
+static void listen_held(void)
+{
+    nng_socket s;
+    int status = 1;
+
+    if (wa_service_listen("st", WA_SOCK_REP, held_url, NULL, &s, &status) ==
+        WA_OK)
+        _exit(0);
+    _exit(status);
+}
+
+static void test_listen_held_exits_2(void **state)
+{
+    struct sockaddr_in sa = {0};
+    nng_socket b;
+    int status = 1, port, fd;
+    char out[512], want[256];
+
+    (void)state;
+    /* Held by a plain socket: nng must not run in this process before the
+     * fork (its threads would not be in the child). */
+    port = test_free_port();
+    assert_true(port > 0);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    snprintf(held_url, sizeof(held_url), "tcp://127.0.0.1:%d", port);
+    assert_int_equal(run_child(listen_held, out, sizeof(out)), WA_EXIT_CONFIG);
+    snprintf(want, sizeof(want), "st: cannot listen on %s: %s\n", held_url,
+             nng_strerror(NNG_EADDRINUSE));
+    assert_string_equal(out, want);
+    close(fd);
+    /* Free again: opened, status untouched. */
+    assert_int_equal(
+        wa_service_listen("st", WA_SOCK_REP, held_url, NULL, &b, &status),
+        WA_OK);
+    assert_int_equal(status, 1);
+    nng_close(b);
 }
 
 static void short_secret(void)
@@ -207,6 +259,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_config_failure_exits_2),
         cmocka_unit_test(test_config_fail),
         cmocka_unit_test(test_auth_failure_exits_2),
+        cmocka_unit_test(test_listen_held_exits_2),
         cmocka_unit_test(test_wait_times_out),
         cmocka_unit_test(test_sigterm_wakes_wait),
     };

@@ -55,6 +55,19 @@ typedef struct wa_sock_opts {
 wa_err_t wa_bus_open(wa_sock_kind_t kind, wa_sock_mode_t mode, const char *url,
                      const wa_sock_opts_t *opts, nng_socket *out);
 
+/*
+ * A service's own listening socket (STORE_URL, EVENTS_URL, SESSION_URL):
+ * wa_bus_open(kind, WA_SOCK_LISTEN, ...), except that an address that
+ * cannot be listened on (another process holds it, no permission, not an
+ * address of this host, an ipc:// directory that does not exist, a bad
+ * URL) is WA_ECONFIG: DESIGN §2 counts it as configuration, exit status 2.
+ * On any failure why (if not NULL) gets one line, "cannot listen on <url>:
+ * <reason>", the reason nng's own ("Address in use").
+ */
+wa_err_t wa_bus_listen(wa_sock_kind_t kind, const char *url,
+                       const wa_sock_opts_t *opts, nng_socket *out, char *why,
+                       size_t whylen);
+
 /* Translate an nng error into ours (NNG_ETIMEDOUT -> WA_ETIMEDOUT, ...). */
 wa_err_t wa_bus_err(int nng_rv);
 

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "wa/auth.h"
+#include "wa/bus.h"
 #include "wa/config.h"
 
 /*
@@ -43,6 +44,17 @@ void wa_service_config_fail(const char *service, const char *fmt, ...)
  * then returns WA_EXIT_CONFIG itself (a port it cannot listen on). */
 void wa_service_config_line(const char *service, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/*
+ * For main(): the service's own listening bus socket (wa_bus_listen). On
+ * failure the reason is reported once and the error returned: an address
+ * that cannot be used is configuration, one line "<service>: cannot listen
+ * on <url>: <reason>" on stderr and *status set to WA_EXIT_CONFIG; any
+ * other failure is logged and *status left as it was.
+ */
+wa_err_t wa_service_listen(const char *service, wa_sock_kind_t kind,
+                           const char *url, const wa_sock_opts_t *opts,
+                           nng_socket *out, int *status);
 
 /*
  * For main() of a service that authenticates (gateway, notifier-svc): build
